@@ -1,0 +1,150 @@
+"""The accuracy tables of a results folder, in the original seq_icl layout.
+
+    python -m analysis.report <results dir>
+
+Writes, atomically, into the results folder: ``table.md`` (printed too), ``table.csv``,
+``table.json`` (one row per task and model), ``trials.csv`` (one row per trial) and
+``best_configs.yaml`` (the chosen trial's sampled values and full config per pair).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from seqicl.atomic import atomic_write_text
+
+from .results import Trial, best_trial, load_trials
+
+MODEL_NAMES = {"transformer": "Transformer", "s4d": "S4D", "h3": "H3", "gilr": "GILR", "lru": "LRU",
+               "lstm": "LSTM", "rwkv": "RWKV", "hyena": "Hyena", "retnet": "RetNet", "gla": "GLA",
+               "mamba": "Mamba", "linear_transformer": "Linear Transformer"}
+TASK_NAMES = {"associative_recall": "associative recall", "induction": "induction head", "dfa": "RegBench (DFA)"}
+METRIC_NAMES = {"accuracy": "test accuracy", "dfa_accuracy": "test DFA accuracy"}
+
+
+def model_order(models) -> list[str]:
+    known = [m for m in MODEL_NAMES if m in models]
+    return known + sorted(set(models) - set(known))
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}"
+
+
+def summarize(trials: list[Trial]) -> list[dict]:
+    """One row per (task, model): the best trial's numbers and the trial counts."""
+    groups: dict[tuple, list[Trial]] = defaultdict(list)
+    for t in trials:
+        groups[(t.task, t.model)].append(t)
+    rows = []
+    for (task, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], model_order([kv[0][1]]))):
+        best = best_trial(ts)
+        count = {s: sum(t.status == s for t in ts) for s in ("finished", "stopped", "errored")}
+        rows.append({
+            "task": task, "model": model, "metric": ts[0].metric,
+            "test": best.test_at_best if best else None, "val": best.best_val if best else None,
+            "best_epoch": best.best_epoch if best else None, "chance": ts[0].chance,
+            "trials": len(ts), **count, "best_trial": str(best.path) if best else None,
+            "params": best.params if best else {},
+        })
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = io.StringIO()
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    models = model_order({r["model"] for r in rows})
+    cell = {(r["task"], r["model"]): r for r in rows}
+    out.write("## Test accuracy (%) of the best trial per model, chosen on validation\n\n")
+    out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " | Random |\n")
+    out.write("|---|" + ":---:|" * (len(models) + 1) + "\n")
+    for task in tasks:
+        chance = next(r["chance"] for r in rows if r["task"] == task)
+        vals = [pct(cell[(task, m)]["test"]) if (task, m) in cell else "" for m in models]
+        out.write(f"| {TASK_NAMES.get(task, task)} | " + " | ".join(vals) + f" | {pct(chance)} |\n")
+    for task in tasks:
+        metric = next(r["metric"] for r in rows if r["task"] == task)
+        out.write(f"\n### {TASK_NAMES.get(task, task)}: {METRIC_NAMES.get(metric, metric)} per model\n\n")
+        out.write("| model | test (%) | val (%) | best epoch | trials | finished | stopped early | errored "
+                  "| best configuration |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+        for m in models:
+            r = cell.get((task, m))
+            if r is None:
+                continue
+            conf = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
+            out.write(f"| {MODEL_NAMES.get(m, m)} | {pct(r['test'])} | {pct(r['val'])} | {r['best_epoch'] or '-'} "
+                      f"| {r['trials']} | {r['finished']} | {r['stopped']} | {r['errored']} | {conf or '-'} |\n")
+    return out.getvalue()
+
+
+def to_csv(rows: list[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: json.dumps(v) if isinstance(v, dict) else v for k, v in r.items()})
+    return buf.getvalue()
+
+
+def rel(path: str | Path, root: Path) -> str:
+    """Paths in reports are relative to the results folder, so the folder can move."""
+    return os.path.relpath(path, root)
+
+
+def write_report(root: str | Path) -> str:
+    """Write every report file into ``root``; returns the Markdown. Raises FileNotFoundError
+    when ``root`` holds no trials."""
+    root = Path(root)
+    trials = load_trials(root)
+    if not trials:
+        raise FileNotFoundError(f"{root}: no seqicl trials found")
+    rows = summarize(trials)
+    for r in rows:
+        r["best_trial"] = r["best_trial"] and rel(r["best_trial"], root)
+    md = f"# seqicl results: {root.name}\n\n" + markdown(rows)
+    atomic_write_text(root / "table.md", md)
+    atomic_write_text(root / "table.json", json.dumps(rows, indent=1))
+    atomic_write_text(root / "table.csv", to_csv(rows, ["task", "model", "metric", "test", "val", "best_epoch",
+                                                         "chance", "trials", "finished", "stopped", "errored",
+                                                         "params", "best_trial"]))
+    trial_rows = [{"task": t.task, "model": t.model, "trial_id": t.trial_id, "status": t.status,
+                   "epochs_run": t.epochs_run, "best_val": t.best_val, "test_at_best": t.test_at_best,
+                   "best_epoch": t.best_epoch, "params": t.params, "error": t.error, "path": rel(t.path, root)}
+                  for t in trials]
+    atomic_write_text(root / "trials.csv", to_csv(trial_rows, list(trial_rows[0])))
+    best = {}
+    for r in rows:
+        if r["best_trial"]:
+            t = next(t for t in trials if rel(t.path, root) == r["best_trial"])
+            best.setdefault(r["task"], {})[r["model"]] = {
+                "val": r["val"], "test": r["test"], "best_epoch": r["best_epoch"], "trial": t.trial_id,
+                "checkpoint": rel(t.path / "best.pt", root), "params": t.params, "config": t.config}
+    atomic_write_text(root / "best_configs.yaml", yaml.safe_dump(best, sort_keys=False))
+    return md
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or argv[0] in ("-h", "--help"):
+        print("usage: python -m analysis.report <results dir>", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    root = Path(argv[0])
+    if not root.is_dir():
+        print(f"error: {root}: no such results folder", file=sys.stderr)
+        return 2
+    try:
+        print(write_report(root))
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,23 @@
+"""Mixers by name. A mixer is an ``nn.Module`` with the one contract
+
+    Mixer(d_model, layer_idx, **kwargs);  forward: (B, L, D) -> (B, L, D), causal
+
+and a class attribute ``needs_positions`` (True when it cannot tell positions apart by
+itself, like attention). Every hyperparameter is a keyword argument so sweeps can vary it.
+"""
+from __future__ import annotations
+
+MIXERS: dict[str, type] = {}
+
+
+def register(name: str):
+    def wrap(cls):
+        MIXERS[name] = cls
+        return cls
+    return wrap
+
+
+def get_mixer(name: str) -> type:
+    if name not in MIXERS:
+        raise ValueError(f"unknown model '{name}' (choose from {', '.join(sorted(MIXERS))})")
+    return MIXERS[name]

@@ -1,0 +1,111 @@
+"""The training loop: plain PyTorch, no Ray. Data lives on the device as tensors; each
+epoch shuffles, steps through full batches, then evaluates val and test once."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..atomic import atomic_write_text
+from ..data import IGNORE, load_task
+from ..models import build_model
+from .checkpoint import save_checkpoint
+from .metrics import evaluate
+from .optim import make_optimizer, make_schedule
+from .tensorboard import ScalarLog
+
+# on_epoch(metrics, checkpoint_path or None): called after every evaluation; the path is set
+# when this evaluation is the best so far and a checkpoint was written for it.
+EpochCallback = Callable[[dict, "Path | None"], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def default_run_dir(cfg: dict) -> Path:
+    return Path("runs") / f"{cfg['task']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path | None = None) -> dict:
+    """Train one model on one task as ``cfg`` says; returns a summary of the best epoch.
+
+    Metrics per evaluation: ``train_loss``, ``lr``, ``{val,test}_{loss,accuracy[,dfa_accuracy]}``,
+    ``best_val`` (best so far of ``val_<task.metric>``: comparable across budgets, which is
+    what early stopping needs), ``test_at_best`` (test metric at that epoch), ``best_epoch``.
+    """
+    tcfg, ocfg = cfg["train"], cfg["optim"]
+    device = resolve_device(cfg["device"])
+    run_dir = Path(run_dir or tcfg.get("run_dir") or default_run_dir(cfg))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metric = cfg["task"]["metric"]
+
+    data = load_task(cfg["task"], cfg["data"]["cache_dir"]).to(device)
+    torch.manual_seed(cfg["seed"])
+    max_len = data.train.inputs.shape[1]
+    model = build_model(cfg["model"], len(data.vocab), max_len).to(device)
+    atomic_write_text(run_dir / "run.json", json.dumps(
+        {"config": cfg, "task_info": data.info, "params": sum(p.numel() for p in model.parameters()),
+         "device": str(device), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+    opt = make_optimizer(model, ocfg, device)
+    bs, n = tcfg["batch_size"], len(data.train)
+    steps_per_epoch = max(1, n // bs)  # full batches only: every step has the same shape
+    sched = make_schedule(opt, ocfg, steps_per_epoch * tcfg["epochs"])
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    log = ScalarLog(run_dir / "tb")
+
+    best = {"best_val": -1.0, "test_at_best": 0.0, "best_epoch": -1}
+    bar = tqdm(range(tcfg["epochs"]), disable=not tcfg["progress"], desc=f"{cfg['task']['name']}/{cfg['model']['name']}",
+               unit="ep", dynamic_ncols=True)
+    start = time.time()
+    metrics: dict = {}
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(n, generator=gen).to(device)
+        loss_sum = torch.zeros((), device=device)
+        for i in range(steps_per_epoch):
+            idx = perm[i * bs: (i + 1) * bs]
+            logits = model(data.train.inputs[idx])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), data.train.targets[idx].flatten(),
+                                   ignore_index=IGNORE)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tcfg["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach()
+        last = epoch + 1 == tcfg["epochs"]
+        if (epoch + 1) % tcfg["eval_every"] and not last:
+            continue
+        metrics = {"epoch": epoch + 1, "train_loss": float(loss_sum) / steps_per_epoch,
+                   "lr": sched.get_last_lr()[0]}
+        for split in ("val", "test"):
+            for k, v in evaluate(model, getattr(data, split)).items():
+                metrics[f"{split}_{k}"] = v
+        improved = metrics[f"val_{metric}"] > best["best_val"]
+        if improved:
+            best = {"best_val": metrics[f"val_{metric}"], "test_at_best": metrics[f"test_{metric}"],
+                    "best_epoch": epoch + 1}
+        metrics.update(best, time_total_s=time.time() - start)
+        ckpt = None
+        if improved and tcfg["checkpoint"]:
+            ckpt = run_dir / "best.pt"
+            save_checkpoint(ckpt, model, cfg, data.vocab, max_len, epoch + 1, metrics)
+        log.epoch(epoch + 1, metrics)
+        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{metrics[f'val_{metric}']:.3f}",
+                        test=f"{metrics[f'test_{metric}']:.3f}")
+        if on_epoch is not None:
+            on_epoch(metrics, ckpt)
+    summary = {**best, "final_val": metrics.get(f"val_{metric}", 0.0), "metric": metric,
+               "params": sum(p.numel() for p in model.parameters()), "time_total_s": time.time() - start,
+               "run_dir": str(run_dir)}
+    log.close(cfg, {k: float(v) for k, v in best.items()})
+    return summary

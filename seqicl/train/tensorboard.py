@@ -1,0 +1,32 @@
+"""Per-run TensorBoard scalars with readable names (train/loss, val/accuracy, ...)."""
+from __future__ import annotations
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+class ScalarLog:
+    def __init__(self, log_dir):
+        self.writer = SummaryWriter(str(log_dir))
+
+    def epoch(self, epoch: int, metrics: dict) -> None:
+        for name, value in metrics.items():
+            if "_" in name and isinstance(value, float):
+                split, metric = name.split("_", 1)
+                self.writer.add_scalar(f"{split}/{metric}", value, epoch)
+        self.writer.flush()
+
+    def close(self, cfg: dict, summary: dict) -> None:
+        self.writer.add_hparams(flatten(cfg), {f"hparam/{k}": v for k, v in summary.items()
+                                               if isinstance(v, float)}, run_name=".")
+        self.writer.close()

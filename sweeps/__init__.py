@@ -1,0 +1,1 @@
+"""Ray Tune sweeps over seqicl models: ``python sweeps/run.py --task induction``."""

@@ -1,0 +1,199 @@
+import random
+
+import pytest
+import torch
+
+from seqicl.data import IGNORE, generate, load_task
+from seqicl.data import cache as cache_mod
+from seqicl.data.automaton import DFA, minimize, random_dfa, sample_raw
+
+from conftest import small_task
+
+TRIGGER = 18  # the separator id with vocab 20
+
+
+def full_sequences(split):
+    """Rebuild each full sequence: the inputs plus the last target (the answer)."""
+    return torch.cat([split.inputs, split.targets[:, -1:]], dim=1)
+
+
+def rows(t):
+    return {tuple(r) for r in t.tolist()}
+
+
+# ---- induction head -----------------------------------------------------------------------
+
+def test_induction_format_and_masks():
+    data = generate(small_task("induction"))
+    assert data.train.inputs.shape == (200, 31) and data.test.inputs.shape == (50, 31)
+    for split in (data.train, data.val, data.test):
+        seqs = full_sequences(split)
+        for s in seqs.tolist():
+            first = s.index(TRIGGER)
+            assert s.count(TRIGGER) == 2 and first < 28          # once inside, once at the end
+            assert s[-2] == TRIGGER and s[-1] == s[first + 1]     # answer: the token after the trigger
+            assert all(0 <= t < 18 for i, t in enumerate(s) if i not in (first, 30))
+    # train: every next token; val/test: the answer only
+    assert torch.equal(data.train.targets[:, :-1], data.train.inputs[:, 1:])
+    for split in (data.val, data.test):
+        assert (split.targets[:, :-1] == IGNORE).all() and (split.targets[:, -1] >= 0).all()
+    assert data.info["chance"] == pytest.approx(1 / 18)
+
+
+def test_associative_recall_format_and_masks():
+    data = generate(small_task("associative_recall"))
+    assert data.train.inputs.shape[1] == 42
+    for s in full_sequences(data.test).tolist():
+        pairs = list(zip(s[0:40:2], s[1:40:2]))
+        kv = {}
+        for k, v in pairs:
+            assert 0 <= k < 9 and 9 <= v < 18                  # keys lower half, values upper half
+            assert kv.setdefault(k, v) == v                     # one value per key within an example
+        assert s[40] == TRIGGER and s[41] in kv and s[42] == kv[s[41]]
+    assert (data.test.targets[:, :-1] == IGNORE).all()
+    assert data.info["chance"] == pytest.approx(1 / 9)
+
+
+@pytest.mark.parametrize("task", ["induction", "associative_recall", "dfa"])
+def test_deterministic_from_seed_and_splits_disjoint(task):
+    a, b = generate(small_task(task)), generate(small_task(task))
+    c = generate(small_task(task, seed=1))
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(a, split).inputs, getattr(b, split).inputs)
+    assert not torch.equal(a.train.inputs, c.train.inputs)
+    if task != "dfa":
+        tr, va, te = (rows(full_sequences(getattr(a, s))) for s in ("train", "val", "test"))
+        assert len(tr) == 200 and len(va) == 50 and len(te) == 50   # no duplicates inside a split
+        assert not (tr & te) and not (tr & va) and not (va & te)
+
+
+# ---- automata ------------------------------------------------------------------------------
+
+def distinguishable(dfa: DFA, p: int, q: int) -> bool:
+    """Independent check: some string is accepted from exactly one of p, q (product search)."""
+    seen, stack = {(p, q)}, [(p, q)]
+    letters = {a for edges in dfa.transitions for a, _ in edges}
+    while stack:
+        x, y = stack.pop()
+        for a in letters:
+            nx, ny = dfa.next_state(x, a), dfa.next_state(y, a)
+            if (nx is None) != (ny is None):
+                return True
+            if nx is not None and (nx, ny) not in seen:
+                seen.add((nx, ny))
+                stack.append((nx, ny))
+    return False
+
+
+def test_minimize_merges_equivalent_states_by_hand():
+    # 0 -a-> 1, 0 -b-> 2, 1 -c-> 0, 2 -c-> 0, 3 unreachable: states 1 and 2 are equivalent
+    dfa = minimize([{0: 1, 1: 2}, {2: 0}, {2: 0}, {0: 0}])
+    assert dfa.transitions == (((0, 1), (1, 1)), ((2, 0),))
+    assert dfa.accepts([0, 2, 1, 2]) and not dfa.accepts([0, 0])
+
+
+def test_random_dfas_are_minimal_trimmed_and_canonical():
+    rng = random.Random(0)
+    for _ in range(200):
+        raw = sample_raw(rng, 18, rng.randint(4, 12), rng.randint(4, 18), 1, 3)
+        assert all(t != s for s, d in enumerate(raw) for t in d.values())      # sampled without self-loops
+        assert all(1 <= len(d) <= 3 for d in raw)
+        dfa = minimize(raw)
+        n = dfa.num_states
+        assert all(distinguishable(dfa, p, q) for p in range(n) for q in range(p + 1, n))
+        reach, stack = {0}, [0]                                                # every state reachable
+        while stack:
+            for _, t in dfa.transitions[stack.pop()]:
+                if t not in reach:
+                    reach.add(t)
+                    stack.append(t)
+        assert reach == set(range(n))
+        assert all(len(edges) >= 1 for edges in dfa.transitions)              # walks never get stuck
+        # relabelling the raw states (keeping 0 the start) gives the same canonical automaton
+        perm = [0] + rng.sample(range(1, len(raw)), len(raw) - 1)
+        relabelled = [None] * len(raw)
+        for s, d in enumerate(raw):
+            relabelled[perm[s]] = {a: perm[t] for a, t in d.items()}
+        assert minimize(relabelled).key() == dfa.key()
+
+
+# ---- RegBench ------------------------------------------------------------------------------
+
+def split_strings(seq: list[int], sep: int, pad: int) -> list[list[int]]:
+    seq = [t for t in seq if t != pad]
+    out, cur = [], []
+    for t in seq:
+        if t == sep:
+            out.append(cur)
+            cur = []
+        else:
+            cur.append(t)
+    return out + [cur]
+
+
+def dfa_from_table(table: torch.Tensor) -> DFA:
+    rows_ = table.tolist()
+    reach, stack = {0}, [0]
+    while stack:
+        for t in rows_[stack.pop()]:
+            if t >= 0 and t not in reach:
+                reach.add(t)
+                stack.append(t)
+    return DFA(tuple(tuple((a, t) for a, t in enumerate(rows_[s]) if t >= 0) for s in range(max(reach) + 1)))
+
+
+def test_regbench_strings_accepted_masks_and_states():
+    cfg = small_task("dfa", num_train=60, num_val=20, num_test=20)
+    data = generate(cfg)
+    sep, pad = 18, 19
+    for split in (data.train, data.test):
+        for i in range(len(split)):
+            seq = torch.cat([split.inputs[i], split.inputs.new_tensor([pad])]).tolist()
+            dfa = dfa_from_table(split.dfa_trans[i])
+            strings = split_strings(seq, sep, pad)
+            assert 10 <= len(strings) <= 19
+            assert all(1 <= len(s) <= 49 and dfa.accepts(s) for s in strings)
+            # targets: the next token except where it is `|` or padding
+            nxt = split.inputs[i, 1:]
+            want = torch.where((nxt == sep) | (nxt == pad), IGNORE, nxt)
+            assert torch.equal(split.targets[i, :-1], want)
+            # dfa_state: state after each input within the current string
+            state = 0
+            for t, tok in enumerate(seq[:-1]):
+                if tok == pad:
+                    break
+                state = 0 if tok == sep else dfa.next_state(state, tok)
+                assert split.dfa_state[i, t] == state
+    assert 0 < data.info["chance"] < 1
+
+
+def test_regbench_automata_disjoint_and_test_fixed_across_train_sizes():
+    small = generate(small_task("dfa", num_train=40, num_val=20, num_test=20))
+    big = generate(small_task("dfa", num_train=80, num_val=20, num_test=20))
+    assert torch.equal(small.test.inputs, big.test.inputs[:, : small.test.inputs.shape[1]])
+
+    def keys(split):
+        return {dfa_from_table(t).key() for t in split.dfa_trans}
+    tr, va, te = keys(big.train), keys(big.val), keys(big.test)
+    assert len(tr) == 80 and len(te) == 20
+    assert not (tr & te) and not (tr & va) and not (va & te)
+
+
+def test_cache_generates_once_and_replaces_corrupt_entries(tmp_path, monkeypatch):
+    cfg = small_task("induction")
+    calls = []
+    real = generate
+
+    def counting(c):
+        calls.append(1)
+        return real(c)
+    first = cache_mod.cached(cfg, counting, tmp_path)
+    again = cache_mod.cached(cfg, counting, tmp_path)
+    assert len(calls) == 1 and torch.equal(first.train.inputs, again.train.inputs)
+    (path,) = tmp_path.glob("*.pt")
+    path.write_bytes(b"not a torch file")
+    cache_mod.cached(cfg, counting, tmp_path)
+    assert len(calls) == 2
+    other = dict(cfg, seed=5)
+    assert cache_mod.cache_key(other) != cache_mod.cache_key(cfg)
+    assert load_task(cfg, str(tmp_path)).name == "induction"

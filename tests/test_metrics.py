@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from seqicl.data import IGNORE, Split
+from seqicl.train.metrics import dfa_correct, evaluate
+
+V = 5  # letters a=0, b=1, c=2, then `|`=3 and pad=4
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' that predicts fixed tokens, to test the metrics on hand-made cases. Each
+    input row starts with its own row number, so the lookup survives batching."""
+    def __init__(self, preds: torch.Tensor):
+        super().__init__()
+        self.preds = preds
+
+    def forward(self, tokens):
+        return torch.nn.functional.one_hot(self.preds[tokens[:, 0]], V).float() * 10
+
+
+def test_dfa_correct_by_hand():
+    # DFA: 0 -a-> 1, 1 -b-> 0, 1 -c-> 1
+    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
+    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1
+    state = torch.tensor([[0, 1, 1, 0]])
+    pred = torch.tensor([[0, 2, 0, 1]])  # a from 0 ok, c from 1 ok, a from 1 wrong, b from 0 wrong
+    assert dfa_correct(pred, trans, state).tolist() == [[True, True, False, False]]
+
+
+def test_evaluate_dfa_accuracy_and_accuracy_skip_masked_positions():
+    # sequence "a b | a c c" ; inputs a b | a c, targets b -100 a c c
+    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
+    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1
+    inputs = torch.tensor([[0, 1, 3, 0, 2]])
+    targets = torch.tensor([[1, IGNORE, 0, 2, 2]])
+    state = torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8)
+    # predictions: c (valid from 1, not the target), a (masked), a (valid, = target), b (valid), a (invalid)
+    preds = torch.tensor([[2, 0, 0, 1, 0]])
+    m = evaluate(FixedLogits(preds), Split(inputs, targets, trans, state))
+    assert m["dfa_accuracy"] == pytest.approx(3 / 4)
+    assert m["accuracy"] == pytest.approx(1 / 4)
+
+
+def test_evaluate_accuracy_only_counts_unmasked_and_batches():
+    inputs = torch.arange(3).unsqueeze(1).repeat(1, 4)
+    targets = torch.full((3, 4), IGNORE)
+    targets[:, -1] = torch.tensor([1, 2, 3])
+    preds = torch.zeros((3, 4), dtype=torch.long)
+    preds[:, -1] = torch.tensor([1, 0, 3])
+    m = evaluate(FixedLogits(preds), Split(inputs, targets), batch_size=2)
+    assert m["accuracy"] == pytest.approx(2 / 3) and "dfa_accuracy" not in m

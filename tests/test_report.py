@@ -1,0 +1,47 @@
+import json
+import subprocess
+import sys
+
+from analysis.report import write_report
+from analysis.results import best_trial, load_trials
+from seqicl.config import compose
+
+from conftest import ROOT
+
+
+def fake_trial(root, model, name, results, epochs=10, error=False, chance=0.05):
+    d = root / "induction" / model / name
+    d.mkdir(parents=True)
+    cfg = compose([f"model={model}", f"train.epochs={epochs}"])
+    (d / "run.json").write_text(json.dumps({"config": cfg, "task_info": {"chance": chance}}))
+    (d / "params.json").write_text(json.dumps({"optim.lr": 1e-3}))
+    lines = [json.dumps({"epoch": e, "best_val": bv, "test_at_best": tb, "best_epoch": e, "trial_id": name})
+             for e, bv, tb in results]
+    (d / "result.json").write_text("\n".join(lines) + "\n")
+    if error:
+        (d / "error.txt").write_text("Traceback...\nRuntimeError: boom")
+    return d
+
+
+def test_ranking_uses_validation_skips_errored_and_prefers_longer_runs(tmp_path):
+    fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.9), (2, 0.6, 0.2)])                  # stopped at 2 of 10
+    fake_trial(tmp_path, "lstm", "b", [(e, 0.6, 0.4) for e in range(1, 11)])            # finished, ties on val
+    fake_trial(tmp_path, "lstm", "c", [(1, 0.99, 0.99)], error=True)                    # errored: never best
+    trials = load_trials(tmp_path)
+    assert {t.trial_id: t.status for t in trials} == {"a": "stopped", "b": "finished", "c": "errored"}
+    best = best_trial(trials)
+    assert best.trial_id == "b" and best.test_at_best == 0.4
+
+
+def test_report_files_and_cli(tmp_path):
+    fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.25)])
+    fake_trial(tmp_path, "transformer", "t", [(1, 0.9, 0.875)])
+    md = write_report(tmp_path)
+    assert "| induction head | 87.5 | 25.0 | 5.0 |" in md          # original layout: Transformer first
+    rows = json.loads((tmp_path / "table.json").read_text())
+    assert {r["model"]: r["test"] for r in rows} == {"lstm": 0.25, "transformer": 0.875}
+    assert (tmp_path / "table.csv").read_text().count("\n") == 3
+    assert "optim.lr" in (tmp_path / "best_configs.yaml").read_text()
+    bad = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "missing")], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -1,0 +1,73 @@
+import pytest
+
+from seqicl.config import ConfigError, compose, load_yaml
+from sweeps.search_space import ROOT, load_space, parse_space
+
+
+@pytest.fixture
+def cfg():
+    return compose(["model=transformer"])
+
+
+def test_grammar(cfg):
+    space = parse_space({
+        "optim.lr": {"loguniform": [1e-4, 1e-3]},
+        "model.dropout": {"uniform": [0.0, 0.2]},
+        "model.d_model": {"choice": [32, 64]},
+        "model.n_layers": {"randint": [2, 8]},
+        "train.batch_size": 16,
+        "optim.weight_decay": {"choice": [0, 0.1]},
+    }, cfg, "test")
+    assert space["optim.lr"].kind == "loguniform" and space["optim.lr"].args == (1e-4, 1e-3)
+    assert space["model.n_layers"].args == (2, 8)
+    assert space["train.batch_size"].kind == "fixed" and space["train.batch_size"].args == (16,)
+    assert space["optim.weight_decay"].args == (0.0, 0.1)  # ints where floats live become floats
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"model.d_modl": {"choice": [1]}}, "'model.d_modl' is not a key of the config"),
+    ({"model": {"choice": [1]}}, "is a section"),
+    ({"optim.lr": {"normal": [0, 1]}}, "expected one of"),
+    ({"optim.lr": {"loguniform": [1e-3, 1e-4]}}, "low < high"),
+    ({"optim.lr": {"loguniform": [0, 1e-4]}}, "loguniform needs low > 0"),
+    ({"optim.lr": {"uniform": [0.1]}}, r"needs \[low, high\]"),
+    ({"model.d_model": {"choice": ["big"]}}, "expects int"),
+    ({"model.d_model": {"uniform": [32, 64]}}, "gives floats"),
+    ({"model.n_layers": {"randint": [2.5, 8]}}, "integer bounds"),
+    ({"model.d_model": [32, 64]}, "did you mean"),
+    ({"model.d_model": {"choice": []}}, "non-empty"),
+    ({"model.d_model": "wide"}, "expects int"),
+    (["optim.lr"], "expected a mapping"),
+])
+def test_malformed_entries_are_clear_errors(cfg, raw, message):
+    with pytest.raises(ConfigError, match=message) as e:
+        parse_space(raw, cfg, "space.yaml")
+    assert "\n" not in str(e.value) and str(e.value).startswith("space.yaml")
+
+
+def test_malformed_yaml_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim.lr: {loguniform: [1e-4, 1e-3]\n")
+    with pytest.raises(ConfigError, match="malformed YAML") as e:
+        load_yaml(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_every_shipped_space_parses_and_covers_the_original_grid():
+    files = sorted(ROOT.glob("*/*.yaml"))
+    assert files
+    for f in files:
+        task, model = f.parent.name, f.stem
+        space = load_space(task, model, compose([f"task={task}", f"model={model}"]))
+        assert set(space["model.d_model"].args) >= {32, 64, 128, 256}
+        assert set(space["model.n_layers"].args) >= {2, 4, 8}
+        lo, hi = space["optim.lr"].args
+        assert lo <= 1e-4 and hi >= 1e-3
+        assert set(space["optim.weight_decay"].args) >= {0.01, 0.1}
+        if model == "transformer":
+            assert set(space["model.mixer.n_heads"].args) >= {1, 2}
+
+
+def test_missing_space_file(cfg):
+    with pytest.raises(ConfigError, match="no search space"):
+        load_space("induction", "nope", cfg)

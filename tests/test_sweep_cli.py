@@ -1,0 +1,100 @@
+"""sweeps/run.py: bad input gives one line and status 2 and writes nothing; a tiny sweep
+runs end to end and produces the table."""
+import json
+import subprocess
+import sys
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from sweeps import run as sweep_run
+from sweeps import search_space
+
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--task", "nope"], "unknown task 'nope'"),
+    (["--task", "induction", "--models", "transformer,gpt9"], "unknown model 'gpt9'"),
+    (["--task", "induction", "model.d_modl=3"], "bad override"),
+    (["--task", "induction", "optim.lr=fast"], "optim.lr expects float"),
+    (["--task", "induction", "model=lstm"], "--task/--models"),
+    (["--task", "induction", "--num-samples", "0"], "--num-samples must be at least 1"),
+    (["--task", "induction", "--max-concurrent", "-1"], "--max-concurrent must be at least 1"),
+    (["--task", "induction", "--gpus-per-trial", "1.5"], "--gpus-per-trial"),
+    (["--task", "induction", "--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+    (["--task", "induction", "train.epochs=0"], "train.epochs must be at least 1"),
+    (["--task", "induction", "--preset", "huge"], "unknown preset 'huge'"),
+    (["--task", "induction", "--num-samples", "many"], "invalid int value"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys):
+    storage = tmp_path / "out"
+    assert run_main(argv + ["--storage", str(storage)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not storage.exists()
+
+
+def run_main(argv) -> int:
+    try:
+        return sweep_run.main(argv)
+    except SystemExit as e:  # argparse's own errors exit directly
+        return e.code
+
+
+def test_malformed_search_space_file(tmp_path, monkeypatch, capsys):
+    (tmp_path / "induction").mkdir()
+    (tmp_path / "induction" / "lstm.yaml").write_text("optim.lr: {loguniform: [1e-4, 1e-3\n")
+    monkeypatch.setattr(search_space, "ROOT", tmp_path)
+    assert sweep_run.main(["--task", "induction", "--models", "lstm", "--storage", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "malformed YAML" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_refuses_existing_results_without_resume(tmp_path, capsys):
+    (tmp_path / "induction" / "lstm").mkdir(parents=True)
+    marker = tmp_path / "induction" / "lstm" / "keep.txt"
+    marker.write_text("old results")
+    assert sweep_run.main(["--task", "induction", "--models", "lstm", "--storage", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert marker.read_text() == "old results"
+
+
+@pytest.mark.slow
+def test_tiny_sweep_end_to_end(tmp_path):
+    """Two models, two trials each, two epochs: the real Ray Tune + Optuna + ASHA path."""
+    storage = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "sweeps/run.py", "--task", "induction_head", "--models", "transformer,lstm",
+         "--num-samples", "2", "--max-concurrent", "2", "--storage", str(storage), "train.epochs=2",
+         "task.num_train=256", "task.num_val=64", "task.num_test=64"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    table = (storage / "table.md").read_text()
+    assert "| induction head |" in table and "Transformer" in table and "LSTM" in table
+    assert "| Transformer |" in proc.stdout and "| LSTM |" in proc.stdout  # the run ends by printing it
+    rows = json.loads((storage / "table.json").read_text())
+    assert {(r["model"], r["trials"]) for r in rows} == {("transformer", 2), ("lstm", 2)}
+    assert all(r["errored"] == 0 and 0 <= r["test"] <= 1 for r in rows)
+    assert (storage / "best_configs.yaml").is_file() and (storage / "trials.csv").is_file()
+    for model in ("transformer", "lstm"):
+        exp = storage / "induction" / model
+        assert (exp / "optuna_study.log").stat().st_size > 0   # the Optuna study, reloadable
+        trial_dirs = [p.parent for p in exp.glob("*/run.json")]
+        assert len(trial_dirs) == 2
+        for trial in trial_dirs:  # TensorBoard finds per-trial curves under the results folder
+            acc = EventAccumulator(str(trial / "tb"))
+            acc.Reload()
+            assert len(acc.Scalars("val/accuracy")) == 2 and len(acc.Scalars("train/loss")) == 2
+    # the report can be regenerated from the folder alone, to the same table
+    again = subprocess.run([sys.executable, "-m", "analysis.report", str(storage)], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and (storage / "table.md").read_text() == table
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    study = optuna.load_study(study_name="lstm", storage=JournalStorage(
+        JournalFileBackend(str(storage / "induction" / "lstm" / "optuna_study.log"))))
+    assert len(study.trials) == 2
