@@ -3,6 +3,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # Triton kernels run on the CPU through the interpreter; it must be on before triton loads
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -20,3 +25,12 @@ def small_task(name: str, **kw) -> dict:
     cfg.update(num_train=kw.pop("num_train", 200), num_val=kw.pop("num_val", 50), num_test=kw.pop("num_test", 50))
     cfg.update(kw)
     return cfg
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -1,5 +1,5 @@
 """Models: the language-model backbone and the mixers, registered by name."""
-from . import attention, lstm  # noqa: F401  (importing registers the mixers)
+from . import attention, gilr, h3, lru, lstm, rwkv, s4d  # noqa: F401  (importing registers the mixers)
 from .lm import LanguageModel, build_model
 from .registry import MIXERS, get_mixer, register
 

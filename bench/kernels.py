@@ -1,0 +1,147 @@
+"""Kernel and step-time benchmark (needs a CUDA GPU).
+
+    python bench/kernels.py [--out bench/results/kernels-<card>-<date>.md]
+
+For every kernel and shape: forward and forward+backward time of the Triton kernel and of the
+torch reference, the speed-up, the forward's achieved bandwidth (bytes it must move: inputs read
+once, outputs written once) and that as a percentage of the device-to-device copy bandwidth
+measured in the same run. Then one training step (forward, backward, AdamW) of every model at
+the original configuration (d_model 64, 2 layers, batch 32) at lengths 40 and 512.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from seqicl.models import MIXERS, build_model  # noqa: E402
+from seqicl.ops.complex_scan import complex_scan  # noqa: E402
+from seqicl.ops.complex_scan.reference import complex_scan_ref  # noqa: E402
+from seqicl.ops.scan import linear_scan  # noqa: E402
+from seqicl.ops.scan.reference import linear_scan_ref  # noqa: E402
+from seqicl.ops.wkv import wkv  # noqa: E402
+from seqicl.ops.wkv.reference import wkv_ref  # noqa: E402
+
+SHAPES = [(32, 40, 64), (64, 2048, 256)]
+
+
+def bench_ms(fn, fast: bool) -> float:
+    import triton.testing
+    return triton.testing.do_bench(fn, warmup=5 if fast else 25, rep=20 if fast else 100, return_mode="median")
+
+
+def copy_bandwidth() -> float:
+    """Device-to-device copy, bytes read + written per second (GB/s)."""
+    x = torch.empty(2 ** 28, device="cuda")  # 1 GiB
+    y = torch.empty_like(x)
+    ms = bench_ms(lambda: y.copy_(x), fast=False)
+    return 2 * x.numel() * 4 / ms / 1e6
+
+
+def kernel_cases(B, L, D):
+    """name -> (make inputs, triton fn, reference fn, forward bytes)."""
+    n = B * L * D
+
+    def scan_inputs():
+        a = torch.rand(B, L, D, device="cuda").requires_grad_()
+        return a, torch.randn(B, L, D, device="cuda").requires_grad_()
+
+    def cscan_inputs():
+        r = torch.rand(D, device="cuda") * 0.1 + 0.9
+        th = torch.rand(D, device="cuda") * 6.28
+        return ((r * th.cos()).requires_grad_(), (r * th.sin()).requires_grad_(),
+                torch.randn(B, L, D, device="cuda").requires_grad_(), torch.randn(B, L, D, device="cuda").requires_grad_())
+
+    def wkv_inputs():
+        return (torch.randn(D, device="cuda").requires_grad_(), torch.randn(D, device="cuda").requires_grad_(),
+                torch.randn(B, L, D, device="cuda").requires_grad_(), torch.randn(B, L, D, device="cuda").requires_grad_())
+
+    return {
+        "linear_scan (GILR)": (scan_inputs, linear_scan, linear_scan_ref, 3 * n * 4),
+        "complex_scan (LRU)": (cscan_inputs, complex_scan, complex_scan_ref, 4 * n * 4),
+        "wkv (RWKV-4)": (wkv_inputs, wkv, wkv_ref, 3 * n * 4),
+    }
+
+
+def total(out):
+    return sum(o.float().sum() for o in out) if isinstance(out, tuple) else out.float().sum()
+
+
+def kernel_table(copy_gbs: float) -> list[str]:
+    rows = ["| kernel | B, L, D | fwd ms | fwd+bwd ms | ref fwd ms | ref fwd+bwd ms | fwd speed-up | "
+            "fwd+bwd speed-up | fwd GB/s | % of copy |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for B, L, D in SHAPES:
+        for name, (make, fast_fn, ref_fn, nbytes) in kernel_cases(B, L, D).items():
+            args = make()
+            times = {}
+            for label, fn in (("fast", fast_fn), ("ref", ref_fn)):
+                slow = label == "ref" and L > 100
+                with torch.no_grad():
+                    times[label, "fwd"] = bench_ms(lambda: fn(*args), fast=slow)
+
+                def step():
+                    for a in args:
+                        a.grad = None
+                    total(fn(*args)).backward()
+                times[label, "both"] = bench_ms(step, fast=slow)
+            gbs = nbytes / times["fast", "fwd"] / 1e6
+            rows.append(f"| {name} | {B}, {L}, {D} | {times['fast', 'fwd']:.4f} | {times['fast', 'both']:.4f} | "
+                        f"{times['ref', 'fwd']:.3f} | {times['ref', 'both']:.3f} | "
+                        f"{times['ref', 'fwd'] / times['fast', 'fwd']:.0f}x | {times['ref', 'both'] / times['fast', 'both']:.0f}x | "
+                        f"{gbs:.0f} | {100 * gbs / copy_gbs:.0f}% |")
+            print(rows[-1], flush=True)
+    return rows
+
+
+def step_table() -> list[str]:
+    rows = ["| model | L=40 step ms | L=512 step ms |", "|---|---:|---:|"]
+    order = ["transformer", "s4d", "h3", "gilr", "lru", "lstm", "rwkv"]
+    for name in order + sorted(set(MIXERS) - set(order)):
+        cells = []
+        for L in (40, 512):
+            torch.manual_seed(0)
+            model = build_model({"name": name, "d_model": 64, "n_layers": 2}, 20, L).cuda()
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+            x = torch.randint(0, 20, (32, L), device="cuda")
+            y = torch.randint(0, 20, (32, L), device="cuda")
+
+            def step():
+                loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            cells.append(f"{bench_ms(step, fast=False):.2f}")
+        rows.append(f"| {name} | {cells[0]} | {cells[1]} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=None)
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        print("error: bench/kernels.py needs a CUDA GPU", file=sys.stderr)
+        return 2
+    import triton
+    card = torch.cuda.get_device_name()
+    head = [f"# Kernel benchmark: {card}, {datetime.date.today()}",
+            f"torch {torch.__version__}, triton {triton.__version__}; float32; median of do_bench; "
+            "eager steps (no CUDA graphs)", ""]
+    copy = copy_bandwidth()
+    head.append(f"Device-to-device copy bandwidth (read + write): {copy:.0f} GB/s\n")
+    print("\n".join(head), flush=True)
+    lines = head + ["## Kernels", ""] + kernel_table(copy) + ["", "## One training step (d_model 64, 2 layers, batch 32, AdamW)", ""] + step_table()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

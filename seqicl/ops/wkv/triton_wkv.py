@@ -1,0 +1,276 @@
+"""RWKV-4 wkv in Triton, parallel over time: forward and a hand-written backward.
+
+The state A_t = sum_{i<=t} e^{(t-i) w + k_i} v_i (and B_t, the same without v) is a linear
+recurrence with constant decay e^w. A segment of n steps is an element (n * w, p, a, b): its
+steps contribute a * e^p and b * e^p to the state at its end. Putting a left segment before a right
+one decays the left by e^{n_right * w} and adds, rescaled to the larger exponent; that combine is
+associative, so each (BLOCK_L, BLOCK_D) tile is a tl.associative_scan along time, and one program
+carries the state of its (batch, channel block) from tile to tile.
+
+y_t needs the state up to t-1, so row j of a tile loads the element of step t-1 (row 0 loads
+nothing: the carried state covers it), which makes the inclusive scan an exclusive one.
+
+Backward, with y_t = N_t / D_t: dN_t = g_t / D_t and dD_t = -g_t y_t / D_t. Step i reaches every
+later output t > i through the state, with weight e^{(t-1-i) w}, so the gradients of k_i and v_i
+need R_i = sum_{t>i} e^{(t-1-i) w} (dN_t, dD_t): the same scan run backwards in time over elements
+(p = -log D_t, a = g_t, b = -g_t y_t). The gradient of w needs sum_{t>i} (t-1-i) e^{(t-1-i) w}
+(...), the derivative of R_i by w, which the backward scan carries as two more components (its
+elements keep n and w apart, as the derivative needs n).
+Per-(batch, channel) sums of dw and du are written to a buffer and summed with torch: no atomics.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+# log(0) for empty rows and the initial state: finite, so that the difference of two is 0, not NaN
+EMPTY_LOG = tl.constexpr(-1e30)
+# The interpreter scans element by element: small tiles there keep tests fast and make even short
+# test sequences cross several tiles. On the GPU, narrow channel blocks and one warp per program
+# give many programs, which hides each program's serial walk over time (fastest of the sizes tried
+# on the H200 at B=64, L=2048, D=256).
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_D=8, num_warps=1) if _INTERPRETED else \
+    dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)
+BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_D=8, num_warps=1) if _INTERPRETED else \
+    dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)
+
+
+@triton.jit
+def _forward_combine(decay1, p1, a1, b1, decay2, p2, a2, b2):
+    # the left segment decays over the steps of the right one: by e^{decay2}, decay2 = n2 * w
+    shifted = p1 + decay2
+    p = tl.maximum(shifted, p2)
+    left = tl.exp(shifted - p)
+    right = tl.exp(p2 - p)
+    return decay1 + decay2, p, left * a1 + right * a2, left * b1 + right * b2
+
+
+@triton.jit
+def _backward_combine(n1, w1, p1, a1, b1, da1, db1, n2, w2, p2, a2, b2, da2, db2):
+    # as _forward_combine, plus the derivatives by w: d/dw (e^{n2 w} S1 + S2)
+    # = e^{n2 w} (S1' + n2 S1) + S2'. Returns the right w (the same): the left one, shuffled in
+    # from another thread, is then unused.
+    shifted = p1 + n2 * w2
+    p = tl.maximum(shifted, p2)
+    left = tl.exp(shifted - p)
+    right = tl.exp(p2 - p)
+    return (n1 + n2, w2, p,
+            left * a1 + right * a2,
+            left * b1 + right * b2,
+            left * (da1 + n2 * a1) + right * da2,
+            left * (db1 + n2 * b1) + right * db2)
+
+
+@triton.jit
+def _last_row(x, is_last):
+    return tl.sum(tl.where(is_last, x, 0.0), axis=0)
+
+
+@triton.jit
+def _load_forward_tile(k_ptr, v_ptr, base, t0, rows, cols, col_ok, T, C):
+    """k, v at steps t0 + rows, and at the step before each (none for row 0)."""
+    t = t0 + rows
+    ok = (t < T)[:, None] & col_ok[None, :]
+    prev_ok = ok & (rows > 0)[:, None]
+    offs = base + t[:, None] * C + cols[None, :]
+    k = tl.load(k_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    v = tl.load(v_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    k_prev = tl.load(k_ptr + offs - C, mask=prev_ok, other=0.0).to(tl.float32)
+    v_prev = tl.load(v_ptr + offs - C, mask=prev_ok, other=0.0).to(tl.float32)
+    return k, v, k_prev, v_prev
+
+
+@triton.jit
+def _wkv_forward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, T, C,
+                        BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                        STORE_LOG_DEN: tl.constexpr):
+    pid_b = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_ok = cols < C
+    rows = tl.arange(0, BLOCK_L)
+    w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
+    u = tl.load(u_ptr + cols, mask=col_ok, other=0.0)
+    # row 0 holds no step (the carry stands for everything before the tile)
+    decay_in = tl.where((rows > 0)[:, None], w[None, :], 0.0)
+    first_row = (rows == 0)[:, None]
+    b_in = tl.where(first_row, 0.0, tl.full((BLOCK_L, BLOCK_D), 1.0, tl.float32))
+    is_last = (rows == BLOCK_L - 1)[:, None]
+    base = pid_b.to(tl.int64) * T * C
+
+    # state at the step before the tile
+    carry_p = tl.full((BLOCK_D,), EMPTY_LOG, tl.float32)
+    carry_a = tl.zeros((BLOCK_D,), tl.float32)
+    carry_b = tl.zeros((BLOCK_D,), tl.float32)
+    k, v, k_prev, v_prev = _load_forward_tile(k_ptr, v_ptr, base, 0, rows, cols, col_ok, T, C)
+    for t0 in range(0, T, BLOCK_L):
+        # issue the next tile's loads first, so they arrive while this tile is computed
+        k_next, v_next, k_prev_next, v_prev_next = _load_forward_tile(
+            k_ptr, v_ptr, base, t0 + BLOCK_L, rows, cols, col_ok, T, C)
+        t = t0 + rows
+        ok = (t < T)[:, None] & col_ok[None, :]
+        offs = base + t[:, None] * C + cols[None, :]
+
+        # an empty row 0 (and masked rows, which come after every valid one) add nothing
+        p_in = tl.where(first_row, EMPTY_LOG, k_prev)
+        decay_scan, p_scan, a_scan, b_scan = tl.associative_scan(
+            (decay_in, p_in, v_prev, b_in), 0, _forward_combine)
+        # state up to t-1: the carry decayed over the rows before, plus the scan
+        _, p, a, b = _forward_combine(0.0, carry_p[None, :], carry_a[None, :], carry_b[None, :],
+                                      decay_scan, p_scan, a_scan, b_scan)
+
+        current = u[None, :] + k
+        q = tl.maximum(p, current)
+        old = tl.exp(p - q)
+        new = tl.exp(current - q)
+        den = old * b + new
+        y = (old * a + new * v) / den
+        tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=ok)
+        if STORE_LOG_DEN:
+            tl.store(log_den_ptr + offs, q + tl.log(den), mask=ok)
+
+        # state at the tile's last step: the state before it, decayed once, plus that step
+        _, carry_p, carry_a, carry_b = _forward_combine(
+            0.0, _last_row(p, is_last), _last_row(a, is_last), _last_row(b, is_last),
+            w, _last_row(k, is_last), _last_row(v, is_last), 1.0)
+        k, v, k_prev, v_prev = k_next, v_next, k_prev_next, v_prev_next
+
+
+@triton.jit
+def _load_backward_tile(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, base, t_top, rows, cols,
+                        col_ok, C):
+    """Inputs at steps t_top - rows (rows run backwards in time), and y, log D and grad_y at
+    the step after each (none for row 0)."""
+    t = t_top - rows
+    ok = (t >= 0)[:, None] & col_ok[None, :]
+    next_ok = ok & (rows > 0)[:, None]
+    offs = base + t[:, None] * C + cols[None, :]
+    k = tl.load(k_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    v = tl.load(v_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    y = tl.load(y_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    g = tl.load(grad_y_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+    log_den = tl.load(log_den_ptr + offs, mask=ok, other=0.0)
+    y_next = tl.load(y_ptr + offs + C, mask=next_ok, other=0.0).to(tl.float32)
+    g_next = tl.load(grad_y_ptr + offs + C, mask=next_ok, other=0.0).to(tl.float32)
+    log_den_next = tl.load(log_den_ptr + offs + C, mask=next_ok, other=0.0)
+    return k, v, y, g, log_den, y_next, g_next, log_den_next
+
+
+@triton.jit
+def _wkv_backward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_ptr,
+                         grad_k_ptr, grad_v_ptr, grad_w_part_ptr, grad_u_part_ptr, T, C,
+                         BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
+    pid_b = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_ok = cols < C
+    rows = tl.arange(0, BLOCK_L)
+    w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
+    u = tl.load(u_ptr + cols, mask=col_ok, other=0.0)
+    w_tile = tl.zeros((BLOCK_L, BLOCK_D), tl.float32) + w[None, :]
+    steps = tl.zeros((BLOCK_L, BLOCK_D), tl.float32) + tl.where(rows > 0, 1.0, 0.0)[:, None]
+    zeros = tl.zeros((BLOCK_L, BLOCK_D), tl.float32)
+    first_row = (rows == 0)[:, None]
+    is_last = (rows == BLOCK_L - 1)[:, None]
+    base = pid_b.to(tl.int64) * T * C
+
+    # R at the step after the tile: sum over later outputs t of e^{(t - first) w} (dN_t, dD_t),
+    # and its derivatives by w
+    carry_p = tl.full((BLOCK_D,), EMPTY_LOG, tl.float32)
+    carry_num = tl.zeros((BLOCK_D,), tl.float32)
+    carry_den = tl.zeros((BLOCK_D,), tl.float32)
+    carry_dnum = tl.zeros((BLOCK_D,), tl.float32)
+    carry_dden = tl.zeros((BLOCK_D,), tl.float32)
+    grad_w_sum = tl.zeros((BLOCK_D,), tl.float32)
+    grad_u_sum = tl.zeros((BLOCK_D,), tl.float32)
+    k, v, y, g, log_den, y_next, g_next, log_den_next = _load_backward_tile(
+        k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, base, T - 1, rows, cols, col_ok, C)
+    for done in range(0, T, BLOCK_L):
+        # rows run backwards in time, so a forward scan over rows is a reverse scan over time
+        t = (T - 1 - done) - rows
+        ok = (t >= 0)[:, None] & col_ok[None, :]
+        offs = base + t[:, None] * C + cols[None, :]
+        # the next tile (earlier in time) loads while this one is computed
+        k_n, v_n, y_n, g_n, log_den_n, y_next_n, g_next_n, log_den_next_n = _load_backward_tile(
+            k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, base, T - 1 - done - BLOCK_L, rows,
+            cols, col_ok, C)
+
+        # row j takes the output at t+1 (row 0 nothing: the carry covers the later tiles)
+        p_in = tl.where(first_row, EMPTY_LOG, -log_den_next)
+        count, _, p_s, num_s, den_s, dnum_s, dden_s = tl.associative_scan(
+            (steps, w_tile, p_in, g_next, -g_next * y_next, zeros, zeros), 0, _backward_combine)
+        _, _, p, r_num, r_den, dr_num, dr_den = _backward_combine(
+            0.0, w[None, :], carry_p[None, :], carry_num[None, :], carry_den[None, :],
+            carry_dnum[None, :], carry_dden[None, :], count, w_tile, p_s, num_s, den_s,
+            dnum_s, dden_s)
+
+        # both exponents are <= 0: log D_t bounds every term it sums
+        through_state = tl.where(ok, tl.exp(k + p), 0.0)
+        direct = tl.where(ok, tl.exp(u[None, :] + k - log_den), 0.0)
+        grad_u_terms = direct * g * (v - y)
+        grad_v = through_state * r_num + direct * g
+        grad_k = through_state * (v * r_num + r_den) + grad_u_terms
+        tl.store(grad_k_ptr + offs, grad_k.to(grad_k_ptr.dtype.element_ty), mask=ok)
+        tl.store(grad_v_ptr + offs, grad_v.to(grad_v_ptr.dtype.element_ty), mask=ok)
+        grad_u_sum += tl.sum(grad_u_terms, axis=0)
+        grad_w_sum += tl.sum(through_state * (v * dr_num + dr_den), axis=0)
+
+        # R at the tile's earliest step: R there, decayed once, plus that step's output
+        _, _, carry_p, carry_num, carry_den, carry_dnum, carry_dden = _backward_combine(
+            0.0, w, _last_row(p, is_last), _last_row(r_num, is_last),
+            _last_row(r_den, is_last), _last_row(dr_num, is_last), _last_row(dr_den, is_last),
+            1.0, w, -_last_row(log_den, is_last), _last_row(g, is_last),
+            -_last_row(g * y, is_last), 0.0, 0.0)
+        k, v, y, g, log_den = k_n, v_n, y_n, g_n, log_den_n
+        y_next, g_next, log_den_next = y_next_n, g_next_n, log_den_next_n
+
+    part = pid_b * C + cols
+    tl.store(grad_w_part_ptr + part, grad_w_sum, mask=col_ok)
+    tl.store(grad_u_part_ptr + part, grad_u_sum, mask=col_ok)
+
+
+class WKVFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, time_decay, time_first, k, v):
+        k = k.contiguous()
+        v = v.to(k.dtype).contiguous()
+        batch, steps, channels = k.shape
+        w = -torch.exp(time_decay.float()).contiguous()
+        u = time_first.float().contiguous()
+        y = torch.empty_like(k)
+        needs_grad = any(ctx.needs_input_grad)
+        # log D_t is what backward needs of the forward state; skipped when nothing needs grad
+        log_den = torch.empty(k.shape, device=k.device, dtype=torch.float32) if needs_grad else y
+        grid = (batch, triton.cdiv(channels, FORWARD_CONFIG["BLOCK_D"]))
+        _wkv_forward_kernel[grid](k, v, w, u, y, log_den, steps, channels,
+                                  STORE_LOG_DEN=needs_grad, **FORWARD_CONFIG)
+        if needs_grad:
+            ctx.save_for_backward(k, v, w, u, y, log_den)
+            ctx.param_dtypes = (time_decay.dtype, time_first.dtype)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        k, v, w, u, y, log_den = ctx.saved_tensors
+        grad_y = grad_y.contiguous()
+        batch, steps, channels = k.shape
+        grad_k = torch.empty_like(k)
+        grad_v = torch.empty_like(v)
+        grad_w_part = torch.empty(batch, channels, device=k.device, dtype=torch.float32)
+        grad_u_part = torch.empty_like(grad_w_part)
+        grid = (batch, triton.cdiv(channels, BACKWARD_CONFIG["BLOCK_D"]))
+        _wkv_backward_kernel[grid](k, v, w, u, y, log_den, grad_y, grad_k, grad_v,
+                                   grad_w_part, grad_u_part, steps, channels,
+                                   **BACKWARD_CONFIG)
+        # w = -exp(time_decay), so dw/d(time_decay) = w
+        decay_dtype, first_dtype = ctx.param_dtypes
+        grad_time_decay = (grad_w_part.sum(0) * w).to(decay_dtype)
+        grad_time_first = grad_u_part.sum(0).to(first_dtype)
+        return grad_time_decay, grad_time_first, grad_k, grad_v
+
+
+def wkv_triton(time_decay: torch.Tensor, time_first: torch.Tensor, k: torch.Tensor,
+               v: torch.Tensor) -> torch.Tensor:
+    return WKVFunction.apply(time_decay, time_first, k, v)
