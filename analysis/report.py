@@ -3,8 +3,11 @@
     python -m analysis.report <results dir>
 
 Writes, atomically, into the results folder: ``table.md`` (printed too), ``table.csv``,
-``table.json`` (one row per task and model), ``trials.csv`` (one row per trial) and
-``best_configs.yaml`` (the chosen trial's sampled values and full config per pair).
+``table.json`` (one row per task, training size and model), ``trials.csv`` (one row per trial),
+``best_configs.yaml`` (the chosen trial's sampled values and full config per pair) and, for a
+task swept at several training sizes, ``learning_curves.png``. RegBench tables carry the
+in-context n-gram baselines as reference rows, and generation summaries found under
+``<results dir>/exports/*/generation.json`` (see ``analysis.generate``) get a table too.
 """
 from __future__ import annotations
 
@@ -39,48 +42,86 @@ def pct(x: float | None) -> str:
 
 
 def summarize(trials: list[Trial]) -> list[dict]:
-    """One row per (task, model): the best trial's numbers and the trial counts."""
+    """One row per (task, training size, model): the best trial's numbers and the trial counts."""
     groups: dict[tuple, list[Trial]] = defaultdict(list)
     for t in trials:
-        groups[(t.task, t.model)].append(t)
+        groups[(t.task, t.num_train, t.model)].append(t)
     rows = []
-    for (task, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], model_order([kv[0][1]]))):
+    for (task, size, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], model_order([kv[0][2]]))):
         best = best_trial(ts)
         count = {s: sum(t.status == s for t in ts) for s in ("finished", "stopped", "errored")}
         rows.append({
-            "task": task, "model": model, "metric": ts[0].metric,
+            "task": task, "num_train": size, "model": model, "metric": ts[0].metric,
             "test": best.test_at_best if best else None, "val": best.best_val if best else None,
+            "test_tvd": best.test_at_best_all.get("tvd") if best else None,
             "best_epoch": best.best_epoch if best else None, "chance": ts[0].chance,
             "trials": len(ts), **count, "best_trial": str(best.path) if best else None,
-            "params": best.params if best else {},
+            "params": best.params if best else {}, "baselines": ts[0].baselines,
         })
     return rows
 
 
-def markdown(rows: list[dict]) -> str:
+def task_label(task: str, size: int, sizes: set) -> str:
+    name = TASK_NAMES.get(task, task)
+    return f"{name}, {size:,} train" if len(sizes) > 1 else name
+
+
+def markdown(rows: list[dict], generations: list[dict]) -> str:
     out = io.StringIO()
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    keys = list(dict.fromkeys((r["task"], r["num_train"]) for r in rows))
+    sizes = defaultdict(set)
+    for task, size in keys:
+        sizes[task].add(size)
     models = model_order({r["model"] for r in rows})
-    cell = {(r["task"], r["model"]): r for r in rows}
-    out.write("## Test accuracy (%) of the best trial per model, chosen on validation\n\n")
-    out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " | Random |\n")
-    out.write("|---|" + ":---:|" * (len(models) + 1) + "\n")
-    for task in tasks:
-        chance = next(r["chance"] for r in rows if r["task"] == task)
-        vals = [pct(cell[(task, m)]["test"]) if (task, m) in cell else "" for m in models]
-        out.write(f"| {TASK_NAMES.get(task, task)} | " + " | ".join(vals) + f" | {pct(chance)} |\n")
-    for task in tasks:
+    cell = {(r["task"], r["num_train"], r["model"]): r for r in rows}
+    baseline_names = sorted({b for r in rows for b in r["baselines"]})
+    out.write("## Test accuracy (%) of the best trial per model, chosen on validation\n\n"
+              "RegBench cells are DFA accuracy. Random: chance computed from the task.\n\n")
+    out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " | Random |"
+              + "".join(f" {b} |" for b in baseline_names) + "\n")
+    out.write("|---|" + ":---:|" * (len(models) + 1 + len(baseline_names)) + "\n")
+    for task, size in keys:
+        first = next(r for r in rows if (r["task"], r["num_train"]) == (task, size))
+        vals = [pct(cell[(task, size, m)]["test"]) if (task, size, m) in cell else "" for m in models]
+        base = [pct(first["baselines"].get(b, {}).get(first["metric"])) if first["baselines"] else ""
+                for b in baseline_names]
+        out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(vals) + f" | {pct(first['chance'])} |"
+                  + "".join(f" {b} |" for b in base) + "\n")
+    if any(r["test_tvd"] is not None for r in rows):
+        out.write("\n## RegBench total variation distance to the DFA (lower is better), test set\n\n")
+        out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " |"
+                  + "".join(f" {b} |" for b in baseline_names) + "\n")
+        out.write("|---|" + ":---:|" * (len(models) + len(baseline_names)) + "\n")
+        for task, size in keys:
+            if task != "dfa":
+                continue
+            first = next(r for r in rows if (r["task"], r["num_train"]) == (task, size))
+            vals = [f"{cell[(task, size, m)]['test_tvd']:.3f}" if (task, size, m) in cell and cell[(task, size, m)]["test_tvd"] is not None else ""
+                    for m in models]
+            base = [f"{first['baselines'][b]['tvd']:.3f}" if b in first["baselines"] else "" for b in baseline_names]
+            out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(vals) + " |"
+                      + "".join(f" {b} |" for b in base) + "\n")
+    for task, size in keys:
         metric = next(r["metric"] for r in rows if r["task"] == task)
-        out.write(f"\n### {TASK_NAMES.get(task, task)}: {METRIC_NAMES.get(metric, metric)} per model\n\n")
+        out.write(f"\n### {task_label(task, size, sizes[task])}: {METRIC_NAMES.get(metric, metric)} per model\n\n")
         out.write("| model | test (%) | val (%) | best epoch | trials | finished | stopped early | errored "
                   "| best configuration |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
         for m in models:
-            r = cell.get((task, m))
+            r = cell.get((task, size, m))
             if r is None:
                 continue
             conf = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
             out.write(f"| {MODEL_NAMES.get(m, m)} | {pct(r['test'])} | {pct(r['val'])} | {r['best_epoch'] or '-'} "
                       f"| {r['trials']} | {r['finished']} | {r['stopped']} | {r['errored']} | {conf or '-'} |\n")
+    if generations:
+        out.write("\n## Generation on held-out DFAs (analysis.generate)\n\n"
+                  "| export | DFAs x samples | decoding | accepted (%) | mean length | distinct (%) | not in context (%) |\n"
+                  "|---|---:|---|---:|---:|---:|---:|\n")
+        for g in generations:
+            out.write(f"| {g['export']} | {g['num_dfas']} x {g['samples']} | {g['decoding']} | {pct(g['acceptance'])} "
+                      f"| {g['mean_length']:.1f} | {pct(g['distinct'])} | {pct(g['novel'])} |\n")
+    if any(len(s) > 1 for s in sizes.values()):
+        out.write("\n![learning curves](learning_curves.png)\n")
     return out.getvalue()
 
 
@@ -98,6 +139,16 @@ def rel(path: str | Path, root: Path) -> str:
     return os.path.relpath(path, root)
 
 
+def load_generations(root: Path) -> list[dict]:
+    out = []
+    for path in sorted(root.glob("exports/*/generation.json")):
+        try:
+            out.append({**json.loads(path.read_text()), "export": path.parent.name})
+        except (json.JSONDecodeError, OSError):
+            continue  # a summary being written or damaged: the table skips it
+    return out
+
+
 def write_report(root: str | Path) -> str:
     """Write every report file into ``root``; returns the Markdown. Raises FileNotFoundError
     when ``root`` holds no trials."""
@@ -108,22 +159,24 @@ def write_report(root: str | Path) -> str:
     rows = summarize(trials)
     for r in rows:
         r["best_trial"] = r["best_trial"] and rel(r["best_trial"], root)
-    md = f"# seqicl results: {root.name}\n\n" + markdown(rows)
+    md = f"# seqicl results: {root.name}\n\n" + markdown(rows, load_generations(root))
+    from .curves import plot_learning_curves  # matplotlib only when a report is written
+    plot_learning_curves(rows, root / "learning_curves.png")
     atomic_write_text(root / "table.md", md)
     atomic_write_text(root / "table.json", json.dumps(rows, indent=1))
-    atomic_write_text(root / "table.csv", to_csv(rows, ["task", "model", "metric", "test", "val", "best_epoch",
-                                                         "chance", "trials", "finished", "stopped", "errored",
-                                                         "params", "best_trial"]))
-    trial_rows = [{"task": t.task, "model": t.model, "trial_id": t.trial_id, "status": t.status,
-                   "epochs_run": t.epochs_run, "best_val": t.best_val, "test_at_best": t.test_at_best,
-                   "best_epoch": t.best_epoch, "params": t.params, "error": t.error, "path": rel(t.path, root)}
-                  for t in trials]
+    atomic_write_text(root / "table.csv", to_csv(rows, ["task", "num_train", "model", "metric", "test", "val",
+                                                         "test_tvd", "best_epoch", "chance", "trials", "finished",
+                                                         "stopped", "errored", "params", "best_trial"]))
+    trial_rows = [{"task": t.task, "num_train": t.num_train, "model": t.model, "trial_id": t.trial_id,
+                   "status": t.status, "epochs_run": t.epochs_run, "best_val": t.best_val,
+                   "test_at_best": t.test_at_best, "best_epoch": t.best_epoch, "params": t.params,
+                   "error": t.error, "path": rel(t.path, root)} for t in trials]
     atomic_write_text(root / "trials.csv", to_csv(trial_rows, list(trial_rows[0])))
     best = {}
     for r in rows:
         if r["best_trial"]:
             t = next(t for t in trials if rel(t.path, root) == r["best_trial"])
-            best.setdefault(r["task"], {})[r["model"]] = {
+            best.setdefault(r["task"], {}).setdefault(r["model"], {})[r["num_train"]] = {
                 "val": r["val"], "test": r["test"], "best_epoch": r["best_epoch"], "trial": t.trial_id,
                 "checkpoint": rel(t.path / "best.pt", root), "params": t.params, "config": t.config}
     atomic_write_text(root / "best_configs.yaml", yaml.safe_dump(best, sort_keys=False))

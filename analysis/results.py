@@ -16,6 +16,7 @@ from pathlib import Path
 class Trial:
     task: str
     model: str
+    num_train: int
     trial_id: str
     path: Path
     status: str                 # finished | stopped | errored
@@ -29,6 +30,8 @@ class Trial:
     params: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     error: str | None = None
+    test_at_best_all: dict = field(default_factory=dict)  # every test metric at the best epoch
+    baselines: dict = field(default_factory=dict)          # reference scores of the task (n-grams)
 
     @property
     def rankable(self) -> bool:
@@ -58,11 +61,15 @@ def read_trial(path: Path) -> Trial | None:
     errored = (path / "error.txt").is_file()
     status = "errored" if errored else ("finished" if last.get("epoch") == budget else "stopped")
     error = (path / "error.txt").read_text().strip().splitlines()[-1][:300] if errored else None
-    return Trial(task=cfg["task"]["name"], model=cfg["model"]["name"], trial_id=last.get("trial_id", path.name),
+    at_best = {k[len("test_"): -len("_at_best")]: v for k, v in last.items()
+               if k.startswith("test_") and k.endswith("_at_best") and k != "test_at_best"}
+    return Trial(task=cfg["task"]["name"], model=cfg["model"]["name"], num_train=cfg["task"]["num_train"],
+                 trial_id=last.get("trial_id", path.name),
                  path=path, status=status, epochs_run=last.get("epoch", 0), epochs_budget=budget,
                  metric=cfg["task"]["metric"], best_val=last.get("best_val"), test_at_best=last.get("test_at_best"),
                  best_epoch=last.get("best_epoch"), chance=run["task_info"].get("chance"), params=params,
-                 config=cfg, error=error)
+                 config=cfg, error=error, test_at_best_all=at_best,
+                 baselines=run["task_info"].get("baselines", {}))
 
 
 def load_trials(root: str | Path) -> list[Trial]:

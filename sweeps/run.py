@@ -10,6 +10,7 @@ Without a GPU the default preset is ``smoke`` (minutes on a CPU); with one it is
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -50,6 +51,8 @@ def parse_args(argv):
                    help="an existing Ray cluster (e.g. auto); default: start a local one")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored in --storage")
     p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler and of every trial")
+    p.add_argument("--num-examples", default=None,
+                   help="learning curve: comma-separated training sizes, one experiment per size and model")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that raises")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
@@ -68,8 +71,8 @@ class Plan:
     cpus_per_trial: float
     grace_period: int
     reduction_factor: float
-    configs: dict[str, dict] = field(default_factory=dict)
-    spaces: dict[str, dict[str, Param]] = field(default_factory=dict)
+    # experiment name (model, or model-n<size> for learning curves) -> model, config, search space
+    experiments: dict[str, tuple[str, dict, dict[str, Param]]] = field(default_factory=dict)
 
 
 def has_gpu() -> bool:
@@ -111,20 +114,37 @@ def make_plan(args) -> Plan:
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     plan = Plan(task, models, preset_name, storage, num_samples, max_concurrent, gpus, args.cpus_per_trial,
                 preset["grace_period"], preset["reduction_factor"])
+    sizes = parse_sizes(args.num_examples)
     for m in models:
         cfg = compose(task, m, list(preset.get("overrides") or []) + list(args.overrides))
         cfg["seed"] = args.seed
         cfg["train"]["progress"] = False
         if cfg["train"]["epochs"] < 1:
             raise ConfigError(f"train.epochs must be at least 1, got {cfg['train']['epochs']}")
-        plan.configs[m] = cfg
-        plan.spaces[m] = load_space(task, m, cfg, preset.get("space"))
+        space = load_space(task, m, cfg, preset.get("space"))
+        for size in sizes or [None]:
+            c = copy.deepcopy(cfg)
+            if size is not None:
+                c["task"]["num_train"] = size
+            plan.experiments[m if size is None else f"{m}-n{size}"] = (m, c, space)
     check_storage(plan, args.resume)
     return plan
 
 
+def parse_sizes(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--num-examples takes comma-separated integers, got '{text}'") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--num-examples sizes must be positive, got '{text}'")
+    return sorted(set(sizes), reverse=True)  # largest first: smaller sizes are cut from its cache
+
+
 def check_storage(plan: Plan, resume: bool) -> None:
-    existing = [m for m in plan.models if (plan.storage / plan.task / m).exists()]
+    existing = [name for name in plan.experiments if (plan.storage / plan.task / name).exists()]
     if resume and not (plan.storage / plan.task).is_dir():
         raise ConfigError(f"nothing to resume in {plan.storage / plan.task}")
     if existing and not resume:
@@ -153,7 +173,7 @@ def main(argv=None) -> int:
           f"samples={plan.num_samples} concurrent={plan.max_concurrent} gpu/trial={plan.gpus_per_trial:g} "
           f"-> {plan.storage}", flush=True)
     start = time.time()
-    for cfg in plan.configs.values():  # generate the data once, before any trial asks for it
+    for _, cfg, _ in plan.experiments.values():  # generate the data once, before any trial asks for it
         cfg["data"]["cache_dir"] = str(Path(cfg["data"]["cache_dir"] or os.environ.get("SEQICL_CACHE")
                                             or Path.home() / ".cache" / "seqicl").resolve())
         load_task(cfg["task"], cfg["data"]["cache_dir"])
@@ -164,9 +184,9 @@ def main(argv=None) -> int:
               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
     try:
-        for model in plan.models:
+        for name, (_, cfg, space) in plan.experiments.items():
             tune_backend.run_experiment(
-                cfg=plan.configs[model], space=plan.spaces[model], storage=plan.storage / plan.task, name=model,
+                cfg=cfg, space=space, storage=plan.storage / plan.task, name=name,
                 num_samples=plan.num_samples, max_concurrent=plan.max_concurrent,
                 cpus_per_trial=plan.cpus_per_trial, gpus_per_trial=plan.gpus_per_trial, seed=args.seed,
                 grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,

@@ -197,3 +197,21 @@ def test_cache_generates_once_and_replaces_corrupt_entries(tmp_path, monkeypatch
     other = dict(cfg, seed=5)
     assert cache_mod.cache_key(other) != cache_mod.cache_key(cfg)
     assert load_task(cfg, str(tmp_path)).name == "induction"
+
+
+@pytest.mark.parametrize("task", ["dfa", "induction"])
+def test_smaller_training_sets_are_cut_from_a_cached_larger_one(task, tmp_path):
+    big_cfg, small_cfg = small_task(task, num_train=60), small_task(task, num_train=25)
+    calls = []
+
+    def counting(c):
+        calls.append(c["num_train"])
+        return generate(c)
+    cache_mod.cached(big_cfg, counting, tmp_path)
+    cut = cache_mod.cached(small_cfg, counting, tmp_path)
+    assert calls == [60]                                   # the small set was not generated again
+    direct = generate(small_cfg)
+    for split in ("train", "val", "test"):
+        a, b = getattr(cut, split), getattr(direct, split)
+        for name, value in b.as_dict().items():
+            assert torch.equal(getattr(a, name), value), (split, name)

@@ -49,3 +49,36 @@ def test_evaluate_accuracy_only_counts_unmasked_and_batches():
     preds[:, -1] = torch.tensor([1, 0, 3])
     m = evaluate(FixedLogits(preds), Split(inputs, targets), batch_size=2)
     assert m["accuracy"] == pytest.approx(2 / 3) and "dfa_accuracy" not in m
+
+
+def test_tvd_zero_for_the_dfa_distribution_and_hand_case():
+    from seqicl.train.metrics import dfa_distribution, tvd
+    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
+    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1      # 0 -a-> 1, 1 -b-> 0, 1 -c-> 1
+    state = torch.tensor([[0, 1]])
+    q = dfa_distribution(trans, state)
+    assert q.tolist() == [[[1, 0, 0, 0, 0], [0, 0.5, 0.5, 0, 0]]]
+    assert tvd(q, trans, state).tolist() == [[0.0, 0.0]]
+    # by hand: at state 1 the DFA is (0, .5, .5, 0, 0); p = (.2, .3, .1, .4, 0)
+    # |p - q| = .2 + .2 + .4 + .4 + 0 = 1.2 -> tvd .6 ; at state 0 p = one-hot on `|` -> tvd 1
+    p = torch.tensor([[[0, 0, 0, 1.0, 0], [0.2, 0.3, 0.1, 0.4, 0]]])
+    assert tvd(p, trans, state)[0].tolist() == pytest.approx([1.0, 0.6])
+
+
+def test_evaluate_reports_tvd_over_scored_positions():
+    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
+    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1
+    inputs = torch.tensor([[0, 1, 3, 0, 2]])
+    targets = torch.tensor([[1, IGNORE, 0, 2, 2]])
+    state = torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8)
+    preds = torch.tensor([[2, 0, 0, 1, 0]])
+    m = evaluate(FixedLogits(preds), Split(inputs, targets, trans, state))
+    # FixedLogits puts softmax mass e^10/(e^10+4) on its token: compute each scored position's tvd
+    top = torch.exp(torch.tensor(10.0)) / (torch.exp(torch.tensor(10.0)) + 4)
+    rest = (1 - top) / 4
+    at_1_on_c = 0.5 * (rest + abs(rest - 0.5) + abs(top - 0.5) + 2 * rest)   # state 1, predicts c
+    at_0_on_a = 0.5 * (abs(top - 1) + 4 * rest)                               # state 0, predicts a
+    at_1_on_b = at_1_on_c
+    at_1_on_a = 0.5 * (top + 2 * abs(rest - 0.5) + 2 * rest)                  # state 1, predicts a
+    want = (at_1_on_c + at_0_on_a + at_1_on_b + at_1_on_a) / 4
+    assert m["tvd"] == pytest.approx(float(want), rel=1e-5)

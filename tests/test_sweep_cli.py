@@ -98,3 +98,37 @@ def test_tiny_sweep_end_to_end(tmp_path):
     study = optuna.load_study(study_name="lstm", storage=JournalStorage(
         JournalFileBackend(str(storage / "induction" / "lstm" / "optuna_study.log"))))
     assert len(study.trials) == 2
+
+
+@pytest.mark.slow
+def test_regbench_end_to_end_sweep_export_generate_report(tmp_path):
+    """RegBench on CPU: a learning-curve sweep at two sizes, export of every best checkpoint,
+    generation checked against the automata, and a report that carries all of it."""
+    storage = tmp_path / "dfa"
+    sweep = subprocess.run(
+        [sys.executable, "sweeps/run.py", "--task", "dfa", "--models", "transformer,lstm", "--num-samples", "1",
+         "--num-examples", "48,96", "--storage", str(storage), "train.epochs=2", "task.num_val=16",
+         "task.num_test=16", "model.d_model=16"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert sweep.returncode == 0, sweep.stdout[-3000:] + sweep.stderr[-3000:]
+    exported = subprocess.run([sys.executable, "-m", "analysis.export", str(storage), "--all"], cwd=ROOT,
+                              capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    exports = sorted(p.name for p in (storage / "exports").iterdir())
+    assert exports == ["dfa-lstm-n48", "dfa-lstm-n96", "dfa-transformer-n48", "dfa-transformer-n96"]
+    gen = subprocess.run([sys.executable, "-m", "analysis.generate", str(storage / "exports" / "dfa-lstm-n96"),
+                          "--num-dfas", "3", "--samples", "2", "--seed", "1"], cwd=ROOT, capture_output=True, text=True)
+    assert gen.returncode == 0, gen.stderr
+    lines = (storage / "exports" / "dfa-lstm-n96" / "generations.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all({"string", "accepted", "dfa"} <= set(json.loads(x)) for x in lines)
+    report = subprocess.run([sys.executable, "-m", "analysis.report", str(storage)], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    md = (storage / "table.md").read_text()
+    assert "| RegBench (DFA), 48 train |" in md and "| RegBench (DFA), 96 train |" in md
+    assert "2-gram" in md and "3-gram" in md and "total variation" in md
+    assert "| dfa-lstm-n96 | 3 x 2 | T=1 |" in md
+    png = storage / "learning_curves.png"
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((storage / "table.json").read_text())
+    assert {(r["model"], r["num_train"]) for r in rows} == {(m, n) for m in ("transformer", "lstm") for n in (48, 96)}
+    assert all(0 <= r["test"] <= 1 and 0 <= r["test_tvd"] <= 1 for r in rows)

@@ -16,7 +16,7 @@ import torch
 from ..atomic import atomic_write
 from .dataset import TaskData
 
-GENERATOR_VERSION = 1  # bump when a generator's output changes for the same config
+GENERATOR_VERSION = 2  # bump when a generator's output changes for the same config
 
 
 def cache_dir(configured: str | None = None) -> Path:
@@ -28,14 +28,37 @@ def cache_key(task_cfg: dict) -> str:
     return f"{task_cfg['name']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
-def cached(task_cfg: dict, generate, directory: str | Path | None = None) -> TaskData:
-    """Load the task's data from the cache, generating and storing it on a miss."""
-    path = cache_dir(directory) / f"{cache_key(task_cfg)}.pt"
-    if path.exists():
+def _read(path: Path) -> TaskData | None:
+    try:
+        return TaskData.from_state(torch.load(path, weights_only=True))
+    except Exception:
+        return None  # missing or unreadable entry: generate again
+
+
+def _from_larger(task_cfg: dict, directory: Path) -> TaskData | None:
+    """Cut the data from a cached entry that differs only by a larger ``num_train``."""
+    rest = {k: v for k, v in task_cfg.items() if k != "num_train"}
+    for meta in sorted(directory.glob(f"{task_cfg['name']}-*.json")):
         try:
-            return TaskData.from_state(torch.load(path, weights_only=True))
-        except Exception:
-            pass  # unreadable entry: regenerate and replace it
-    data = generate(task_cfg)
+            other = json.loads(meta.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if {k: v for k, v in other.items() if k != "num_train"} == rest and other.get("num_train", 0) > task_cfg["num_train"]:
+            data = _read(meta.with_suffix(".pt"))
+            if data is not None:
+                return data.first_train(task_cfg["num_train"])
+    return None
+
+
+def cached(task_cfg: dict, generate, directory: str | Path | None = None) -> TaskData:
+    """Load the task's data from the cache; on a miss cut it from a cached larger training
+    set of the same task, or generate it, and store it."""
+    directory = cache_dir(directory)
+    path = directory / f"{cache_key(task_cfg)}.pt"
+    data = _read(path) if path.exists() else None
+    if data is not None:
+        return data
+    data = (_from_larger(task_cfg, directory) if directory.is_dir() else None) or generate(task_cfg)
     atomic_write(path, lambda f: torch.save(data.state(), f))
+    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(task_cfg, sort_keys=True).encode()))
     return data

@@ -50,6 +50,21 @@ class TaskData:
         return {"name": self.name, "vocab": self.vocab, "info": self.info,
                 "train": self.train.as_dict(), "val": self.val.as_dict(), "test": self.test.as_dict()}
 
+    def first_train(self, n: int) -> "TaskData":
+        """The same task with only the first ``n`` training examples, padding trimmed as a fresh
+        generation would trim it. Generators draw test, val, then train from one stream, so
+        this equals generating with ``num_train=n``: learning curves share one generation."""
+        train = Split(**{k: v[:n] for k, v in self.train.as_dict().items()})
+        splits = [train, self.val, self.test]
+        pad = len(self.vocab) - 1
+        if self.train.dfa_trans is not None:  # padded task: cut to the longest remaining example
+            length = 1 + max(int((s.inputs != pad).any(0).nonzero().max()) for s in splits)
+            states = 1 + int((train.dfa_trans >= 0).any(-1).any(0).nonzero().max())
+            splits = [Split(s.inputs[:, :length], s.targets[:, :length],
+                            s.dfa_trans[:, :states] if s is train else s.dfa_trans, s.dfa_state[:, :length])
+                      for s in splits]
+        return TaskData(self.name, self.vocab, *splits, self.info)
+
     @classmethod
     def from_state(cls, state: dict) -> "TaskData":
         return cls(state["name"], list(state["vocab"]), Split(**state["train"]), Split(**state["val"]),

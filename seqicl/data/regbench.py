@@ -24,6 +24,7 @@ import torch
 
 from .automaton import DFA, random_dfa
 from .dataset import Split, TaskData, draw_unique
+from .ngram import ngram_baselines
 from .vocab import IGNORE, Vocab
 
 
@@ -96,4 +97,5 @@ def generate(cfg: dict) -> TaskData:
     length = max(len(t) for g in examples for _, t in g)
     test, val, train = (to_split(g, vocab, length) for g in examples)
     return TaskData("dfa", vocab.tokens, train, val, test,
-                    {"metric": "dfa_accuracy", "chance": chance_dfa_accuracy(test, len(vocab))})
+                    {"metric": "dfa_accuracy", "chance": chance_dfa_accuracy(test, len(vocab)),
+                     "baselines": ngram_baselines(test)})  # in-context 2-/3-gram on the test set

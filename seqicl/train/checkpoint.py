@@ -28,8 +28,8 @@ def save_checkpoint(path, model: torch.nn.Module, cfg: dict, vocab: list[str], m
                  "max_len": max_len, "epoch": epoch, "metrics": metrics}, path)
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LanguageModel, dict]:
-    """Rebuild the model from a checkpoint; returns (model in eval mode, the checkpoint dict)."""
+def read_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict:
+    """The checkpoint dict, checked to be a readable seqicl checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
@@ -39,6 +39,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a seqicl checkpoint")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[LanguageModel, dict]:
+    """Rebuild the model from a checkpoint; returns (model in eval mode, the checkpoint dict)."""
+    ckpt = read_checkpoint(path, device)
     model = build_model(ckpt["config"]["model"], len(ckpt["vocab"]), ckpt["max_len"]).to(device)
     try:
         model.load_state_dict(ckpt["model"])

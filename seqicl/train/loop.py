@@ -94,6 +94,8 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
         if improved:
             best = {"best_val": metrics[f"val_{metric}"], "test_at_best": metrics[f"test_{metric}"],
                     "best_epoch": epoch + 1}
+            # every test metric at the chosen epoch (RegBench reports tvd beside dfa_accuracy)
+            best.update({f"{k}_at_best": v for k, v in metrics.items() if k.startswith("test_")})
         metrics.update(best, time_total_s=time.time() - start)
         ckpt = None
         if improved and tcfg["checkpoint"]:

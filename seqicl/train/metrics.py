@@ -16,16 +16,31 @@ def dfa_correct(pred: torch.Tensor, trans: torch.Tensor, state: torch.Tensor) ->
     return trans[b, state.long(), pred] >= 0
 
 
+def dfa_distribution(trans: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """The DFA's next-token distribution: uniform over the letters with an edge out of the
+    current state (every state accepts, so ending the string is not a letter). (B, L, V)."""
+    b = torch.arange(state.shape[0], device=state.device).unsqueeze(1)
+    valid = (trans[b, state.long()] >= 0).float()                # (B, L, V)
+    return valid / valid.sum(-1, keepdim=True).clamp_min(1)
+
+
+def tvd(probs: torch.Tensor, trans: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    """Total variation distance, half the L1 distance between the model's next-token
+    distribution ``probs`` (B, L, V) and the DFA's, per position: (B, L)."""
+    return 0.5 * (probs - dfa_distribution(trans, state)).abs().sum(-1)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256) -> dict[str, float]:
     """Mean loss and ``accuracy`` over positions whose target is not -100; for RegBench
-    splits also ``dfa_accuracy`` over the same positions (see ``dfa_correct``)."""
+    splits also ``dfa_accuracy`` (see ``dfa_correct``) and ``tvd`` over the same positions."""
     was_training = model.training
     model.eval()
     dev = split.inputs.device
     loss = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev)
     dfa_hits = torch.zeros((), device=dev)
+    tvd_sum = torch.zeros((), device=dev)
     count = torch.zeros((), device=dev)
     for i in range(0, len(split), batch_size):
         x, y = split.inputs[i: i + batch_size], split.targets[i: i + batch_size]
@@ -36,12 +51,13 @@ def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256) -> dic
         hits += ((pred == y) & scored).sum()
         count += scored.sum()
         if split.dfa_trans is not None:
-            ok = dfa_correct(pred, split.dfa_trans[i: i + batch_size], split.dfa_state[i: i + batch_size])
-            dfa_hits += (ok & scored).sum()
+            trans, state = split.dfa_trans[i: i + batch_size], split.dfa_state[i: i + batch_size]
+            dfa_hits += (dfa_correct(pred, trans, state) & scored).sum()
+            tvd_sum += (tvd(logits.softmax(-1), trans, state) * scored).sum()
     model.train(was_training)
     n = count.clamp_min(1)
-    out = torch.stack([loss / n, hits / n, dfa_hits / n]).tolist()  # the one sync
+    out = torch.stack([loss / n, hits / n, dfa_hits / n, tvd_sum / n]).tolist()  # the one sync
     metrics = {"loss": out[0], "accuracy": out[1]}
     if split.dfa_trans is not None:
-        metrics["dfa_accuracy"] = out[2]
+        metrics["dfa_accuracy"], metrics["tvd"] = out[2], out[3]
     return metrics
