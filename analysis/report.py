@@ -49,7 +49,7 @@ def summarize(trials: list[Trial]) -> list[dict]:
     rows = []
     for (task, size, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], model_order([kv[0][2]]))):
         best = best_trial(ts)
-        count = {s: sum(t.status == s for t in ts) for s in ("finished", "stopped", "errored")}
+        count = {s: sum(t.status == s for t in ts) for s in ("finished", "stopped", "diverged", "errored")}
         rows.append({
             "task": task, "num_train": size, "model": model, "metric": ts[0].metric,
             "test": best.test_at_best if best else None, "val": best.best_val if best else None,
@@ -66,7 +66,7 @@ def task_label(task: str, size: int, sizes: set) -> str:
     return f"{name}, {size:,} train" if len(sizes) > 1 else name
 
 
-def markdown(rows: list[dict], generations: list[dict]) -> str:
+def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()) -> str:
     out = io.StringIO()
     keys = list(dict.fromkeys((r["task"], r["num_train"]) for r in rows))
     sizes = defaultdict(set)
@@ -104,15 +104,15 @@ def markdown(rows: list[dict], generations: list[dict]) -> str:
     for task, size in keys:
         metric = next(r["metric"] for r in rows if r["task"] == task)
         out.write(f"\n### {task_label(task, size, sizes[task])}: {METRIC_NAMES.get(metric, metric)} per model\n\n")
-        out.write("| model | test (%) | val (%) | best epoch | trials | finished | stopped early | errored "
-                  "| best configuration |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+        out.write("| model | test (%) | val (%) | best epoch | trials | finished | stopped early | diverged | errored "
+                  "| best configuration |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
         for m in models:
             r = cell.get((task, size, m))
             if r is None:
                 continue
             conf = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
             out.write(f"| {MODEL_NAMES.get(m, m)} | {pct(r['test'])} | {pct(r['val'])} | {r['best_epoch'] or '-'} "
-                      f"| {r['trials']} | {r['finished']} | {r['stopped']} | {r['errored']} | {conf or '-'} |\n")
+                      f"| {r['trials']} | {r['finished']} | {r['stopped']} | {r['diverged']} | {r['errored']} | {conf or '-'} |\n")
     if generations:
         out.write("\n## Generation on held-out DFAs (analysis.generate)\n\n"
                   "| export | DFAs x samples | decoding | accepted (%) | mean length | distinct (%) | not in context (%) |\n"
@@ -120,6 +120,13 @@ def markdown(rows: list[dict], generations: list[dict]) -> str:
         for g in generations:
             out.write(f"| {g['export']} | {g['num_dfas']} x {g['samples']} | {g['decoding']} | {pct(g['acceptance'])} "
                       f"| {g['mean_length']:.1f} | {pct(g['distinct'])} | {pct(g['novel'])} |\n")
+    if failed:
+        out.write("\n## Failed trials (never chosen as best)\n\n| task | model | trial | status | epochs | reason |\n"
+                  "|---|---|---|---|---:|---|\n")
+        for t in failed:
+            reason = t.error if t.status == "errored" else "loss became NaN or infinite"
+            out.write(f"| {TASK_NAMES.get(t.task, t.task)} | {MODEL_NAMES.get(t.model, t.model)} | {t.trial_id} "
+                      f"| {t.status} | {t.epochs_run} | {(reason or '').replace('|', '/')} |\n")
     if any(len(s) > 1 for s in sizes.values()):
         out.write("\n![learning curves](learning_curves.png)\n")
     return out.getvalue()
@@ -159,14 +166,15 @@ def write_report(root: str | Path) -> str:
     rows = summarize(trials)
     for r in rows:
         r["best_trial"] = r["best_trial"] and rel(r["best_trial"], root)
-    md = f"# seqicl results: {root.name}\n\n" + markdown(rows, load_generations(root))
+    failed = [t for t in trials if t.status in ("errored", "diverged")]
+    md = f"# seqicl results: {root.name}\n\n" + markdown(rows, load_generations(root), failed)
     from .curves import plot_learning_curves  # matplotlib only when a report is written
     plot_learning_curves(rows, root / "learning_curves.png")
     atomic_write_text(root / "table.md", md)
     atomic_write_text(root / "table.json", json.dumps(rows, indent=1))
     atomic_write_text(root / "table.csv", to_csv(rows, ["task", "num_train", "model", "metric", "test", "val",
                                                          "test_tvd", "best_epoch", "chance", "trials", "finished",
-                                                         "stopped", "errored", "params", "best_trial"]))
+                                                         "stopped", "diverged", "errored", "params", "best_trial"]))
     trial_rows = [{"task": t.task, "num_train": t.num_train, "model": t.model, "trial_id": t.trial_id,
                    "status": t.status, "epochs_run": t.epochs_run, "best_val": t.best_val,
                    "test_at_best": t.test_at_best, "best_epoch": t.best_epoch, "params": t.params,

@@ -3,11 +3,13 @@
 A trial is a folder holding ``run.json`` (written by ``seqicl.train`` at the start: config
 and task facts) and/or Tune's ``params.json`` / ``result.json`` (one JSON line per
 evaluation). Status: ``errored`` when Tune left an ``error.txt``; ``finished`` when it ran
-every epoch; ``stopped`` when it ended early (ASHA) or was interrupted.
+every epoch; ``diverged`` when its loss became NaN or infinite (it stopped itself);
+``stopped`` when it ended early (ASHA) or was interrupted.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +21,7 @@ class Trial:
     num_train: int
     trial_id: str
     path: Path
-    status: str                 # finished | stopped | errored
+    status: str                 # finished | stopped | diverged | errored
     epochs_run: int
     epochs_budget: int
     metric: str
@@ -35,7 +37,7 @@ class Trial:
 
     @property
     def rankable(self) -> bool:
-        return self.status != "errored" and self.best_val is not None
+        return self.status not in ("errored", "diverged") and self.best_val is not None
 
 
 def read_json_lines(path: Path) -> list[dict]:
@@ -50,35 +52,53 @@ def read_json_lines(path: Path) -> list[dict]:
 
 
 def read_trial(path: Path) -> Trial | None:
-    run = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else None
+    # run.json comes from the trainer once its data is loaded; trial.json from the sweep's
+    # trainable before anything can fail, so a trial that crashed at once is still listed
+    run = None
+    for name in ("run.json", "trial.json"):
+        if (path / name).is_file():
+            run = json.loads((path / name).read_text())
+            break
     params = json.loads((path / "params.json").read_text()) if (path / "params.json").is_file() else {}
     if run is None:
-        return None  # not a seqicl trial (or it died before starting: Tune's files say why)
+        return None  # not a seqicl trial
     cfg = run["config"]
+    info = run.get("task_info", {})
     rows = read_json_lines(path / "result.json")
     last = rows[-1] if rows else {}
     budget = cfg["train"]["epochs"]
     errored = (path / "error.txt").is_file()
-    status = "errored" if errored else ("finished" if last.get("epoch") == budget else "stopped")
+    if errored:
+        status = "errored"
+    elif last.get("diverged"):
+        status = "diverged"
+        last = next((r for r in reversed(rows) if not r.get("diverged")), {"epoch": last.get("epoch", 0)})
+    else:
+        status = "finished" if last.get("epoch") == budget else "stopped"
     error = (path / "error.txt").read_text().strip().splitlines()[-1][:300] if errored else None
+    # Tune names trial folders <trainable>_<trial id>_<index>_...; a trial that never reported
+    # has only that name to go by
+    named = re.match(r"[a-z_]+?_([0-9a-f]{5,})_\d+_", path.name)
+    trial_id = next((r["trial_id"] for r in rows if "trial_id" in r), named.group(1) if named else path.name)
     at_best = {k[len("test_"): -len("_at_best")]: v for k, v in last.items()
                if k.startswith("test_") and k.endswith("_at_best") and k != "test_at_best"}
     return Trial(task=cfg["task"]["name"], model=cfg["model"]["name"], num_train=cfg["task"]["num_train"],
-                 trial_id=last.get("trial_id", path.name),
+                 trial_id=trial_id,
                  path=path, status=status, epochs_run=last.get("epoch", 0), epochs_budget=budget,
                  metric=cfg["task"]["metric"], best_val=last.get("best_val"), test_at_best=last.get("test_at_best"),
-                 best_epoch=last.get("best_epoch"), chance=run["task_info"].get("chance"), params=params,
+                 best_epoch=last.get("best_epoch"), chance=info.get("chance"), params=params,
                  config=cfg, error=error, test_at_best_all=at_best,
-                 baselines=run["task_info"].get("baselines", {}))
+                 baselines=info.get("baselines", {}))
 
 
 def load_trials(root: str | Path) -> list[Trial]:
-    trials = [read_trial(p.parent) for p in sorted(Path(root).rglob("run.json"))]
+    folders = {p.parent for name in ("run.json", "trial.json") for p in Path(root).rglob(name)}
+    trials = [read_trial(p) for p in sorted(folders)]
     return [t for t in trials if t is not None]
 
 
 def best_trial(trials: list[Trial]) -> Trial | None:
     """Highest best-so-far validation metric; ties go to the trial that trained longer.
-    Errored trials are never chosen; the test metric plays no part in the choice."""
+    Errored and diverged trials are never chosen; the test metric plays no part in the choice."""
     ok = [t for t in trials if t.rankable]
     return max(ok, key=lambda t: (t.best_val, t.epochs_run)) if ok else None

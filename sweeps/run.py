@@ -13,6 +13,7 @@ import argparse
 import copy
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -128,7 +129,23 @@ def make_plan(args) -> Plan:
                 c["task"]["num_train"] = size
             plan.experiments[m if size is None else f"{m}-n{size}"] = (m, c, space)
     check_storage(plan, args.resume)
+    if args.address:
+        check_address(args.address)
     return plan
+
+
+def check_address(address: str) -> None:
+    """Fail fast on a cluster address nothing answers at (ray.init would wait for minutes)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address must be auto or host:port, got '{address}'")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach a Ray cluster at {address} ({e.strerror or type(e).__name__})") from None
 
 
 def parse_sizes(text: str | None) -> list[int]:
@@ -185,12 +202,14 @@ def main(argv=None) -> int:
         return 2
     try:
         for name, (_, cfg, space) in plan.experiments.items():
-            tune_backend.run_experiment(
+            done = tune_backend.run_experiment(
                 cfg=cfg, space=space, storage=plan.storage / plan.task, name=name,
                 num_samples=plan.num_samples, max_concurrent=plan.max_concurrent,
                 cpus_per_trial=plan.cpus_per_trial, gpus_per_trial=plan.gpus_per_trial, seed=args.seed,
                 grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
                 max_failures=args.max_failures, resume=args.resume)
+            if not done:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with the same command plus --resume --storage {plan.storage}",
               file=sys.stderr)

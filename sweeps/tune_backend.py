@@ -4,11 +4,13 @@ configurations, ASHA stops weak trials early, each trial is ``seqicl.train.train
 from __future__ import annotations
 
 import copy
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from seqicl.atomic import atomic_write_text
 from seqicl.config import set_dotted
 
 from .search_space import Param
@@ -31,7 +33,8 @@ def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
     # an embedded single-machine cluster: loopback only, so no token auth
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(object_store_memory=256 * 1024 ** 2, runtime_env={"env_vars": {"PYTHONPATH": path}}, **kwargs)
+    env = {"PYTHONPATH": path, **{k: os.environ[k] for k in ("SEQICL_FAULTS", "SEQICL_CACHE") if k in os.environ}}
+    ray.init(object_store_memory=256 * 1024 ** 2, runtime_env={"env_vars": env}, **kwargs)
 
 
 def shutdown_ray() -> None:
@@ -53,8 +56,22 @@ def to_domain(p: Param):
     raise ValueError(p.kind)
 
 
+def injected_fault(trial_dir: Path) -> str | None:
+    """Test hook: SEQICL_FAULTS="crash:2,nan:3" makes the trials numbered 2 and 3 (Tune's
+    1-based trial index in the folder name) raise, or train into a NaN loss."""
+    spec = os.environ.get("SEQICL_FAULTS", "")
+    parts = trial_dir.name.split("_")
+    index = parts[3] if len(parts) > 3 and parts[3].isdigit() else None
+    for item in filter(None, spec.split(",")):
+        kind, _, which = item.partition(":")
+        if which == index:
+            return kind
+    return None
+
+
 def run_trial(params: dict, base_cfg: dict) -> None:
-    """The Tune trainable: apply the sampled values to the config and train."""
+    """The Tune trainable: apply the sampled values to the config and train, resuming from
+    Tune's checkpoint when the trial is restored."""
     import logging
 
     import torch
@@ -69,26 +86,47 @@ def run_trial(params: dict, base_cfg: dict) -> None:
     trial_dir = Path(ctx.get_trial_dir())
     cpus = ctx.get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
+    atomic_write_text(trial_dir / "trial.json", json.dumps({"config": cfg, "params": params}, indent=1))
+    fault = injected_fault(trial_dir)
+    if fault == "crash":
+        raise RuntimeError("injected crash (SEQICL_FAULTS)")
+    if fault == "nan":
+        cfg["optim"].update(lr=1e30, warmup_frac=0.0)
+        cfg["train"]["grad_clip"] = 0.0
 
-    def on_epoch(metrics: dict, ckpt: Path | None) -> None:
-        if ckpt is None:
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a restored trial: continue where its last checkpoint left off
+        with checkpoint.as_directory() as folder:
+            resume = torch.load(Path(folder) / "state.pt", weights_only=True)
+            if (Path(folder) / "best.pt").is_file():
+                shutil.copy2(Path(folder) / "best.pt", trial_dir / "best.pt")
+
+    def on_epoch(metrics: dict, save) -> None:
+        if metrics.get("diverged"):  # ranked below every healthy trial, and the reason recorded
+            tune.report({**metrics, "best_val": -1.0, "failure": "loss became NaN or infinite"})
+            return
+        if save is None:
             tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory(dir=trial_dir) as tmp:
-            shutil.copy2(ckpt, Path(tmp) / ckpt.name)
+        # staged outside the trial folder: Ray syncs that folder and must not see a vanishing copy
+        with tempfile.TemporaryDirectory(prefix="seqicl-ckpt-") as tmp:
+            save(Path(tmp))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
-    train(cfg, on_epoch=on_epoch, run_dir=trial_dir)
+    try:
+        train(cfg, on_epoch=on_epoch, run_dir=trial_dir, resume=resume)
+    except torch.cuda.OutOfMemoryError as e:
+        raise RuntimeError(f"CUDA out of memory with config {params}: {str(e).splitlines()[0]}") from None
 
 
 def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: str, num_samples: int,
                    max_concurrent: int, cpus_per_trial: float, gpus_per_trial: float, seed: int,
                    grace_period: int, reduction_factor: float, max_failures: int, resume: bool,
                    verbose: int = 1):
-    """Run (or resume) one Tune experiment in ``storage/name``; returns the ResultGrid."""
+    """Run (or resume) one Tune experiment in ``storage/name``. Returns True when every trial
+    ended (finished, stopped early or errored), False when the run was interrupted."""
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -104,13 +142,12 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     exp_dir = storage / name
     if resume and tune.Tuner.can_restore(str(exp_dir)):
-        tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_errored=True)
-        return tuner.fit()
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    # Optuna's study in a journal file beside the results: optuna.load_study() reads it back
-    study_storage = JournalStorage(JournalFileBackend(str(exp_dir / "optuna_study.log")))
-    searcher = OptunaSearch(metric=metric, mode="max", sampler=optuna.samplers.TPESampler(seed=seed),
-                            study_name=name, storage=study_storage)
+        results = tune.Tuner.restore(str(exp_dir), trainable, resume_errored=False).fit()
+        save_study(results, space, exp_dir / "optuna_study.log", name, metric)
+        return complete(results, num_samples)
+    # the live study stays in memory: Tune snapshots and restores it with the experiment, and a
+    # file written beside it during the run would disagree with a restored snapshot
+    searcher = OptunaSearch(metric=metric, mode="max", sampler=optuna.samplers.TPESampler(seed=seed))
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                               grace_period=min(grace_period, epochs), reduction_factor=reduction_factor)
     tuner = tune.Tuner(
@@ -121,8 +158,51 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
-                                                    checkpoint_score_order="max"),
+            # the latest checkpoint: it holds the state to resume from and the best weights so far
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
-    return tuner.fit()
+    results = tuner.fit()
+    save_study(results, space, exp_dir / "optuna_study.log", name, metric)
+    return complete(results, num_samples)
+
+
+def save_study(results, space: dict[str, Param], path: Path, name: str, metric: str) -> None:
+    """Write the experiment's trials as an Optuna study (journal file) beside the results:
+    ``optuna.load_study(study_name=name, storage=JournalStorage(JournalFileBackend(path)))``.
+    Trials stopped by ASHA count as complete with their best value, as Optuna saw them;
+    errored and diverged trials as failed."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState, create_trial
+
+    dists = {}
+    for key, p in space.items():
+        if p.kind in ("loguniform", "uniform"):
+            dists[key] = FloatDistribution(p.args[0], p.args[1], log=p.kind == "loguniform")
+        elif p.kind == "randint":
+            dists[key] = IntDistribution(p.args[0], p.args[1])
+        elif p.kind == "choice":
+            dists[key] = CategoricalDistribution(list(p.args))
+    trials = []
+    for r in results:
+        params = {k: v for k, v in (r.config or {}).items() if k in dists}
+        value = (r.metrics or {}).get(metric)
+        failed = r.error is not None or (r.metrics or {}).get("diverged") or value is None
+        trials.append(create_trial(params=params, distributions={k: dists[k] for k in params},
+                                   value=None if failed else value,
+                                   state=TrialState.FAIL if failed else TrialState.COMPLETE))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    study = optuna.create_study(study_name=name, direction="maximize",
+                                storage=JournalStorage(JournalFileBackend(str(tmp))))
+    study.add_trials(trials)
+    os.replace(tmp, path)
+
+
+def complete(results, num_samples: int) -> bool:
+    """Whether the experiment ran to its end (Tune returns early when interrupted)."""
+    ended = results.num_terminated + results.num_errors
+    return len(results) >= num_samples and ended == len(results)

@@ -26,6 +26,10 @@ from conftest import ROOT
     (["--task", "induction", "train.epochs=0"], "train.epochs must be at least 1"),
     (["--task", "induction", "--preset", "huge"], "unknown preset 'huge'"),
     (["--task", "induction", "--num-samples", "many"], "invalid int value"),
+    (["--task", "induction", "--num-examples", "100,x"], "--num-examples takes comma-separated integers"),
+    (["--task", "induction", "--num-examples", "0"], "--num-examples sizes must be positive"),
+    (["--task", "induction", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["--task", "induction", "--address", "nonsense"], "--address must be auto or host:port"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys):
     storage = tmp_path / "out"
@@ -40,6 +44,15 @@ def run_main(argv) -> int:
         return sweep_run.main(argv)
     except SystemExit as e:  # argparse's own errors exit directly
         return e.code
+
+
+def test_storage_that_cannot_be_written(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert run_main(["--task", "induction", "--storage", str(blocker / "results")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot write results" in err and len(err.splitlines()) == 1
+    assert blocker.read_text() == "not a folder"
 
 
 def test_malformed_search_space_file(tmp_path, monkeypatch, capsys):
@@ -132,3 +145,54 @@ def test_regbench_end_to_end_sweep_export_generate_report(tmp_path):
     rows = json.loads((storage / "table.json").read_text())
     assert {(r["model"], r["num_train"]) for r in rows} == {(m, n) for m in ("transformer", "lstm") for n in (48, 96)}
     assert all(0 <= r["test"] <= 1 and 0 <= r["test_tvd"] <= 1 for r in rows)
+
+
+@pytest.mark.slow
+def test_fault_injection_crash_nan_killed_driver_then_resume(tmp_path):
+    """A sweep with a trial that raises, a trial whose loss turns NaN, and a driver killed with
+    SIGKILL mid-sweep; --resume then completes it. Every trial appears once, no epoch runs twice,
+    the failures are ranked as failed and the report matches the trials on disk."""
+    import os
+    import signal
+    import time
+
+    from analysis.results import best_trial, load_trials
+    storage = tmp_path / "sweep"
+    cmd = [sys.executable, "sweeps/run.py", "--task", "induction", "--models", "lstm", "--num-samples", "6",
+           "--max-concurrent", "2", "--max-failures", "1", "--storage", str(storage), "train.epochs=4",
+           "task.num_train=512", "task.num_val=32", "task.num_test=32", "model.d_model=16"]
+    env = dict(os.environ, SEQICL_FAULTS="crash:2,nan:3")
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    exp = storage / "induction" / "lstm"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill once a few trials have reported, before the sweep ends
+        reported = [p for p in exp.glob("*/result.json") if p.stat().st_size > 0]
+        if len(reported) >= 3 or first.poll() is not None:
+            break
+        time.sleep(0.5)
+    assert first.poll() is None, "the sweep ended before it could be killed"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    subprocess.run(["ray", "stop", "--force"], capture_output=True)  # the killed driver's local cluster
+    before = {p.parent.name: p.read_text().count("\n") for p in exp.glob("*/result.json")}
+
+    second = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+
+    trials = load_trials(storage)
+    assert len(trials) == 6 and len({t.trial_id for t in trials}) == 6
+    statuses = sorted(t.status for t in trials)
+    assert statuses.count("errored") == 1 and statuses.count("diverged") == 1
+    assert next(t for t in trials if t.status == "errored").error.endswith("injected crash (SEQICL_FAULTS)")
+    for path in exp.glob("*/result.json"):
+        epochs = [json.loads(line)["epoch"] for line in path.read_text().splitlines()]
+        assert epochs == list(range(1, len(epochs) + 1)), (path.parent.name, epochs)  # nothing ran twice
+        if path.parent.name in before:
+            assert len(epochs) >= before[path.parent.name]                            # nothing lost
+    best = best_trial(trials)
+    assert best.status in ("finished", "stopped") and best.best_val >= 0
+    (row,) = json.loads((storage / "table.json").read_text())
+    assert (row["trials"], row["errored"], row["diverged"]) == (6, 1, 1)
+    assert row["val"] == best.best_val and row["test"] == best.test_at_best
+    assert "## Failed trials" in (storage / "table.md").read_text()

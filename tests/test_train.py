@@ -35,11 +35,12 @@ def test_run_writes_checkpoint_tensorboard_and_reports(tmp_path):
     cfg = compose(["task=dfa", "task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
                    "train.epochs=3", "train.progress=false", "device=cpu"])
     seen = []
-    summary = train(cfg, on_epoch=lambda m, ckpt: seen.append((m, ckpt)), run_dir=tmp_path)
+    summary = train(cfg, on_epoch=lambda m, save: seen.append((m, save)), run_dir=tmp_path)
     assert [m["epoch"] for m, _ in seen] == [1, 2, 3]
-    assert {"val_dfa_accuracy", "test_dfa_accuracy", "best_val", "test_at_best"} <= set(seen[-1][0])
-    assert seen[0][1] == tmp_path / "best.pt"
-    assert summary["best_val"] == max(m["val_dfa_accuracy"] for m, _ in seen)
+    assert {"val_dfa_accuracy", "test_dfa_accuracy", "val_tvd", "test_tvd_at_best", "best_val",
+            "test_at_best"} <= set(seen[-1][0])
+    assert seen[0][1] is not None and seen[-1][1] is not None  # first epoch is a new best; the last is due
+    assert summary["best_val"] == max(m["val_dfa_accuracy"] for m, _ in seen) and summary["status"] == "finished"
 
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
@@ -78,3 +79,33 @@ def test_cli_single_run_and_bad_override(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: unknown config key 'model.d_modl' (use +model.d_modl=... to add one)"
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_from_a_saved_state_continues_exactly(tmp_path):
+    cfg = compose(["task.num_train=256", "task.num_val=32", "task.num_test=32", "model.d_model=16",
+                   "train.epochs=3", "train.state_every=1", "train.progress=false", "device=cpu"])
+    straight = []
+    train(cfg, on_epoch=lambda m, save: straight.append(m), run_dir=tmp_path / "a")
+    states = {}
+
+    def keep(m, save):
+        if m["epoch"] == 2:
+            save(tmp_path / "ckpt")
+            states["state"] = torch.load(tmp_path / "ckpt" / "state.pt", weights_only=True)
+    train(cfg, on_epoch=keep, run_dir=tmp_path / "b")
+    assert (tmp_path / "ckpt" / "best.pt").is_file()
+    resumed = []
+    train(cfg, on_epoch=lambda m, save: resumed.append(m), run_dir=tmp_path / "b", resume=states["state"])
+    assert [m["epoch"] for m in resumed] == [3]
+    for key in ("train_loss", "val_loss", "val_accuracy", "best_val"):
+        assert resumed[0][key] == straight[2][key], key
+
+
+def test_nan_loss_stops_the_run_as_diverged(tmp_path):
+    cfg = compose(["task.num_train=128", "task.num_val=16", "task.num_test=16", "optim.lr=1e30",
+                   "optim.warmup_frac=0.0", "train.grad_clip=0", "train.epochs=5", "train.progress=false",
+                   "device=cpu"])
+    seen = []
+    summary = train(cfg, on_epoch=lambda m, save: seen.append(m), run_dir=tmp_path)
+    assert summary["status"] == "diverged"
+    assert seen[-1]["diverged"] == 1 and len(seen) < 5
