@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import socket
 import sys
@@ -106,10 +105,12 @@ def make_plan(args) -> Plan:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
     if max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    if not (0 <= gpus <= 1 or float(gpus).is_integer()) or gpus < 0 or math.isnan(gpus):
-        raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1] or a whole number, got {gpus}")
+    if args.gpus_per_trial is not None and not 0 < args.gpus_per_trial <= 1:
+        raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1], got {args.gpus_per_trial}")
     if gpus > 0 and not gpu and not args.address:
         raise ConfigError("--gpus-per-trial asks for a GPU but this machine has none (use --address for a cluster)")
+    if args.max_failures < 0:
+        raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
     if not args.cpus_per_trial > 0:
         raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
@@ -184,6 +185,7 @@ def main(argv=None) -> int:
 
     from analysis.report import write_report
     from seqicl.data import load_task
+    from seqicl.data.cache import cache_dir
     from sweeps import tune_backend
 
     print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
@@ -191,8 +193,7 @@ def main(argv=None) -> int:
           f"-> {plan.storage}", flush=True)
     start = time.time()
     for _, cfg, _ in plan.experiments.values():  # generate the data once, before any trial asks for it
-        cfg["data"]["cache_dir"] = str(Path(cfg["data"]["cache_dir"] or os.environ.get("SEQICL_CACHE")
-                                            or Path.home() / ".cache" / "seqicl").resolve())
+        cfg["data"]["cache_dir"] = str(cache_dir(cfg["data"]["cache_dir"]).resolve())  # trials run elsewhere
         load_task(cfg["task"], cfg["data"]["cache_dir"])
     try:
         tune_backend.init_ray(args.address, ROOT, dashboard=args.dashboard)

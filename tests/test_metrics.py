@@ -18,10 +18,15 @@ class FixedLogits(torch.nn.Module):
         return torch.nn.functional.one_hot(self.preds[tokens[:, 0]], V).float() * 10
 
 
-def test_dfa_correct_by_hand():
-    # DFA: 0 -a-> 1, 1 -b-> 0, 1 -c-> 1
+def hand_dfa() -> torch.Tensor:
+    """The table of the DFA 0 -a-> 1, 1 -b-> 0, 1 -c-> 1, as a batch of one: (1, 2, V)."""
     trans = torch.full((1, 2, V), -1, dtype=torch.int8)
     trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1
+    return trans
+
+
+def test_dfa_correct_by_hand():
+    trans = hand_dfa()
     state = torch.tensor([[0, 1, 1, 0]])
     pred = torch.tensor([[0, 2, 0, 1]])  # a from 0 ok, c from 1 ok, a from 1 wrong, b from 0 wrong
     assert dfa_correct(pred, trans, state).tolist() == [[True, True, False, False]]
@@ -29,8 +34,7 @@ def test_dfa_correct_by_hand():
 
 def test_evaluate_dfa_accuracy_and_accuracy_skip_masked_positions():
     # sequence "a b | a c c" ; inputs a b | a c, targets b -100 a c c
-    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
-    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1
+    trans = hand_dfa()
     inputs = torch.tensor([[0, 1, 3, 0, 2]])
     targets = torch.tensor([[1, IGNORE, 0, 2, 2]])
     state = torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8)
@@ -53,8 +57,7 @@ def test_evaluate_accuracy_only_counts_unmasked_and_batches():
 
 def test_tvd_zero_for_the_dfa_distribution_and_hand_case():
     from seqicl.train.metrics import dfa_distribution, tvd
-    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
-    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1      # 0 -a-> 1, 1 -b-> 0, 1 -c-> 1
+    trans = hand_dfa()
     state = torch.tensor([[0, 1]])
     q = dfa_distribution(trans, state)
     assert q.tolist() == [[[1, 0, 0, 0, 0], [0, 0.5, 0.5, 0, 0]]]
@@ -66,8 +69,7 @@ def test_tvd_zero_for_the_dfa_distribution_and_hand_case():
 
 
 def test_evaluate_reports_tvd_over_scored_positions():
-    trans = torch.full((1, 2, V), -1, dtype=torch.int8)
-    trans[0, 0, 0], trans[0, 1, 1], trans[0, 1, 2] = 1, 0, 1
+    trans = hand_dfa()
     inputs = torch.tensor([[0, 1, 3, 0, 2]])
     targets = torch.tensor([[1, IGNORE, 0, 2, 2]])
     state = torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8)

@@ -21,7 +21,9 @@ from conftest import ROOT
     (["--task", "induction", "model=lstm"], "--task/--models"),
     (["--task", "induction", "--num-samples", "0"], "--num-samples must be at least 1"),
     (["--task", "induction", "--max-concurrent", "-1"], "--max-concurrent must be at least 1"),
-    (["--task", "induction", "--gpus-per-trial", "1.5"], "--gpus-per-trial"),
+    (["--task", "induction", "--gpus-per-trial", "1.5"], "--gpus-per-trial must be a fraction in (0, 1]"),
+    (["--task", "induction", "--gpus-per-trial", "0"], "--gpus-per-trial must be a fraction in (0, 1]"),
+    (["--task", "induction", "--max-failures", "-1"], "--max-failures must be 0 or more"),
     (["--task", "induction", "--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
     (["--task", "induction", "train.epochs=0"], "train.epochs must be at least 1"),
     (["--task", "induction", "--preset", "huge"], "unknown preset 'huge'"),
@@ -55,13 +57,18 @@ def test_storage_that_cannot_be_written(tmp_path, capsys):
     assert blocker.read_text() == "not a folder"
 
 
-def test_malformed_search_space_file(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("text, message", [
+    ("optim.lr: {loguniform: [1e-4, 1e-3\n", "malformed YAML"),
+    ("optim.lrate: {loguniform: [1.0e-4, 1.0e-3]}\n", "'optim.lrate' is not a key of the config"),
+    ("model.d_model: {choice: [big, small]}\n", "model.d_model expects int"),
+])
+def test_bad_search_space_file(text, message, tmp_path, monkeypatch, capsys):
     (tmp_path / "induction").mkdir()
-    (tmp_path / "induction" / "lstm.yaml").write_text("optim.lr: {loguniform: [1e-4, 1e-3\n")
+    (tmp_path / "induction" / "lstm.yaml").write_text(text)
     monkeypatch.setattr(search_space, "ROOT", tmp_path)
     assert sweep_run.main(["--task", "induction", "--models", "lstm", "--storage", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "malformed YAML" in err and len(err.splitlines()) == 1
+    assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
 
 

@@ -7,7 +7,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from seqicl.config import compose
 from seqicl.data import load_task
-from seqicl.train import CheckpointError, load_checkpoint, train
+from seqicl.train import CheckpointError, load_checkpoint, save_checkpoint, train
 from seqicl.train.optim import lr_factor
 
 from conftest import ROOT
@@ -63,6 +63,12 @@ def test_checkpoint_errors(tmp_path):
     bad.write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(bad)
+    real = tmp_path / "real.pt"
+    save_checkpoint(real, torch.nn.Linear(2, 2), {"model": {}}, ["a"], 4, 1, {})
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(truncated)
     torch.save({"hello": 1}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not a seqicl checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
