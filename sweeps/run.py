@@ -45,6 +45,8 @@ def parse_args(argv):
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once per model")
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPU fraction per trial, e.g. 0.0625 packs 16 trials on a GPU (default: 1/16 with a GPU)")
+    p.add_argument("--trials-per-gpu", type=int, default=None,
+                   help="pack N trials on each GPU: sets --gpus-per-trial to 1/N")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--storage", default=None, help="results root (default: runs/<task>-<time>)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
@@ -100,13 +102,19 @@ def make_plan(args) -> Plan:
     preset = load_yaml(preset_path)
     num_samples = args.num_samples if args.num_samples is not None else preset["num_samples"]
     max_concurrent = args.max_concurrent if args.max_concurrent is not None else preset["max_concurrent"]
-    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 / 16 if gpu else 0.0)
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
     if max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    if args.gpus_per_trial is not None and not 0 < args.gpus_per_trial <= 1:
-        raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1], got {args.gpus_per_trial}")
+    if args.trials_per_gpu is not None:
+        if args.gpus_per_trial is not None:
+            raise ConfigError("give --trials-per-gpu or --gpus-per-trial, not both")
+        if args.trials_per_gpu < 1:
+            raise ConfigError(f"--trials-per-gpu must be at least 1, got {args.trials_per_gpu}")
+    explicit = 1 / args.trials_per_gpu if args.trials_per_gpu else args.gpus_per_trial
+    if explicit is not None and not 0 < explicit <= 1:
+        raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1], got {explicit}")
+    gpus = explicit if explicit is not None else (1 / 16 if gpu else 0.0)
     if gpus > 0 and not gpu and not args.address:
         raise ConfigError("--gpus-per-trial asks for a GPU but this machine has none (use --address for a cluster)")
     if args.max_failures < 0:

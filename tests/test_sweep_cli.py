@@ -24,6 +24,8 @@ from conftest import ROOT
     (["--task", "induction", "--gpus-per-trial", "1.5"], "--gpus-per-trial must be a fraction in (0, 1]"),
     (["--task", "induction", "--gpus-per-trial", "0"], "--gpus-per-trial must be a fraction in (0, 1]"),
     (["--task", "induction", "--max-failures", "-1"], "--max-failures must be 0 or more"),
+    (["--task", "induction", "--trials-per-gpu", "0"], "--trials-per-gpu must be at least 1"),
+    (["--task", "induction", "--trials-per-gpu", "4", "--gpus-per-trial", "0.5"], "not both"),
     (["--task", "induction", "--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
     (["--task", "induction", "train.epochs=0"], "train.epochs must be at least 1"),
     (["--task", "induction", "--preset", "huge"], "unknown preset 'huge'"),

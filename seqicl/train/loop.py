@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
-from ..data import IGNORE, load_task
+from ..data import load_task
 from ..models import build_model
 from .checkpoint import atomic_save, save_checkpoint
 from .metrics import evaluate
-from .optim import make_optimizer, make_schedule
+from .optim import lr_factor, make_optimizer, set_lr
+from .step import make_step
 from .tensorboard import ScalarLog
 
 # on_epoch(metrics, save): called after every evaluation. ``save`` is None, or, when a checkpoint
@@ -64,10 +64,11 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
         atomic_write_text(run_dir / "run.json", json.dumps(
             {"config": cfg, "task_info": data.info, "params": sum(p.numel() for p in model.parameters()),
              "device": str(device), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
-    opt = make_optimizer(model, ocfg, device)
+    use_graph = tcfg["cuda_graph"] and device.type == "cuda"
+    opt = make_optimizer(model, ocfg, device, capturable=use_graph)
     bs, n = tcfg["batch_size"], len(data.train)
     steps_per_epoch = max(1, n // bs)  # full batches only: every step has the same shape
-    sched = make_schedule(opt, ocfg, steps_per_epoch * tcfg["epochs"])
+    total_steps = steps_per_epoch * tcfg["epochs"]
     gen = torch.Generator().manual_seed(cfg["seed"])
     best = {"best_val": -1.0, "test_at_best": 0.0, "best_epoch": -1}
     first_epoch = 0
@@ -76,15 +77,21 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
             raise ValueError("not a seqicl training state")
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["schedule"])
         gen.set_state(resume["generator"])
         best, first_epoch = dict(resume["best"]), resume["epoch"]
+    step_fn, eager_reason = make_step(model, opt, tcfg["grad_clip"], data.train.inputs[:bs],
+                                      data.train.targets[:bs], use_graph)
+    if eager_reason:
+        print(f"seqicl: training step not graph-captured, running eagerly ({eager_reason})")
     log = ScalarLog(run_dir / "tb")
+
+    def lr_at(step: int) -> float:
+        return ocfg["lr"] * lr_factor(step, total_steps, ocfg["warmup_frac"], ocfg["min_lr_frac"])
 
     def save(folder: Path, epoch: int) -> None:
         atomic_save({"format": STATE_FORMAT, "epoch": epoch, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
-                     "generator": gen.get_state(), "best": best}, Path(folder) / "state.pt")
+                     "optimizer": opt.state_dict(), "generator": gen.get_state(), "best": best},
+                    Path(folder) / "state.pt")
         if (run_dir / "best.pt").is_file() and Path(folder) != run_dir:
             shutil.copy2(run_dir / "best.pt", Path(folder) / "best.pt")
 
@@ -99,16 +106,8 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
         loss_sum = torch.zeros((), device=device)
         for i in range(steps_per_epoch):
             idx = perm[i * bs: (i + 1) * bs]
-            logits = model(data.train.inputs[idx])
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), data.train.targets[idx].flatten(),
-                                   ignore_index=IGNORE)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tcfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg["grad_clip"])
-            opt.step()
-            sched.step()
-            loss_sum += loss.detach()
+            set_lr(opt, lr_at(epoch * steps_per_epoch + i))
+            loss_sum += step_fn(data.train.inputs[idx], data.train.targets[idx])
         train_loss = float(loss_sum) / steps_per_epoch  # one host sync per epoch
         if not math.isfinite(train_loss):
             status = "diverged"
@@ -120,7 +119,7 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
         last = epoch + 1 == tcfg["epochs"]
         if (epoch + 1) % tcfg["eval_every"] and not last:
             continue
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": sched.get_last_lr()[0]}
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr_at((epoch + 1) * steps_per_epoch - 1)}
         for split in ("val", "test"):
             for k, v in evaluate(model, getattr(data, split)).items():
                 metrics[f"{split}_{k}"] = v
