@@ -120,19 +120,36 @@ def run_trial(params: dict, base_cfg: dict) -> None:
         raise RuntimeError(f"CUDA out of memory with config {params}: {str(e).splitlines()[0]}") from None
 
 
+def to_grid(p: Param, points: int = 3):
+    """The original project's exhaustive grids: every choice, a few points of a range."""
+    from ray import tune
+    if p.kind == "choice":
+        return tune.grid_search(list(p.args))
+    lo, hi = p.args
+    if p.kind == "randint":
+        return tune.grid_search(sorted({round(lo + (hi - lo) * i / (points - 1)) for i in range(points)}))
+    if p.kind == "loguniform":
+        return tune.grid_search([lo * (hi / lo) ** (i / (points - 1)) for i in range(points)])
+    return tune.grid_search([lo + (hi - lo) * i / (points - 1) for i in range(points)])
+
+
 def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: str, num_samples: int,
                    max_concurrent: int, cpus_per_trial: float, gpus_per_trial: float, seed: int,
                    grace_period: int, reduction_factor: float, max_failures: int, resume: bool,
-                   verbose: int = 1):
+                   verbose: int = 1, style: str = "seqicl", time_budget_s: float | None = None):
     """Run (or resume) one Tune experiment in ``storage/name``. Returns True when every trial
-    ended (finished, stopped early or errored), False when the run was interrupted."""
+    ended (finished, stopped early or errored), False when the run was interrupted.
+
+    ``style="original"`` reproduces how the original project swept, for benchmarks: the whole
+    grid in order, no early stopping (``num_samples``, ``grace_period`` and ``reduction_factor``
+    are then unused)."""
     import optuna
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    metric, epochs = "best_val", cfg["train"]["epochs"]
+    metric = "best_val"
     fixed = {k: p.args[0] for k, p in space.items() if p.kind == "fixed"}
     base = copy.deepcopy(cfg)
     for key, value in fixed.items():
@@ -147,14 +164,21 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
         return complete(results, num_samples)
     # the live study stays in memory: Tune snapshots and restores it with the experiment, and a
     # file written beside it during the run would disagree with a restored snapshot
-    searcher = OptunaSearch(metric=metric, mode="max", sampler=optuna.samplers.TPESampler(seed=seed))
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
-                              grace_period=min(grace_period, epochs), reduction_factor=reduction_factor)
+    tunable = {k: p for k, p in space.items() if p.kind != "fixed"}
+    if style == "original":
+        searcher, scheduler, num_samples = None, None, 1
+        param_space = {k: to_grid(p) for k, p in tunable.items()}
+    else:
+        searcher = OptunaSearch(metric=metric, mode="max", sampler=optuna.samplers.TPESampler(seed=seed))
+        scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
+                                  grace_period=min(grace_period, epochs), reduction_factor=reduction_factor)
+        param_space = {k: to_domain(p) for k, p in tunable.items()}
     tuner = tune.Tuner(
         trainable,
-        param_space={k: to_domain(p) for k, p in space.items() if p.kind != "fixed"},
+        param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode="max", search_alg=searcher, scheduler=scheduler,
-                                    num_samples=num_samples, max_concurrent_trials=max_concurrent),
+                                    num_samples=num_samples, max_concurrent_trials=max_concurrent,
+                                    time_budget_s=time_budget_s),
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=max_failures),

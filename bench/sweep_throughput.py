@@ -1,0 +1,153 @@
+"""Sweep throughput: the original project's way of sweeping against seqicl's, in one run.
+
+    python bench/sweep_throughput.py --seconds 240 --out bench/results/sweep-throughput-<card>-<date>.md
+
+Both sides sweep induction head for the same models, over the same search space, with the same
+epoch budget per trial and the same wall-clock budget per model:
+
+- original: the whole grid in order, one trial at a time on the GPU, no early stopping, eager steps;
+- seqicl:   Optuna (TPE) + ASHA, ``--trials-per-gpu`` trials packed on the GPU, graph-captured steps.
+
+Printed per side: trials per GPU-hour, training steps per second summed over trials, GPU-seconds
+until the first trial reaches 97% test accuracy, the best test accuracy found (best-validation
+trial), and the ratios. Then a per-model step-time table, eager against graph-captured, at the
+original configuration (d_model 64, 2 layers, batch 32, length 31). ``--cpu`` runs the same
+plumbing on a CPU with tiny budgets (a check of the script, not a measurement).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from analysis.results import best_trial, load_trials  # noqa: E402
+from seqicl.data import load_task  # noqa: E402
+from seqicl.models import MIXERS, build_model  # noqa: E402
+from seqicl.train.optim import make_optimizer  # noqa: E402
+from seqicl.train.step import make_step  # noqa: E402
+from sweeps import tune_backend  # noqa: E402
+from sweeps.compose import compose  # noqa: E402
+from sweeps.search_space import load_space  # noqa: E402
+
+TARGET = 0.97
+
+
+def side_stats(exp_dir: Path, started: float, wall: float, steps_per_epoch: int) -> dict:
+    trials = load_trials(exp_dir)
+    rows = {t.trial_id: [json.loads(x) for x in (t.path / "result.json").read_text().splitlines()]
+            for t in trials if (t.path / "result.json").is_file()}
+    ended = [t for t in trials if t.status in ("finished", "stopped", "diverged")]
+    epochs = sum(len(r) for r in rows.values())
+    hits = [r["timestamp"] - started for rs in rows.values() for r in rs if r.get("test_accuracy", 0) >= TARGET]
+    best = best_trial(trials)
+    return {"trials_started": len(trials), "trials_ended": len(ended), "wall_s": wall,
+            "trials_per_gpu_hour": len(ended) / (wall / 3600), "steps_per_s": epochs * steps_per_epoch / wall,
+            "to_target_s": min(hits) if hits else None, "best_test": best.test_at_best if best else None}
+
+
+def sweep_side(style: str, model: str, args, storage: Path) -> dict:
+    graph = style == "seqicl" and not args.cpu
+    overrides = [f"train.epochs={args.epochs}", f"train.cuda_graph={str(graph).lower()}"]
+    cfg = compose("induction", model, overrides)
+    cfg["train"]["progress"] = False
+    load_task(cfg["task"], cfg["data"]["cache_dir"])
+    space = load_space("induction", model, cfg)
+    gpus = 0.0 if args.cpu else (1.0 if style == "original" else 1.0 / args.trials_per_gpu)
+    concurrent = 1 if style == "original" else (2 if args.cpu else args.trials_per_gpu)
+    started = time.time()
+    tune_backend.run_experiment(
+        cfg=cfg, space=space, storage=storage, name=f"{style}-{model}", num_samples=10_000,
+        max_concurrent=concurrent, cpus_per_trial=1, gpus_per_trial=gpus, seed=0, grace_period=max(1, args.epochs // 10),
+        reduction_factor=3, max_failures=0, resume=False, verbose=0, style=style, time_budget_s=args.seconds)
+    wall = time.time() - started
+    return side_stats(storage / f"{style}-{model}", started, wall, cfg["task"]["num_train"] // cfg["train"]["batch_size"])
+
+
+def step_times(models: list[str], cpu: bool) -> list[str]:
+    import triton.testing
+    rows = ["| model | eager ms/step | graph ms/step | speed-up | graphed? |", "|---|---:|---:|---:|---|"]
+    device = torch.device("cpu" if cpu else "cuda")
+    for name in models:
+        times, note = [], ""
+        for graph in (False, True):
+            torch.manual_seed(0)
+            model = build_model({"name": name, "d_model": 64, "n_layers": 2}, 20, 31).to(device)
+            opt = make_optimizer(model, {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.98}, device,
+                                 capturable=graph and not cpu)
+            x = torch.randint(0, 20, (32, 31), device=device)
+            step, why = make_step(model, opt, 1.0, x, x, graph and not cpu)
+            note = note or (why or "")
+            if cpu:
+                t0 = time.perf_counter()
+                for _ in range(5):
+                    step(x, x)
+                times.append((time.perf_counter() - t0) / 5 * 1e3)
+            else:
+                times.append(triton.testing.do_bench(lambda: step(x, x), warmup=25, rep=200, return_mode="median"))
+        rows.append(f"| {name} | {times[0]:.3f} | {times[1]:.3f} | {times[0] / times[1]:.1f}x | "
+                    f"{'no (CPU run)' if cpu else 'no: ' + note if note else 'yes'} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def fmt(x, unit="") -> str:
+    return "not reached" if x is None else f"{x:.1f}{unit}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", default="transformer,lstm")
+    p.add_argument("--seconds", type=float, default=240, help="wall-clock budget per side and model")
+    p.add_argument("--epochs", type=int, default=60, help="epoch budget per trial (both sides)")
+    p.add_argument("--trials-per-gpu", type=int, default=16)
+    p.add_argument("--storage", default=None)
+    p.add_argument("--out", default=None)
+    p.add_argument("--cpu", action="store_true", help="plumbing check on a CPU (tiny budgets, no graphs)")
+    args = p.parse_args()
+    if not args.cpu and not torch.cuda.is_available():
+        print("error: needs a CUDA GPU (or --cpu for a plumbing check)", file=sys.stderr)
+        return 2
+    models = args.models.split(",")
+    storage = Path(args.storage or tempfile.mkdtemp(prefix="seqicl-throughput-")).resolve()
+    card = "CPU" if args.cpu else torch.cuda.get_device_name()
+    lines = [f"# Sweep throughput: {card}, {datetime.date.today()}", "",
+             f"induction head; {args.epochs} epochs per trial; {args.seconds:.0f} s per side and model; "
+             f"seqicl packs {args.trials_per_gpu} trials per GPU with graph-captured steps; results in {storage}", ""]
+    tune_backend.init_ray(None, ROOT)
+    try:
+        for model in models:
+            orig, fast = (sweep_side(style, model, args, storage) for style in ("original", "seqicl"))
+            lines += [f"## {model}", "", "| | original | seqicl | ratio |", "|---|---:|---:|---:|"]
+            for key, label, better in (("trials_per_gpu_hour", "trials per GPU-hour", "up"),
+                                       ("steps_per_s", "steps/s summed over trials", "up"),
+                                       ("to_target_s", f"GPU-seconds to first {TARGET:.0%} test accuracy", "down"),
+                                       ("best_test", "best test accuracy (best-val trial)", "up")):
+                a, b = orig[key], fast[key]
+                ratio = "-" if a is None or b is None or min(a, b) == 0 else (
+                    f"{b / a:.1f}x" if better == "up" else f"{a / b:.1f}x")
+                lines.append(f"| {label} | {fmt(a)} | {fmt(b)} | {ratio} |")
+            lines += [f"| trials started / ended | {orig['trials_started']} / {orig['trials_ended']} "
+                      f"| {fast['trials_started']} / {fast['trials_ended']} | |", ""]
+            print("\n".join(lines[-9:]), flush=True)
+    finally:
+        tune_backend.shutdown_ray()
+    lines += ["## One training step, eager against graph-captured", ""] + step_times(sorted(MIXERS), args.cpu)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
