@@ -23,6 +23,7 @@ import yaml
 
 from seqicl.atomic import atomic_write_text
 
+from .original import ORIGINAL
 from .results import Trial, best_trial, load_trials
 
 MODEL_NAMES = {"transformer": "Transformer", "s4d": "S4D", "h3": "H3", "gilr": "GILR", "lru": "LRU",
@@ -41,11 +42,24 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
+    """Mean and sample standard deviation of the test metric over the best configuration's runs:
+    the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``)."""
+    values = [t.test_at_best for t in [best] + reseeds if t is not None and t.rankable]
+    if best is None or len(values) < 2:
+        return {"seed_mean": None, "seed_std": None, "seed_n": len(values)}
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return {"seed_mean": mean, "seed_std": std, "seed_n": len(values)}
+
+
 def summarize(trials: list[Trial]) -> list[dict]:
-    """One row per (task, training size, model): the best trial's numbers and the trial counts."""
+    """One row per (task, training size, model): the best trial's numbers and the trial counts.
+    Only searched trials compete; re-runs of the chosen config give the seed statistics."""
     groups: dict[tuple, list[Trial]] = defaultdict(list)
+    reseeds: dict[tuple, list[Trial]] = defaultdict(list)
     for t in trials:
-        groups[(t.task, t.num_train, t.model)].append(t)
+        (reseeds if t.role == "reseed" else groups)[(t.task, t.num_train, t.model)].append(t)
     rows = []
     for (task, size, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], model_order([kv[0][2]]))):
         best = best_trial(ts)
@@ -57,6 +71,7 @@ def summarize(trials: list[Trial]) -> list[dict]:
             "best_epoch": best.best_epoch if best else None, "chance": ts[0].chance,
             "trials": len(ts), **count, "best_trial": str(best.path) if best else None,
             "params": best.params if best else {}, "baselines": ts[0].baselines,
+            **seed_stats(best, reseeds.get((task, size, model), [])),
         })
     return rows
 
@@ -101,6 +116,33 @@ def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()
             base = [f"{first['baselines'][b]['tvd']:.3f}" if b in first["baselines"] else "" for b in baseline_names]
             out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(vals) + " |"
                       + "".join(f" {b} |" for b in base) + "\n")
+    if any(r["seed_mean"] is not None for r in rows):
+        out.write("\n## Over seeds: mean ± std of the best configuration's runs (n runs), best single run\n\n")
+        out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " |\n")
+        out.write("|---|" + ":---:|" * len(models) + "\n")
+        for task, size in keys:
+            cells = []
+            for m in models:
+                r = cell.get((task, size, m))
+                if r is None or r["seed_mean"] is None:
+                    cells.append(pct(r["test"]) if r else "")
+                else:
+                    cells.append(f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); "
+                                 f"best {pct(r['test'])}")
+            out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(cells) + " |\n")
+    if any(task in ORIGINAL for task, _ in keys):
+        out.write("\n## Against the original seq_icl table: seqicl / original (test accuracy, %)\n\n")
+        out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " | Random |\n")
+        out.write("|---|" + ":---:|" * (len(models) + 1) + "\n")
+        for task, size in keys:
+            if task not in ORIGINAL:
+                continue
+            orig = ORIGINAL[task]
+            cells = [f"{pct(cell[(task, size, m)]['test'])} / {orig[m]:.1f}" if (task, size, m) in cell and m in orig
+                     else (pct(cell[(task, size, m)]["test"]) if (task, size, m) in cell else "") for m in models]
+            chance = next(r["chance"] for r in rows if (r["task"], r["num_train"]) == (task, size))
+            out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(cells)
+                      + f" | {pct(chance)} / {orig['random']:.1f} |\n")
     for task, size in keys:
         metric = next(r["metric"] for r in rows if r["task"] == task)
         out.write(f"\n### {task_label(task, size, sizes[task])}: {METRIC_NAMES.get(metric, metric)} per model\n\n")
@@ -174,9 +216,10 @@ def write_report(root: str | Path) -> str:
     atomic_write_text(root / "table.json", json.dumps(rows, indent=1))
     atomic_write_text(root / "table.csv", to_csv(rows, ["task", "num_train", "model", "metric", "test", "val",
                                                          "test_tvd", "best_epoch", "chance", "trials", "finished",
-                                                         "stopped", "diverged", "errored", "params", "best_trial"]))
+                                                         "stopped", "diverged", "errored", "seed_mean", "seed_std",
+                                                         "seed_n", "params", "best_trial"]))
     trial_rows = [{"task": t.task, "num_train": t.num_train, "model": t.model, "trial_id": t.trial_id,
-                   "status": t.status, "epochs_run": t.epochs_run, "best_val": t.best_val,
+                   "role": t.role, "seed": t.seed, "status": t.status, "epochs_run": t.epochs_run, "best_val": t.best_val,
                    "test_at_best": t.test_at_best, "best_epoch": t.best_epoch, "params": t.params,
                    "error": t.error, "path": rel(t.path, root)} for t in trials]
     atomic_write_text(root / "trials.csv", to_csv(trial_rows, list(trial_rows[0])))

@@ -32,6 +32,8 @@ class Trial:
     params: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     error: str | None = None
+    role: str = "sweep"                                   # sweep, or reseed (a chosen config re-run)
+    seed: int = 0
     test_at_best_all: dict = field(default_factory=dict)  # every test metric at the best epoch
     baselines: dict = field(default_factory=dict)          # reference scores of the task (n-grams)
 
@@ -87,7 +89,8 @@ def read_trial(path: Path) -> Trial | None:
                  path=path, status=status, epochs_run=last.get("epoch", 0), epochs_budget=budget,
                  metric=cfg["task"]["metric"], best_val=last.get("best_val"), test_at_best=last.get("test_at_best"),
                  best_epoch=last.get("best_epoch"), chance=info.get("chance"), params=params,
-                 config=cfg, error=error, test_at_best_all=at_best,
+                 config=cfg, error=error, role=cfg.get("role", "sweep"), seed=cfg.get("seed", 0),
+                 test_at_best_all=at_best,
                  baselines=info.get("baselines", {}))
 
 

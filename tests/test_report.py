@@ -45,3 +45,20 @@ def test_report_files_and_cli(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "analysis.report", str(tmp_path / "missing")], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_seed_statistics_and_the_original_numbers(tmp_path):
+    fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5)])
+    fake_trial(tmp_path, "lstm", "b", [(1, 0.9, 0.8)])                 # the chosen trial: test 0.8
+    for name, test in (("s1", 0.6), ("s2", 0.7)):                       # its re-runs with other seeds
+        d = fake_trial(tmp_path, "lstm", name, [(1, 0.95, test)])
+        run = json.loads((d / "run.json").read_text())
+        run["config"]["role"] = "reseed"
+        (d / "run.json").write_text(json.dumps(run))
+    md = write_report(tmp_path)
+    (row,) = json.loads((tmp_path / "table.json").read_text())
+    assert row["trials"] == 2 and row["test"] == 0.8                     # re-runs never compete
+    assert row["seed_n"] == 3 and abs(row["seed_mean"] - 0.7) < 1e-12
+    assert abs(row["seed_std"] - 0.1) < 1e-12                            # sample std of 0.6, 0.7, 0.8
+    assert "| induction head | 70.0 ± 10.0 (n=3); best 80.0 |" in md
+    assert "| induction head | 80.0 / 4.8 | 5.0 / 5.0 |" in md           # seqicl / original, LSTM and Random

@@ -120,6 +120,19 @@ def test_tiny_sweep_end_to_end(tmp_path):
     study = optuna.load_study(study_name="lstm", storage=JournalStorage(
         JournalFileBackend(str(storage / "induction" / "lstm" / "optuna_study.log"))))
     assert len(study.trials) == 2
+    assert sorted(t.params["optim.lr"] for t in study.trials) == sorted(
+        json.loads((p.parent / "params.json").read_text())["optim.lr"] for p in (storage / "induction" / "lstm").glob("*/run.json"))
+
+    # the best configuration of each model again, with another seed: mean and std in the report
+    reseed = subprocess.run([sys.executable, "sweeps/reseed.py", str(storage), "--seeds", "7"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600)
+    assert reseed.returncode == 0, reseed.stdout[-3000:] + reseed.stderr[-3000:]
+    rows = {r["model"]: r for r in json.loads((storage / "table.json").read_text())}
+    assert all(r["seed_n"] == 2 and r["trials"] == 2 for r in rows.values())
+    assert "## Over seeds" in (storage / "table.md").read_text()
+    again = subprocess.run([sys.executable, "sweeps/reseed.py", str(storage), "--seeds", "7"], cwd=ROOT,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr      # refuses to overwrite the re-runs
 
 
 @pytest.mark.slow

@@ -1,0 +1,103 @@
+"""Re-run the best configuration of every (task, model) pair of a results folder with other
+seeds, so the tables can show mean ± std beside the best single run.
+
+    python sweeps/reseed.py <results dir> [--seeds 1,2,3] [--gpus-per-trial F] [--max-concurrent N]
+                            [--address auto] [--resume]
+
+Each pair gets one Tune experiment ``<task>/<experiment>-seeds`` in the same folder: the chosen
+trial's full config with ``role: reseed`` and ``seed`` set per run (all epochs, no early
+stopping). The report is rewritten at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from analysis.results import best_trial, load_trials  # noqa: E402
+from seqicl.config import ConfigError  # noqa: E402
+from sweeps.run import check_address, has_gpu  # noqa: E402
+from sweeps.search_space import Param  # noqa: E402
+
+
+def plan(root: Path, seeds: list[int], resume: bool) -> list[tuple[str, Path, dict]]:
+    """(experiment name, task folder, config) for every pair's best trial."""
+    groups = defaultdict(list)
+    for t in load_trials(root):
+        if t.role == "sweep":
+            groups[(t.task, t.path.parent.name)].append(t)
+    if not groups:
+        raise ConfigError(f"{root}: no sweep trials to re-run")
+    jobs = []
+    for (task, experiment), trials in sorted(groups.items()):
+        best = best_trial(trials)
+        if best is None:
+            continue
+        name = f"{experiment}-seeds"
+        folder = best.path.parent.parent
+        if (folder / name).exists() and not resume:
+            raise ConfigError(f"{folder / name} exists: pass --resume to continue it")
+        if best.seed in seeds:
+            raise ConfigError(f"seed {best.seed} is the chosen trial's own seed: pick other --seeds")
+        cfg = copy.deepcopy(best.config)
+        cfg["role"] = "reseed"
+        jobs.append((name, folder, cfg))
+    return jobs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--gpus-per-trial", type=float, default=None)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--max-concurrent", type=int, default=16)
+    p.add_argument("--address", default=None)
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    root = Path(args.results).resolve()
+    try:
+        if not root.is_dir():
+            raise ConfigError(f"{root}: no such results folder")
+        try:
+            seeds = sorted({int(s) for s in args.seeds.split(",") if s.strip()})
+        except ValueError:
+            raise ConfigError(f"--seeds takes comma-separated integers, got '{args.seeds}'") from None
+        if not seeds:
+            raise ConfigError("--seeds is empty")
+        gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 / 16 if has_gpu() else 0.0)
+        if not 0 <= gpus <= 1 or args.max_concurrent < 1:
+            raise ConfigError("--gpus-per-trial must be in [0, 1] and --max-concurrent at least 1")
+        if args.address:
+            check_address(args.address)
+        jobs = plan(root, seeds, args.resume)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from analysis.report import write_report
+    from sweeps import tune_backend
+    tune_backend.init_ray(args.address, ROOT)
+    try:
+        space = {"seed": Param("seed", "choice", tuple(seeds))}
+        for name, folder, cfg in jobs:
+            done = tune_backend.run_experiment(
+                cfg=cfg, space=space, storage=folder, name=name, num_samples=len(seeds),
+                max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
+                seed=0, grace_period=1, reduction_factor=2, max_failures=1, resume=args.resume, style="original")
+            if not done:
+                print(f"interrupted: continue with the same command plus --resume", file=sys.stderr)
+                return 130
+    finally:
+        tune_backend.shutdown_ray()
+    print(write_report(root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
