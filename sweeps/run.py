@@ -198,7 +198,7 @@ def main(argv=None) -> int:
 
     print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
           f"samples={plan.num_samples} concurrent={plan.max_concurrent} gpu/trial={plan.gpus_per_trial:g} "
-          f"-> {plan.storage}", flush=True)
+          f"-> {plan.storage}\nwatch it: tensorboard --logdir {plan.storage}", flush=True)
     start = time.time()
     for _, cfg, _ in plan.experiments.values():  # generate the data once, before any trial asks for it
         cfg["data"]["cache_dir"] = str(cache_dir(cfg["data"]["cache_dir"]).resolve())  # trials run elsewhere

@@ -120,6 +120,34 @@ def run_trial(params: dict, base_cfg: dict) -> None:
         raise RuntimeError(f"CUDA out of memory with config {params}: {str(e).splitlines()[0]}") from None
 
 
+def progress_callback(name: str, total: int):
+    """One line per ended trial instead of Tune's tables: what a researcher watches for."""
+    import time
+
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def __init__(self):
+            self.ended, self.start = 0, time.time()
+
+        def line(self, trial, what: str) -> None:
+            self.ended += 1
+            r = trial.last_result or {}
+            best = r.get("best_val")
+            score = f"best val {best:.3f}, test {r.get('test_at_best', 0):.3f}" if isinstance(best, float) and best >= 0 else ""
+            print(f"[{name}] {self.ended}/{total} {trial.trial_id} {what} after {r.get('epoch', 0)} epochs"
+                  f"{': ' + score if score else ''} ({time.time() - self.start:.0f} s)", flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            diverged = (trial.last_result or {}).get("diverged")
+            self.line(trial, "diverged" if diverged else "ended")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self.line(trial, "ERRORED")
+
+    return Progress()
+
+
 def to_grid(p: Param, points: int = 3):
     """The original project's exhaustive grids: every choice, a few points of a range."""
     from ray import tune
@@ -136,7 +164,7 @@ def to_grid(p: Param, points: int = 3):
 def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: str, num_samples: int,
                    max_concurrent: int, cpus_per_trial: float, gpus_per_trial: float, seed: int,
                    grace_period: int, reduction_factor: float, max_failures: int, resume: bool,
-                   verbose: int = 1, style: str = "seqicl", time_budget_s: float | None = None):
+                   verbose: int = 0, style: str = "seqicl", time_budget_s: float | None = None):
     """Run (or resume) one Tune experiment in ``storage/name``. Returns True when every trial
     ended (finished, stopped early or errored), False when the run was interrupted.
 
@@ -159,6 +187,7 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     exp_dir = storage / name
     if resume and tune.Tuner.can_restore(str(exp_dir)):
+        print(f"[{name}] resuming {exp_dir}", flush=True)
         results = tune.Tuner.restore(str(exp_dir), trainable, resume_errored=False).fit()
         save_study(results, space, exp_dir / "optuna_study.log", name, metric)
         return complete(results, num_samples)
@@ -181,6 +210,7 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
                                     time_budget_s=time_budget_s),
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=verbose,
+            callbacks=[progress_callback(name, num_samples if style != "original" else grid_size(param_space))],
             failure_config=tune.FailureConfig(max_failures=max_failures),
             # the latest checkpoint: it holds the state to resume from and the best weights so far
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -189,6 +219,13 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
     results = tuner.fit()
     save_study(results, space, exp_dir / "optuna_study.log", name, metric)
     return complete(results, num_samples)
+
+
+def grid_size(param_space: dict) -> int:
+    size = 1
+    for domain in param_space.values():
+        size *= len(domain["grid_search"])
+    return size
 
 
 def save_study(results, space: dict[str, Param], path: Path, name: str, metric: str) -> None:
