@@ -81,97 +81,139 @@ def task_label(task: str, size: int, sizes: set) -> str:
     return f"{name}, {size:,} train" if len(sizes) > 1 else name
 
 
-def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()) -> str:
-    out = io.StringIO()
-    keys = list(dict.fromkeys((r["task"], r["num_train"]) for r in rows))
-    sizes = defaultdict(set)
-    for task, size in keys:
-        sizes[task].add(size)
-    models = model_order({r["model"] for r in rows})
-    cell = {(r["task"], r["num_train"], r["model"]): r for r in rows}
-    baseline_names = sorted({b for r in rows for b in r["baselines"]})
-    out.write("## Test accuracy (%) of the best trial per model, chosen on validation\n\n"
-              "RegBench cells are DFA accuracy. Random: chance computed from the task.\n\n")
-    out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " | Random |"
-              + "".join(f" {b} |" for b in baseline_names) + "\n")
-    out.write("|---|" + ":---:|" * (len(models) + 1 + len(baseline_names)) + "\n")
-    for task, size in keys:
-        first = next(r for r in rows if (r["task"], r["num_train"]) == (task, size))
-        vals = [pct(cell[(task, size, m)]["test"]) if (task, size, m) in cell else "" for m in models]
+def md_table(header: list[str], align: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body]) + "\n"
+
+
+class Grid:
+    """The rows of a report indexed by (task, size) and model, and the labels to print them."""
+
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+        self.keys = list(dict.fromkeys((r["task"], r["num_train"]) for r in rows))
+        self.sizes = defaultdict(set)
+        for task, size in self.keys:
+            self.sizes[task].add(size)
+        self.models = model_order({r["model"] for r in rows})
+        self.names = [MODEL_NAMES.get(m, m) for m in self.models]
+        self.cell = {(r["task"], r["num_train"], r["model"]): r for r in rows}
+        self.baselines = sorted({b for r in rows for b in r["baselines"]})
+
+    def label(self, task: str, size: int) -> str:
+        return task_label(task, size, self.sizes[task])
+
+    def first(self, task: str, size: int) -> dict:
+        return next(r for r in self.rows if (r["task"], r["num_train"]) == (task, size))
+
+
+def main_table(g: Grid) -> str:
+    body = []
+    for task, size in g.keys:
+        first = g.first(task, size)
+        vals = [pct(g.cell[(task, size, m)]["test"]) if (task, size, m) in g.cell else "" for m in g.models]
         base = [pct(first["baselines"].get(b, {}).get(first["metric"])) if first["baselines"] else ""
-                for b in baseline_names]
-        out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(vals) + f" | {pct(first['chance'])} |"
-                  + "".join(f" {b} |" for b in base) + "\n")
-    if any(r["test_tvd"] is not None for r in rows):
-        out.write("\n## RegBench total variation distance to the DFA (lower is better), test set\n\n")
-        out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " |"
-                  + "".join(f" {b} |" for b in baseline_names) + "\n")
-        out.write("|---|" + ":---:|" * (len(models) + len(baseline_names)) + "\n")
-        for task, size in keys:
-            if task != "dfa":
-                continue
-            first = next(r for r in rows if (r["task"], r["num_train"]) == (task, size))
-            vals = [f"{cell[(task, size, m)]['test_tvd']:.3f}" if (task, size, m) in cell and cell[(task, size, m)]["test_tvd"] is not None else ""
-                    for m in models]
-            base = [f"{first['baselines'][b]['tvd']:.3f}" if b in first["baselines"] else "" for b in baseline_names]
-            out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(vals) + " |"
-                      + "".join(f" {b} |" for b in base) + "\n")
-    if any(r["seed_mean"] is not None for r in rows):
-        out.write("\n## Over seeds: mean ± std of the best configuration's runs (n runs), best single run\n\n")
-        out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " |\n")
-        out.write("|---|" + ":---:|" * len(models) + "\n")
-        for task, size in keys:
-            cells = []
-            for m in models:
-                r = cell.get((task, size, m))
-                if r is None or r["seed_mean"] is None:
-                    cells.append(pct(r["test"]) if r else "")
-                else:
-                    cells.append(f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); "
-                                 f"best {pct(r['test'])}")
-            out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(cells) + " |\n")
-    if any(task in ORIGINAL for task, _ in keys):
-        out.write("\n## Against the original seq_icl table: seqicl / original (test accuracy, %)\n\n")
-        out.write("| task | " + " | ".join(MODEL_NAMES.get(m, m) for m in models) + " | Random |\n")
-        out.write("|---|" + ":---:|" * (len(models) + 1) + "\n")
-        for task, size in keys:
-            if task not in ORIGINAL:
-                continue
-            orig = ORIGINAL[task]
-            cells = [f"{pct(cell[(task, size, m)]['test'])} / {orig[m]:.1f}" if (task, size, m) in cell and m in orig
-                     else (pct(cell[(task, size, m)]["test"]) if (task, size, m) in cell else "") for m in models]
-            chance = next(r["chance"] for r in rows if (r["task"], r["num_train"]) == (task, size))
-            out.write(f"| {task_label(task, size, sizes[task])} | " + " | ".join(cells)
-                      + f" | {pct(chance)} / {orig['random']:.1f} |\n")
-    for task, size in keys:
-        metric = next(r["metric"] for r in rows if r["task"] == task)
-        out.write(f"\n### {task_label(task, size, sizes[task])}: {METRIC_NAMES.get(metric, metric)} per model\n\n")
-        out.write("| model | test (%) | val (%) | best epoch | trials | finished | stopped early | diverged | errored "
-                  "| best configuration |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-        for m in models:
-            r = cell.get((task, size, m))
+                for b in g.baselines]
+        body.append([g.label(task, size)] + vals + [pct(first["chance"])] + base)
+    return ("## Test accuracy (%) of the best trial per model, chosen on validation\n\n"
+            "RegBench cells are DFA accuracy. Random: chance computed from the task.\n\n"
+            + md_table(["task"] + g.names + ["Random"] + g.baselines,
+                       ["---"] + [":---:"] * (len(g.models) + 1 + len(g.baselines)), body))
+
+
+def tvd_table(g: Grid) -> str:
+    body = []
+    for task, size in g.keys:
+        if task != "dfa":
+            continue
+        first = g.first(task, size)
+        vals = [f"{g.cell[(task, size, m)]['test_tvd']:.3f}"
+                if g.cell.get((task, size, m), {}).get("test_tvd") is not None else "" for m in g.models]
+        base = [f"{first['baselines'][b]['tvd']:.3f}" if b in first["baselines"] else "" for b in g.baselines]
+        body.append([g.label(task, size)] + vals + base)
+    return ("\n## RegBench total variation distance to the DFA (lower is better), test set\n\n"
+            + md_table(["task"] + g.names + g.baselines, ["---"] + [":---:"] * (len(g.models) + len(g.baselines)), body))
+
+
+def seed_table(g: Grid) -> str:
+    def fmt(r):
+        if r is None:
+            return ""
+        if r["seed_mean"] is None:
+            return pct(r["test"])
+        return f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); best {pct(r['test'])}"
+    body = [[g.label(task, size)] + [fmt(g.cell.get((task, size, m))) for m in g.models] for task, size in g.keys]
+    return ("\n## Over seeds: mean ± std of the best configuration's runs (n runs), best single run\n\n"
+            + md_table(["task"] + g.names, ["---"] + [":---:"] * len(g.models), body))
+
+
+def original_table(g: Grid) -> str:
+    body = []
+    for task, size in g.keys:
+        if task not in ORIGINAL:
+            continue
+        orig = ORIGINAL[task]
+        cells = []
+        for m in g.models:
+            r = g.cell.get((task, size, m))
+            cells.append("" if r is None else f"{pct(r['test'])} / {orig[m]:.1f}" if m in orig else pct(r["test"]))
+        body.append([g.label(task, size)] + cells + [f"{pct(g.first(task, size)['chance'])} / {orig['random']:.1f}"])
+    return ("\n## Against the original seq_icl table: seqicl / original (test accuracy, %)\n\n"
+            + md_table(["task"] + g.names + ["Random"], ["---"] + [":---:"] * (len(g.models) + 1), body))
+
+
+def per_model_tables(g: Grid) -> str:
+    out = []
+    for task, size in g.keys:
+        metric = g.first(task, size)["metric"]
+        body = []
+        for m in g.models:
+            r = g.cell.get((task, size, m))
             if r is None:
                 continue
             conf = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
-            out.write(f"| {MODEL_NAMES.get(m, m)} | {pct(r['test'])} | {pct(r['val'])} | {r['best_epoch'] or '-'} "
-                      f"| {r['trials']} | {r['finished']} | {r['stopped']} | {r['diverged']} | {r['errored']} | {conf or '-'} |\n")
+            body.append([MODEL_NAMES.get(m, m), pct(r["test"]), pct(r["val"]), str(r["best_epoch"] or "-"),
+                         str(r["trials"]), str(r["finished"]), str(r["stopped"]), str(r["diverged"]),
+                         str(r["errored"]), conf or "-"])
+        out.append(f"\n### {g.label(task, size)}: {METRIC_NAMES.get(metric, metric)} per model\n\n" + md_table(
+            ["model", "test (%)", "val (%)", "best epoch", "trials", "finished", "stopped early", "diverged",
+             "errored", "best configuration"], ["---"] + ["---:"] * 8 + ["---"], body))
+    return "".join(out)
+
+
+def generation_table(generations: list[dict]) -> str:
+    body = [[x["export"], f"{x['num_dfas']} x {x['samples']}", x["decoding"], pct(x["acceptance"]),
+             f"{x['mean_length']:.1f}", pct(x["distinct"]), pct(x["novel"])] for x in generations]
+    return ("\n## Generation on held-out DFAs (analysis.generate)\n\n" + md_table(
+        ["export", "DFAs x samples", "decoding", "accepted (%)", "mean length", "distinct (%)", "not in context (%)"],
+        ["---", "---:", "---", "---:", "---:", "---:", "---:"], body))
+
+
+def failed_table(failed: list[Trial]) -> str:
+    body = [[TASK_NAMES.get(t.task, t.task), MODEL_NAMES.get(t.model, t.model), t.trial_id, t.status,
+             str(t.epochs_run), ((t.error if t.status == "errored" else "loss became NaN or infinite") or "").replace("|", "/")]
+            for t in failed]
+    return ("\n## Failed trials (never chosen as best)\n\n"
+            + md_table(["task", "model", "trial", "status", "epochs", "reason"], ["---"] * 4 + ["---:", "---"], body))
+
+
+def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()) -> str:
+    g = Grid(rows)
+    parts = [main_table(g)]
+    if any(r["test_tvd"] is not None for r in rows):
+        parts.append(tvd_table(g))
+    if any(r["seed_mean"] is not None for r in rows):
+        parts.append(seed_table(g))
+    if any(task in ORIGINAL for task, _ in g.keys):
+        parts.append(original_table(g))
+    parts.append(per_model_tables(g))
     if generations:
-        out.write("\n## Generation on held-out DFAs (analysis.generate)\n\n"
-                  "| export | DFAs x samples | decoding | accepted (%) | mean length | distinct (%) | not in context (%) |\n"
-                  "|---|---:|---|---:|---:|---:|---:|\n")
-        for g in generations:
-            out.write(f"| {g['export']} | {g['num_dfas']} x {g['samples']} | {g['decoding']} | {pct(g['acceptance'])} "
-                      f"| {g['mean_length']:.1f} | {pct(g['distinct'])} | {pct(g['novel'])} |\n")
+        parts.append(generation_table(generations))
     if failed:
-        out.write("\n## Failed trials (never chosen as best)\n\n| task | model | trial | status | epochs | reason |\n"
-                  "|---|---|---|---|---:|---|\n")
-        for t in failed:
-            reason = t.error if t.status == "errored" else "loss became NaN or infinite"
-            out.write(f"| {TASK_NAMES.get(t.task, t.task)} | {MODEL_NAMES.get(t.model, t.model)} | {t.trial_id} "
-                      f"| {t.status} | {t.epochs_run} | {(reason or '').replace('|', '/')} |\n")
-    if any(len(s) > 1 for s in sizes.values()):
-        out.write("\n![learning curves](learning_curves.png)\n")
-    return out.getvalue()
+        parts.append(failed_table(failed))
+    if any(len(s) > 1 for s in g.sizes.values()):
+        parts.append("\n![learning curves](learning_curves.png)\n")
+    return "".join(parts)
 
 
 def to_csv(rows: list[dict], columns: list[str]) -> str:
