@@ -25,6 +25,15 @@ def hand_dfa() -> torch.Tensor:
     return trans
 
 
+def hand_split() -> Split:
+    """The sequence "a b | a c c" of the hand DFA: inputs a b | a c, targets b -100 a c c."""
+    return Split(torch.tensor([[0, 1, 3, 0, 2]]), torch.tensor([[1, IGNORE, 0, 2, 2]]), hand_dfa(),
+                 torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8))
+
+
+HAND_PREDS = torch.tensor([[2, 0, 0, 1, 0]])
+
+
 def test_dfa_correct_by_hand():
     trans = hand_dfa()
     state = torch.tensor([[0, 1, 1, 0]])
@@ -33,14 +42,8 @@ def test_dfa_correct_by_hand():
 
 
 def test_evaluate_dfa_accuracy_and_accuracy_skip_masked_positions():
-    # sequence "a b | a c c" ; inputs a b | a c, targets b -100 a c c
-    trans = hand_dfa()
-    inputs = torch.tensor([[0, 1, 3, 0, 2]])
-    targets = torch.tensor([[1, IGNORE, 0, 2, 2]])
-    state = torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8)
     # predictions: c (valid from 1, not the target), a (masked), a (valid, = target), b (valid), a (invalid)
-    preds = torch.tensor([[2, 0, 0, 1, 0]])
-    m = evaluate(FixedLogits(preds), Split(inputs, targets, trans, state))
+    m = evaluate(FixedLogits(HAND_PREDS), hand_split())
     assert m["dfa_accuracy"] == pytest.approx(3 / 4)
     assert m["accuracy"] == pytest.approx(1 / 4)
 
@@ -69,12 +72,7 @@ def test_tvd_zero_for_the_dfa_distribution_and_hand_case():
 
 
 def test_evaluate_reports_tvd_over_scored_positions():
-    trans = hand_dfa()
-    inputs = torch.tensor([[0, 1, 3, 0, 2]])
-    targets = torch.tensor([[1, IGNORE, 0, 2, 2]])
-    state = torch.tensor([[1, 0, 0, 1, 1]], dtype=torch.int8)
-    preds = torch.tensor([[2, 0, 0, 1, 0]])
-    m = evaluate(FixedLogits(preds), Split(inputs, targets, trans, state))
+    m = evaluate(FixedLogits(HAND_PREDS), hand_split())
     # FixedLogits puts softmax mass e^10/(e^10+4) on its token: compute each scored position's tvd
     top = torch.exp(torch.tensor(10.0)) / (torch.exp(torch.tensor(10.0)) + 4)
     rest = (1 - top) / 4
