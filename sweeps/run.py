@@ -56,6 +56,8 @@ def parse_args(argv):
     p.add_argument("--num-examples", default=None,
                    help="learning curve: comma-separated training sizes, one experiment per size and model")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that raises")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help="seconds per experiment (model, or model and size); Tune stops its trials then")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     return p.parse_args(argv)
@@ -119,6 +121,8 @@ def make_plan(args) -> Plan:
         raise ConfigError("--gpus-per-trial asks for a GPU but this machine has none (use --address for a cluster)")
     if args.max_failures < 0:
         raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ConfigError(f"--time-budget must be positive seconds, got {args.time_budget}")
     if not args.cpus_per_trial > 0:
         raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
@@ -216,7 +220,7 @@ def main(argv=None) -> int:
                 num_samples=plan.num_samples, max_concurrent=plan.max_concurrent,
                 cpus_per_trial=plan.cpus_per_trial, gpus_per_trial=plan.gpus_per_trial, seed=args.seed,
                 grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
-                max_failures=args.max_failures, resume=args.resume)
+                max_failures=args.max_failures, resume=args.resume, time_budget_s=args.time_budget)
             if not done:
                 raise KeyboardInterrupt
     except KeyboardInterrupt:

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from seqicl.atomic import atomic_write_text
@@ -166,7 +167,8 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
                    grace_period: int, reduction_factor: float, max_failures: int, resume: bool,
                    verbose: int = 0, style: str = "seqicl", time_budget_s: float | None = None):
     """Run (or resume) one Tune experiment in ``storage/name``. Returns True when every trial
-    ended (finished, stopped early or errored), False when the run was interrupted.
+    ended (finished, stopped early or errored) or ``time_budget_s`` ran out, False when the run
+    was interrupted.
 
     ``style="original"`` reproduces how the original project swept, for benchmarks: the whole
     grid in order, no early stopping (``num_samples``, ``grace_period`` and ``reduction_factor``
@@ -216,9 +218,12 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+    started = time.time()
     results = tuner.fit()
     save_study(results, space, exp_dir / "optuna_study.log", name, metric)
-    return complete(results, num_samples)
+    # a spent time budget ends the experiment by design: its unfinished trials count as stopped
+    budget_spent = time_budget_s is not None and time.time() - started >= time_budget_s
+    return budget_spent or complete(results, num_samples)
 
 
 def grid_size(param_space: dict) -> int:

@@ -27,6 +27,7 @@ from conftest import ROOT
     (["--task", "induction", "--trials-per-gpu", "0"], "--trials-per-gpu must be at least 1"),
     (["--task", "induction", "--trials-per-gpu", "4", "--gpus-per-trial", "0.5"], "not both"),
     (["--task", "induction", "--cpus-per-trial", "0"], "--cpus-per-trial must be positive"),
+    (["--task", "induction", "--time-budget", "0"], "--time-budget must be positive"),
     (["--task", "induction", "train.epochs=0"], "train.epochs must be at least 1"),
     (["--task", "induction", "--preset", "huge"], "unknown preset 'huge'"),
     (["--task", "induction", "--num-samples", "many"], "invalid int value"),
