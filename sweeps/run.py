@@ -6,6 +6,7 @@
 
 Arguments of the form key=value are Hydra overrides of the run config (seqicl/conf).
 Without a GPU the default preset is ``smoke`` (minutes on a CPU); with one it is ``paper``.
+``--mps`` runs the trials that share a GPU under NVIDIA MPS (see sweeps/mps.py).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from seqicl.config import ConfigError, canonical_task, load_yaml, options  # noqa: E402
+from sweeps import mps  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
 from sweeps.search_space import Param, load_space  # noqa: E402
 
@@ -59,6 +61,9 @@ def parse_args(argv):
     p.add_argument("--time-budget", type=float, default=None,
                    help="seconds per experiment (model, or model and size); Tune stops its trials then")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
+    p.add_argument("--mps", action="store_true",
+                   help="run the trials under NVIDIA MPS: start nvidia-cuda-mps-control before Ray and stop it "
+                        "at the end (a daemon already running is used and left running); local cluster only")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     return p.parse_args(argv)
 
@@ -144,6 +149,13 @@ def make_plan(args) -> Plan:
     check_storage(plan, args.resume)
     if args.address:
         check_address(args.address)
+    if args.mps:
+        if args.address:  # the daemon would run here, not on the cluster's nodes
+            raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
+                              "each node before `ray start`")
+        why = mps.mps_available()
+        if why:
+            raise ConfigError(f"--mps: {why}")
     return plan
 
 
@@ -194,7 +206,20 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # MPS before Ray: a trial process joins MPS only if the daemon runs when it first initialises
+    # CUDA. This driver already called torch.cuda.is_available() (make_plan), which initialises the
+    # driver API (cuInit) but creates no context; it never runs CUDA work, so staying outside MPS is fine.
+    if args.mps and not mps.start_mps():
+        print(f"error: --mps: {mps.last_error}", file=sys.stderr)
+        return 2
+    try:
+        return sweep(plan, args)
+    finally:
+        if args.mps:
+            mps.stop_mps()
 
+
+def sweep(plan: Plan, args) -> int:
     from analysis.report import write_report
     from seqicl.data import load_task
     from seqicl.data.cache import cache_dir
@@ -202,6 +227,7 @@ def main(argv=None) -> int:
 
     print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
           f"samples={plan.num_samples} concurrent={plan.max_concurrent} gpu/trial={plan.gpus_per_trial:g} "
+          f"{'mps=' + os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps') + ' ' if args.mps else ''}"
           f"-> {plan.storage}\nwatch it: tensorboard --logdir {plan.storage}", flush=True)
     start = time.time()
     for _, cfg, _ in plan.experiments.values():  # generate the data once, before any trial asks for it

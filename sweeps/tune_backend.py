@@ -34,7 +34,9 @@ def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
     # an embedded single-machine cluster: loopback only, so no token auth
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     path = os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)
-    env = {"PYTHONPATH": path, **{k: os.environ[k] for k in ("SEQICL_FAULTS", "SEQICL_CACHE") if k in os.environ}}
+    # MPS clients must see the daemon's pipe directory (sweeps/mps.py exports it before this call)
+    forward = ("SEQICL_FAULTS", "SEQICL_CACHE", "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
+    env = {"PYTHONPATH": path, **{k: os.environ[k] for k in forward if k in os.environ}}
     ray.init(object_store_memory=256 * 1024 ** 2, runtime_env={"env_vars": env}, **kwargs)
 
 
