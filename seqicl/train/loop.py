@@ -26,6 +26,7 @@ from .tensorboard import ScalarLog
 # ``state.pt`` (everything needed to resume) and ``best.pt`` into a given folder.
 EpochCallback = Callable[[dict, "Callable[[Path], None] | None"], None]
 STATE_FORMAT = "seqicl.train-state/1"
+PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -51,6 +52,10 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
     (and a last ``on_epoch`` call whose metrics carry ``diverged = 1``).
     """
     tcfg, ocfg = cfg["train"], cfg["optim"]
+    precision = tcfg.get("precision", "fp32")  # configs saved before the key existed are fp32
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    bf16 = precision == "bf16"
     device = resolve_device(cfg["device"])
     run_dir = Path(run_dir or tcfg.get("run_dir") or default_run_dir(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +85,7 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
         gen.set_state(resume["generator"])
         best, first_epoch = dict(resume["best"]), resume["epoch"]
     step_fn, eager_reason = make_step(model, opt, tcfg["grad_clip"], data.train.inputs[:bs],
-                                      data.train.targets[:bs], use_graph)
+                                      data.train.targets[:bs], use_graph, bf16=bf16)
     if eager_reason:
         print(f"seqicl: training step not graph-captured, running eagerly ({eager_reason})")
     log = ScalarLog(run_dir / "tb")
@@ -121,7 +126,7 @@ def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path 
             continue
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr_at((epoch + 1) * steps_per_epoch - 1)}
         for split in ("val", "test"):
-            for k, v in evaluate(model, getattr(data, split)).items():
+            for k, v in evaluate(model, getattr(data, split), bf16=bf16).items():
                 metrics[f"{split}_{k}"] = v
         improved = metrics[f"val_{metric}"] > best["best_val"]
         if improved:

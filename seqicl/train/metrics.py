@@ -31,9 +31,10 @@ def tvd(probs: torch.Tensor, trans: torch.Tensor, state: torch.Tensor) -> torch.
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256, bf16: bool = False) -> dict[str, float]:
     """Mean loss and ``accuracy`` over positions whose target is not -100; for RegBench
-    splits also ``dfa_accuracy`` (see ``dfa_correct``) and ``tvd`` over the same positions."""
+    splits also ``dfa_accuracy`` (see ``dfa_correct``) and ``tvd`` over the same positions.
+    ``bf16``: the forward runs under bfloat16 autocast, as the training step does."""
     was_training = model.training
     model.eval()
     dev = split.inputs.device
@@ -44,7 +45,9 @@ def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256) -> dic
     count = torch.zeros((), device=dev)
     for i in range(0, len(split), batch_size):
         x, y = split.inputs[i: i + batch_size], split.targets[i: i + batch_size]
-        logits = model(x).float()
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        logits = logits.float()  # loss, argmax and softmax in float32
         scored = y != IGNORE
         loss += F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=IGNORE, reduction="sum")
         pred = logits.argmax(-1)

@@ -5,6 +5,9 @@ the whole step once, with static input buffers, and replays it: a copy of the ba
 buffers and one graph launch per step, and no host synchronisation. The warm-up steps that
 capture needs are undone (weights and optimiser state restored in place), so both kinds of
 step train along the same trajectory.
+
+With ``bf16`` the forward runs under bfloat16 autocast (matmuls in bf16, weights and optimiser
+state stay float32); the loss is always computed in float32.
 """
 from __future__ import annotations
 
@@ -14,16 +17,19 @@ import torch.nn.functional as F
 from ..data import IGNORE
 
 
-def loss_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
+def loss_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> torch.Tensor:
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    # outside autocast: the softmax and the mean over the batch stay in float32
+    return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE)
 
 
 class EagerStep:
-    def __init__(self, model, opt, grad_clip: float):
-        self.model, self.opt, self.grad_clip = model, opt, grad_clip
+    def __init__(self, model, opt, grad_clip: float, bf16: bool = False):
+        self.model, self.opt, self.grad_clip, self.bf16 = model, opt, grad_clip, bf16
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = loss_of(self.model, x, y)
+        loss = loss_of(self.model, x, y, self.bf16)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip > 0:
@@ -54,8 +60,9 @@ def restore(model, opt, snap: tuple[list[torch.Tensor], dict]) -> None:
 class GraphStep(EagerStep):
     """Needs a CUDA model and an optimiser made with ``make_optimizer(..., capturable=True)``."""
 
-    def __init__(self, model, opt, grad_clip: float, x: torch.Tensor, y: torch.Tensor, warmup: int = 3):
-        super().__init__(model, opt, grad_clip)
+    def __init__(self, model, opt, grad_clip: float, x: torch.Tensor, y: torch.Tensor, warmup: int = 3,
+                 bf16: bool = False):
+        super().__init__(model, opt, grad_clip, bf16)
         self.x, self.y = x.clone(), y.clone()
         snap = snapshot(model, opt)
         side = torch.cuda.Stream()
@@ -67,7 +74,9 @@ class GraphStep(EagerStep):
         self.graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)  # backward inside the graph then allocates .grad from its pool
         with torch.cuda.graph(self.graph):
-            self.loss = loss_of(model, self.x, self.y)
+            # autocast is entered and left inside the capture, so its cache of bf16 weight copies
+            # is emptied before replay: every replay casts the weights as they are then
+            self.loss = loss_of(model, self.x, self.y, bf16)
             self.loss.backward()
             if grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -81,13 +90,15 @@ class GraphStep(EagerStep):
         return self.loss.detach()
 
 
-def make_step(model, opt, grad_clip: float, x: torch.Tensor, y: torch.Tensor, use_graph: bool):
-    """A GraphStep where asked and possible, else an EagerStep; returns (step, why not graphed)."""
+def make_step(model, opt, grad_clip: float, x: torch.Tensor, y: torch.Tensor, use_graph: bool,
+              bf16: bool = False):
+    """A GraphStep where asked and possible, else an EagerStep; returns (step, why not graphed).
+    ``bf16``: run the forward under bfloat16 autocast."""
     if not use_graph:
-        return EagerStep(model, opt, grad_clip), None
+        return EagerStep(model, opt, grad_clip, bf16), None
     snap = snapshot(model, opt)
     try:
-        return GraphStep(model, opt, grad_clip, x, y), None
+        return GraphStep(model, opt, grad_clip, x, y, bf16=bf16), None
     except Exception as e:  # a model whose step cannot be captured trains eagerly
         restore(model, opt, snap)
-        return EagerStep(model, opt, grad_clip), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return EagerStep(model, opt, grad_clip, bf16), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
