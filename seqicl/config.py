@@ -104,8 +104,14 @@ def set_dotted(cfg: dict, key: str, value: Any, *, create: bool = False) -> None
     node[parts[-1]] = value
 
 
+# keys whose string values come from a fixed set: a typo fails at once, not in every trial
+CHOICES = {"train.precision": ("fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+
+
 def check_type(key: str, default: Any, value: Any) -> Any:
     """Return ``value`` if it may replace ``default``, else raise a one-line ConfigError."""
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     if default is None or value is None:
         return value
     if isinstance(default, bool) or isinstance(value, bool):

@@ -107,7 +107,11 @@ def test_default_precision_is_fp32_and_old_configs_without_the_key_train(tmp_pat
 
 @pytest.mark.parametrize("value", ["fp16", "BF16", "float32"])
 def test_unknown_precision_is_rejected_before_any_work(tmp_path, value):
-    cfg = compose(small_run(value))
+    from seqicl.config import ConfigError
+    with pytest.raises(ConfigError, match="train.precision must be one of fp32, bf16"):
+        compose(small_run(value))             # an override is checked when composed
+    cfg = compose(small_run("fp32"))
+    cfg["train"]["precision"] = value         # a config built in code is checked by train()
     with pytest.raises(ValueError, match="train.precision must be one of fp32, bf16"):
         train(cfg, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
@@ -125,7 +129,7 @@ def test_precision_is_a_config_key_that_sweeps_can_set():
     from sweeps.search_space import parse_space
 
     assert hydra_compose("induction", "lstm", ["train.precision=bf16"])["train"]["precision"] == "bf16"
-    with pytest.raises(ConfigError, match="train.precision expects str"):
+    with pytest.raises(ConfigError, match="train.precision must be one of fp32, bf16, got 16"):
         hydra_compose("induction", "lstm", ["train.precision=16"])
     space = parse_space({"train.precision": {"choice": ["fp32", "bf16"]}}, compose(["model=lstm"]), "test")
     assert space["train.precision"].args == ("fp32", "bf16")

@@ -37,6 +37,7 @@ def test_grammar(cfg):
     ({"model.d_model": [32, 64]}, "did you mean"),
     ({"model.d_model": {"choice": []}}, "non-empty"),
     ({"model.d_model": "wide"}, "expects int"),
+    ({"train.precision": {"choice": ["fp32", "bf61"]}}, "train.precision must be one of fp32, bf16"),
     (["optim.lr"], "expected a mapping"),
 ])
 def test_malformed_entries_are_clear_errors(cfg, raw, message):
