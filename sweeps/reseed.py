@@ -4,9 +4,10 @@ seeds, so the tables can show mean ± std beside the best single run.
     python sweeps/reseed.py <results dir> [--seeds 1,2,3] [--gpus-per-trial F] [--max-concurrent N]
                             [--address auto] [--resume]
 
-Each pair gets one Tune experiment ``<task>/<experiment>-seeds`` in the same folder: the chosen
-trial's full config with ``role: reseed`` and ``seed`` set per run (all epochs, no early
-stopping). The report is rewritten at the end.
+Every pair's chosen trial runs again with each seed, all of them side by side in one Tune
+experiment per task, ``<task>/reseeds`` in the same folder: the chosen trial's full config with
+``role: reseed`` and ``seed`` set per run (all epochs, no early stopping). The report is
+rewritten at the end.
 """
 from __future__ import annotations
 
@@ -23,32 +24,33 @@ if str(ROOT) not in sys.path:
 from analysis.results import best_trial, load_trials  # noqa: E402
 from seqicl.config import ConfigError  # noqa: E402
 from sweeps.run import check_address, has_gpu  # noqa: E402
-from sweeps.search_space import Param  # noqa: E402
 
 
-def plan(root: Path, seeds: list[int], resume: bool) -> list[tuple[str, Path, dict]]:
-    """(experiment name, task folder, config) for every pair's best trial."""
+EXPERIMENT = "reseeds"
+
+
+def plan(root: Path, seeds: list[int], resume: bool) -> dict[Path, dict[str, dict]]:
+    """Task folder -> {sweep experiment name: config of its best trial}."""
     groups = defaultdict(list)
     for t in load_trials(root):
         if t.role == "sweep":
             groups[(t.task, t.path.parent.name)].append(t)
     if not groups:
         raise ConfigError(f"{root}: no sweep trials to re-run")
-    jobs = []
+    jobs: dict[Path, dict[str, dict]] = defaultdict(dict)
     for (task, experiment), trials in sorted(groups.items()):
         best = best_trial(trials)
         if best is None:
             continue
-        name = f"{experiment}-seeds"
         folder = best.path.parent.parent
-        if (folder / name).exists() and not resume:
-            raise ConfigError(f"{folder / name} exists: pass --resume to continue it")
+        if (folder / EXPERIMENT).exists() and not resume:
+            raise ConfigError(f"{folder / EXPERIMENT} exists: pass --resume to continue it")
         if best.seed in seeds:
             raise ConfigError(f"seed {best.seed} is the chosen trial's own seed: pick other --seeds")
         cfg = copy.deepcopy(best.config)
         cfg["role"] = "reseed"
-        jobs.append((name, folder, cfg))
-    return jobs
+        jobs[folder][experiment] = cfg
+    return dict(jobs)
 
 
 def main(argv=None) -> int:
@@ -84,12 +86,10 @@ def main(argv=None) -> int:
     from sweeps import tune_backend
     tune_backend.init_ray(args.address, ROOT)
     try:
-        space = {"seed": Param("seed", "choice", tuple(seeds))}
-        for name, folder, cfg in jobs:
-            done = tune_backend.run_experiment(
-                cfg=cfg, space=space, storage=folder, name=name, num_samples=len(seeds),
-                max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus,
-                seed=0, grace_period=1, reduction_factor=2, max_failures=1, resume=args.resume, style="original")
+        for folder, configs in jobs.items():
+            done = tune_backend.run_reseeds(
+                jobs=configs, seeds=seeds, storage=folder, name=EXPERIMENT, max_concurrent=args.max_concurrent,
+                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, resume=args.resume)
             if not done:
                 print(f"interrupted: continue with the same command plus --resume", file=sys.stderr)
                 return 130

@@ -72,9 +72,15 @@ def injected_fault(trial_dir: Path) -> str | None:
     return None
 
 
-def run_trial(params: dict, base_cfg: dict) -> None:
+def run_trial(params: dict, exp_dir: str, base_cfg: dict | None = None, base_cfgs: dict | None = None) -> None:
     """The Tune trainable: apply the sampled values to the config and train, resuming from
-    Tune's checkpoint when the trial is restored."""
+    Tune's checkpoint when the trial is restored. With ``base_cfgs`` (re-seeding), the trial's
+    ``job`` parameter names which of those configs it trains.
+
+    The trial writes its files (trial.json, run.json, best.pt, tb/) straight into its folder
+    under ``exp_dir`` in the results, not into Tune's working directory: Ray copies that one to
+    the results while trials write (a temporary file of an atomic write can vanish under the
+    copy), and a reused actor's working directory is not copied at all."""
     import logging
 
     import torch
@@ -82,11 +88,13 @@ def run_trial(params: dict, base_cfg: dict) -> None:
     from seqicl.train import train
 
     logging.getLogger("ray.train").setLevel(logging.WARNING)  # one "checkpoint created" line per epoch is noise
-    cfg = copy.deepcopy(base_cfg)
+    params = dict(params)
+    cfg = copy.deepcopy(base_cfgs[params.pop("job")] if base_cfgs is not None else base_cfg)
     for key, value in params.items():
         set_dotted(cfg, key, value)
     ctx = tune.get_context()
-    trial_dir = Path(ctx.get_trial_dir())
+    trial_dir = Path(exp_dir) / Path(ctx.get_trial_dir()).name
+    trial_dir.mkdir(parents=True, exist_ok=True)
     cpus = ctx.get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     atomic_write_text(trial_dir / "trial.json", json.dumps({"config": cfg, "params": params}, indent=1))
@@ -187,9 +195,9 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
     for key, value in fixed.items():
         set_dotted(base, key, value)
     epochs = base["train"]["epochs"]
-    trainable = tune.with_resources(tune.with_parameters(run_trial, base_cfg=base),
-                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     exp_dir = storage / name
+    trainable = tune.with_resources(tune.with_parameters(run_trial, exp_dir=str(exp_dir), base_cfg=base),
+                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     if resume and tune.Tuner.can_restore(str(exp_dir)):
         print(f"[{name}] resuming {exp_dir}", flush=True)
         results = tune.Tuner.restore(str(exp_dir), trainable, resume_errored=False).fit()
@@ -211,7 +219,10 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode="max", search_alg=searcher, scheduler=scheduler,
                                     num_samples=num_samples, max_concurrent_trials=max_concurrent,
-                                    time_budget_s=time_budget_s),
+                                    time_budget_s=time_budget_s,
+                                    # a trial's process goes on to the next trial: no new Python, torch
+                                    # import and CUDA context per trial (2.3x the trials/min on a CPU)
+                                    reuse_actors=style != "original"),
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=verbose,
             callbacks=[progress_callback(name, num_samples if style != "original" else grid_size(param_space))],
@@ -226,6 +237,32 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
     # a spent time budget ends the experiment by design: its unfinished trials count as stopped
     budget_spent = time_budget_s is not None and time.time() - started >= time_budget_s
     return budget_spent or complete(results, num_samples)
+
+
+def run_reseeds(*, jobs: dict[str, dict], seeds: list[int], storage: Path, name: str, max_concurrent: int,
+                cpus_per_trial: float, gpus_per_trial: float, resume: bool) -> bool:
+    """Every (job, seed) pair as one trial of a single experiment ``storage/name``: all the
+    chosen configurations re-run side by side, no searcher, no early stopping. Returns True
+    when every trial ended, False when interrupted."""
+    from ray import tune
+
+    exp_dir = storage / name
+    trainable = tune.with_resources(tune.with_parameters(run_trial, exp_dir=str(exp_dir), base_cfgs=jobs),
+                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    total = len(jobs) * len(seeds)
+    if resume and tune.Tuner.can_restore(str(exp_dir)):
+        print(f"[{name}] resuming {exp_dir}", flush=True)
+        return complete(tune.Tuner.restore(str(exp_dir), trainable, resume_errored=False).fit(), total)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"job": tune.grid_search(sorted(jobs)), "seed": tune.grid_search(list(seeds))},
+        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
+                                  callbacks=[progress_callback(name, total)],
+                                  failure_config=tune.FailureConfig(max_failures=1),
+                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
+    )
+    return complete(tuner.fit(), total)
 
 
 def grid_size(param_space: dict) -> int:

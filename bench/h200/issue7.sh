@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 7 on the H200: the paper-preset sweep of one task for all seven models, then the best
+# configuration of every model again with three more seeds, in one device call.
+#   bash bench/h200/issue7.sh associative_recall      (or induction)
+# The seven models sweep side by side: one Ray head, one sweep driver per model, the packed
+# trials under NVIDIA MPS (4.2x the steps/s of 16 packed trials without it, bench/results/).
+# Ray's accounting keeps 16 trials on the GPU whatever the number of drivers.
+# SWEEP_S caps each model's experiment (--time-budget), so the call ends inside its 10 minutes.
+set -u
+TASK=${1:?task}; OUT=${OUT:-h200-out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled SEQICL_CACHE=/tmp/seqicl-cache
+export CUDA_MPS_PIPE_DIRECTORY=/tmp/seqicl-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/seqicl-mps/log
+mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
+MPS=off; nvidia-cuda-mps-control -d && MPS=on   # before Ray: its workers then join MPS
+ray start --head --num-cpus 16 --num-gpus 1 --include-dashboard=false --disable-usage-stats > "$OUT/ray.log" 2>&1
+RES="$OUT/$TASK"
+start=$(date +%s)
+for m in ${MODELS:-transformer s4d h3 gilr lru lstm rwkv}; do
+  timeout -s KILL $(( ${SWEEP_S:-360} + 60 )) python3 sweeps/run.py --task "$TASK" --preset paper --address auto \
+    --models "$m" --num-samples ${SAMPLES:-64} --max-concurrent 16 --trials-per-gpu 16 \
+    --time-budget ${SWEEP_S:-360} --storage "$RES" > "$OUT/sweep_$m.log" 2>&1 &
+done
+wait
+sweep_s=$(( $(date +%s) - start ))
+start=$(date +%s)
+timeout -s KILL ${RESEED_S:-150} python3 sweeps/reseed.py "$RES" --seeds 1,2,3 --address auto \
+  --gpus-per-trial 0.0625 --max-concurrent 16 > "$OUT/reseed.log" 2>&1
+reseed_s=$(( $(date +%s) - start ))
+ray stop > /dev/null 2>&1
+[ $MPS = on ] && echo quit | nvidia-cuda-mps-control
+echo "task $TASK: sweep wall $sweep_s s, reseed wall $reseed_s s, MPS $MPS" | tee "$OUT/wall.txt"
+grep -h "ended after\|diverged after\|errored" "$OUT"/sweep_*.log | wc -l
+python3 -m analysis.report "$RES" | head -n 40
+tar czf "$OUT/$TASK.tgz" --exclude='*.pt' --exclude='checkpoint_*' --exclude='events.out*' -C "$OUT" "$TASK"
+rm -rf "$RES"
