@@ -94,9 +94,36 @@ def read_trial(path: Path) -> Trial | None:
                  baselines=info.get("baselines", {}))
 
 
+STAMP = re.compile(r"(\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d)(?:\.json)?$")
+
+
+def orphans(exp_dir: Path) -> set[str]:
+    """Trial folders of ``exp_dir`` that the experiment no longer has: a driver killed between
+    two snapshots leaves the trials it started since the last one, and the resumed run, which
+    restores that snapshot, runs their slots again as new trials. Such a folder is older than
+    the newest run of the experiment but missing from that run's trial list."""
+    states = sorted(exp_dir.glob("experiment_state-*.json"))
+    if not states or not (newest := STAMP.search(states[-1].name)):
+        return set()
+    try:
+        entries = json.loads(states[-1].read_text())["trial_data"]
+        # Ray 2.60 stores each trial as [its JSON, its run metadata JSON]
+        known = {json.loads(e[0] if isinstance(e, list) else e)["trial_id"] for e in entries}
+    except (ValueError, KeyError, TypeError):
+        return set()  # a format this code does not know: keep every folder
+    out = set()
+    for folder in exp_dir.iterdir():
+        named = re.match(r"[a-z_]+?_([0-9a-f]{5,})_\d+_", folder.name)
+        stamp = STAMP.search(folder.name)
+        if folder.is_dir() and named and stamp and named.group(1) not in known and stamp.group(1) < newest.group(1):
+            out.add(folder.name)
+    return out
+
+
 def load_trials(root: str | Path) -> list[Trial]:
     folders = {p.parent for name in ("run.json", "trial.json") for p in Path(root).rglob(name)}
-    trials = [read_trial(p) for p in sorted(folders)]
+    dropped = {exp / name for exp in {f.parent for f in folders} for name in orphans(exp)}
+    trials = [read_trial(p) for p in sorted(folders - dropped)]
     return [t for t in trials if t is not None]
 
 

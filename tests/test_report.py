@@ -62,3 +62,20 @@ def test_seed_statistics_and_the_original_numbers(tmp_path):
     assert abs(row["seed_std"] - 0.1) < 1e-12                            # sample std of 0.6, 0.7, 0.8
     assert "| induction head | 70.0 ± 10.0 (n=3); best 80.0 |" in md
     assert "| induction head | 80.0 / 4.8 | 5.0 / 5.0 |" in md           # seqicl / original, LSTM and Random
+
+
+def test_trials_a_killed_driver_left_behind_are_not_counted(tmp_path):
+    """The resumed run restores the last snapshot: a trial folder older than that run but missing
+    from its trial list was re-run as a new trial, and must not count twice."""
+    exp = tmp_path / "induction" / "lstm"
+    known = fake_trial(tmp_path, "lstm", "run_trial_aaaaa1_1_lr=1_2026-01-01_00-00-05", [(1, 0.5, 0.4)])
+    orphan = fake_trial(tmp_path, "lstm", "run_trial_bbbbb2_2_lr=2_2026-01-01_00-00-06", [(1, 0.9, 0.9)])
+    later = fake_trial(tmp_path, "lstm", "run_trial_ccccc3_3_lr=3_2026-01-01_00-00-12", [(1, 0.6, 0.5)])
+    for d in (known, orphan, later):  # result lines without a trial_id: the id comes from the folder name
+        (d / "result.json").write_text(json.dumps({"epoch": 1, "best_val": 0.5, "test_at_best": 0.4}) + "\n")
+    (exp / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": [
+        [json.dumps({"trial_id": t}), "{}"] for t in ("aaaaa1", "bbbbb2")]}))
+    assert len(load_trials(tmp_path)) == 3            # the first run's own snapshot: nothing to drop
+    (exp / "experiment_state-2026-01-01_00-00-10.json").write_text(json.dumps({"trial_data": [
+        [json.dumps({"trial_id": "aaaaa1"}), "{}"]]}))
+    assert sorted(t.trial_id for t in load_trials(tmp_path)) == ["aaaaa1", "ccccc3"]
