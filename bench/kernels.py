@@ -19,6 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from seqicl.atomic import atomic_write_text  # noqa: E402
 from seqicl.models import MIXERS, build_model  # noqa: E402
 from seqicl.ops.complex_scan import complex_scan  # noqa: E402
 from seqicl.ops.complex_scan.reference import complex_scan_ref  # noqa: E402
@@ -138,8 +139,7 @@ def main() -> int:
     print("\n".join(head), flush=True)
     lines = head + ["## Kernels", ""] + kernel_table(copy) + ["", "## One training step (d_model 64, 2 layers, batch 32, AdamW)", ""] + step_table()
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0
 
 

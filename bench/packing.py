@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from seqicl.atomic import atomic_write_text  # noqa: E402
+
 from sweeps import mps  # noqa: E402  (no torch: importing it touches no GPU)
 
 SETUP_TIMEOUT_S = 600  # model building and graph capture, 16 processes at once
@@ -191,8 +193,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines).rstrip() + "\n"
     print("\n" + text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text)
     return 0
 
 

@@ -27,6 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from seqicl.atomic import atomic_write_text  # noqa: E402
 from seqicl.config import compose  # noqa: E402
 from seqicl.models import MIXERS  # noqa: E402
 from seqicl.train.loop import train  # noqa: E402
@@ -108,8 +109,7 @@ def main() -> int:
     print("\n".join(tail))
     text = "\n".join(head + rows + tail) + "\n"
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text)
     return 0
 
 

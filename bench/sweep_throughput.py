@@ -30,6 +30,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from seqicl.atomic import atomic_write_text  # noqa: E402
+
 from analysis.results import best_trial, load_trials  # noqa: E402
 from seqicl.data import load_task  # noqa: E402
 from seqicl.models import MIXERS, build_model  # noqa: E402
@@ -168,8 +170,7 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
+        atomic_write_text(args.out, text)
     return 0
 
 

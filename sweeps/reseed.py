@@ -91,7 +91,7 @@ def main(argv=None) -> int:
                 jobs=configs, seeds=seeds, storage=folder, name=EXPERIMENT, max_concurrent=args.max_concurrent,
                 cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, resume=args.resume)
             if not done:
-                print(f"interrupted: continue with the same command plus --resume", file=sys.stderr)
+                print("interrupted: continue with the same command plus --resume", file=sys.stderr)
                 return 130
     finally:
         tune_backend.shutdown_ray()

@@ -5,7 +5,7 @@ import torch
 
 from seqicl.data import IGNORE, generate, load_task
 from seqicl.data import cache as cache_mod
-from seqicl.data.automaton import DFA, minimize, random_dfa, sample_raw
+from seqicl.data.automaton import DFA, minimize, sample_raw
 
 from conftest import small_task
 

@@ -1,7 +1,6 @@
 from collections import Counter
 
 import pytest
-import torch
 
 from seqicl.data import IGNORE, Split, generate
 from seqicl.data.automaton import DFA
