@@ -6,6 +6,7 @@
 # trials under NVIDIA MPS (4.2x the steps/s of 16 packed trials without it, bench/results/).
 # Ray's accounting keeps 16 trials on the GPU whatever the number of drivers.
 # SWEEP_S caps each model's experiment (--time-budget), so the call ends inside its 10 minutes.
+# A dry run on a CPU: MODELS="lstm gilr" SAMPLES=2 SWEEP_S=30 EXTRA="train.epochs=3" bash ...
 set -u
 TASK=${1:?task}; OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled SEQICL_CACHE=/tmp/seqicl-cache
@@ -18,7 +19,7 @@ start=$(date +%s)
 for m in ${MODELS:-transformer s4d h3 gilr lru lstm rwkv}; do
   timeout -s KILL $(( ${SWEEP_S:-360} + 60 )) python3 sweeps/run.py --task "$TASK" --preset paper --address auto \
     --models "$m" --num-samples ${SAMPLES:-64} --max-concurrent 16 --trials-per-gpu 16 \
-    --time-budget ${SWEEP_S:-360} --storage "$RES" > "$OUT/sweep_$m.log" 2>&1 &
+    --time-budget ${SWEEP_S:-360} --storage "$RES" ${EXTRA:-} > "$OUT/sweep_$m.log" 2>&1 &
 done
 wait
 sweep_s=$(( $(date +%s) - start ))
