@@ -1,0 +1,37 @@
+"""bench/sweep_throughput.py's comparison table: ratios, and a lower bound when the original
+side never reaches the target."""
+import importlib.util
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("sweep_throughput", ROOT / "bench" / "sweep_throughput.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def side(**kw):
+    base = {"trials_per_gpu_hour": 40.0, "steps_per_s": 100.0, "to_target_s": None, "best_test": 10.0,
+            "wall_s": 420.0, "trials_started": 3, "trials_ended": 3}
+    return {**base, **kw}
+
+
+def rows(orig, fast):
+    return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:5]]
+            for line in bench.comparison(orig, fast)[2:]}
+
+
+def test_ratios_point_the_right_way():
+    table = rows(side(to_target_s=300.0), side(trials_per_gpu_hour=1280.0, steps_per_s=600.0, to_target_s=15.0,
+                                               best_test=100.0, wall_s=60.0))
+    assert table["trials per GPU-hour"] == ["40.0", "1280.0", "32.0x"]
+    assert table["steps/s summed over trials"] == ["100.0", "600.0", "6.0x"]
+    assert table["GPU-seconds to first 97% test accuracy"] == ["300.0", "15.0", "20.0x"]   # less time is better
+    assert table["best test accuracy, % (best-val trial)"] == ["10.0", "100.0", "10.0x"]
+    assert table["trials started / ended"][:2] == ["3 / 3", "3 / 3"]
+
+
+def test_original_never_reaching_the_target_gives_a_lower_bound():
+    table = rows(side(), side(to_target_s=20.0, wall_s=60.0))
+    assert table["GPU-seconds to first 97% test accuracy"] == ["not reached in 420", "20.0", "> 21.0x"]
+    table = rows(side(), side(wall_s=60.0))                                    # neither side got there
+    assert table["GPU-seconds to first 97% test accuracy"] == ["not reached", "not reached", "-"]
