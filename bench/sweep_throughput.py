@@ -175,8 +175,9 @@ def main() -> int:
             if use_mps:
                 mps.stop_mps()
     for model in models:
-        lines += [f"## {model}", ""] + comparison(sides["original"][model], sides["seqicl"][model]) + [""]
-        print("\n".join(lines[-9:]), flush=True)
+        block = [f"## {model}", ""] + comparison(sides["original"][model], sides["seqicl"][model]) + [""]
+        print("\n".join(block), flush=True)
+        lines += block
     # the card's name only now: this process makes no CUDA context before MPS has come and gone
     card = "CPU" if args.cpu else torch.cuda.get_device_name()
     lines.insert(0, f"# Sweep throughput: {card}, {datetime.date.today()}")

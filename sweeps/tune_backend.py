@@ -133,8 +133,6 @@ def run_trial(params: dict, exp_dir: str, base_cfg: dict | None = None, base_cfg
 
 def progress_callback(name: str, total: int):
     """One line per ended trial instead of Tune's tables: what a researcher watches for."""
-    import time
-
     from ray.tune import Callback
 
     class Progress(Callback):

@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ..atomic import atomic_write_text
+from ..config import CHOICES
 from ..data import load_task
 from ..models import build_model
 from .checkpoint import atomic_save, save_checkpoint
@@ -26,7 +27,7 @@ from .tensorboard import ScalarLog
 # ``state.pt`` (everything needed to resume) and ``best.pt`` into a given folder.
 EpochCallback = Callable[[dict, "Callable[[Path], None] | None"], None]
 STATE_FORMAT = "seqicl.train-state/1"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = CHOICES["train.precision"]
 
 
 def resolve_device(name: str) -> torch.device:
