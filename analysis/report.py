@@ -44,8 +44,11 @@ def pct(x: float | None) -> str:
 
 def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
     """Mean and sample standard deviation of the test metric over the best configuration's runs:
-    the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``)."""
-    values = [t.test_at_best for t in [best] + reseeds if t is not None and t.rankable]
+    the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``). A re-run counts
+    once it trained all its epochs or diverged (a seed that fails is part of the spread, at its
+    last good value); one cut short by a time budget does not."""
+    values = [t.test_at_best for t in [best] + [r for r in reseeds if r.status in ("finished", "diverged")]
+              if t is not None and t.test_at_best is not None]
     if best is None or len(values) < 2:
         return {"seed_mean": None, "seed_std": None, "seed_n": len(values)}
     mean = sum(values) / len(values)

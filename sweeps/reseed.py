@@ -2,12 +2,15 @@
 seeds, so the tables can show mean ± std beside the best single run.
 
     python sweeps/reseed.py <results dir> [--seeds 1,2,3] [--gpus-per-trial F] [--max-concurrent N]
-                            [--address auto] [--resume]
+                            [--address auto] [--resume] [--full-budget] [--time-budget S]
 
 Every pair's chosen trial runs again with each seed, all of them side by side in one Tune
 experiment per task, ``<task>/reseeds`` in the same folder: the chosen trial's full config with
-``role: reseed`` and ``seed`` set per run (all epochs, no early stopping). The report is
-rewritten at the end.
+``role: reseed`` and ``seed`` set per run, no early stopping. Each re-run trains as many epochs
+as the chosen trial did (ASHA may have stopped it before the sweep's budget), so the seeds repeat
+the run the table reports; ``--full-budget`` trains the sweep's whole epoch budget instead.
+``--time-budget`` ends the experiment after S seconds; re-runs cut short stay out of the mean.
+The report is rewritten at the end.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from sweeps.run import check_address, has_gpu  # noqa: E402
 EXPERIMENT = "reseeds"
 
 
-def plan(root: Path, seeds: list[int], resume: bool) -> dict[Path, dict[str, dict]]:
+def plan(root: Path, seeds: list[int], resume: bool, full_budget: bool = False) -> dict[Path, dict[str, dict]]:
     """Task folder -> {sweep experiment name: config of its best trial}."""
     groups = defaultdict(list)
     for t in load_trials(root):
@@ -49,6 +52,8 @@ def plan(root: Path, seeds: list[int], resume: bool) -> dict[Path, dict[str, dic
             raise ConfigError(f"seed {best.seed} is the chosen trial's own seed: pick other --seeds")
         cfg = copy.deepcopy(best.config)
         cfg["role"] = "reseed"
+        if not full_budget:
+            cfg["train"]["epochs"] = max(1, best.epochs_run)
         jobs[folder][experiment] = cfg
     return dict(jobs)
 
@@ -62,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-concurrent", type=int, default=16)
     p.add_argument("--address", default=None)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--full-budget", action="store_true", help="train the sweep's whole epoch budget per re-run")
+    p.add_argument("--time-budget", type=float, default=None, help="end the re-runs after this many seconds")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(args.results).resolve()
     try:
@@ -76,9 +83,11 @@ def main(argv=None) -> int:
         gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1 / 16 if has_gpu() else 0.0)
         if not 0 <= gpus <= 1 or args.max_concurrent < 1:
             raise ConfigError("--gpus-per-trial must be in [0, 1] and --max-concurrent at least 1")
+        if args.time_budget is not None and not args.time_budget > 0:
+            raise ConfigError(f"--time-budget must be positive seconds, got {args.time_budget}")
         if args.address:
             check_address(args.address)
-        jobs = plan(root, seeds, args.resume)
+        jobs = plan(root, seeds, args.resume, args.full_budget)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -89,7 +98,8 @@ def main(argv=None) -> int:
         for folder, configs in jobs.items():
             done = tune_backend.run_reseeds(
                 jobs=configs, seeds=seeds, storage=folder, name=EXPERIMENT, max_concurrent=args.max_concurrent,
-                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, resume=args.resume)
+                cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, resume=args.resume,
+                time_budget_s=args.time_budget)
             if not done:
                 print("interrupted: continue with the same command plus --resume", file=sys.stderr)
                 return 130

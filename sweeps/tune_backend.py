@@ -238,10 +238,11 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
 
 
 def run_reseeds(*, jobs: dict[str, dict], seeds: list[int], storage: Path, name: str, max_concurrent: int,
-                cpus_per_trial: float, gpus_per_trial: float, resume: bool) -> bool:
+                cpus_per_trial: float, gpus_per_trial: float, resume: bool,
+                time_budget_s: float | None = None) -> bool:
     """Every (job, seed) pair as one trial of a single experiment ``storage/name``: all the
     chosen configurations re-run side by side, no searcher, no early stopping. Returns True
-    when every trial ended, False when interrupted."""
+    when every trial ended or ``time_budget_s`` ran out, False when interrupted."""
     from ray import tune
 
     exp_dir = storage / name
@@ -254,13 +255,16 @@ def run_reseeds(*, jobs: dict[str, dict], seeds: list[int], storage: Path, name:
     tuner = tune.Tuner(
         trainable,
         param_space={"job": tune.grid_search(sorted(jobs)), "seed": tune.grid_search(list(seeds))},
-        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True),
+        tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
+                                    time_budget_s=time_budget_s),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
                                   callbacks=[progress_callback(name, total)],
                                   failure_config=tune.FailureConfig(max_failures=1),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
-    return complete(tuner.fit(), total)
+    started = time.time()
+    results = tuner.fit()
+    return (time_budget_s is not None and time.time() - started >= time_budget_s) or complete(results, total)
 
 
 def grid_size(param_space: dict) -> int:

@@ -50,8 +50,9 @@ def test_report_files_and_cli(tmp_path):
 def test_seed_statistics_and_the_original_numbers(tmp_path):
     fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5)])
     fake_trial(tmp_path, "lstm", "b", [(1, 0.9, 0.8)])                 # the chosen trial: test 0.8
-    for name, test in (("s1", 0.6), ("s2", 0.7)):                       # its re-runs with other seeds
-        d = fake_trial(tmp_path, "lstm", name, [(1, 0.95, test)])
+    # its re-runs with other seeds; s3 was cut short by a time budget (1 of 10 epochs): not counted
+    for name, test, epochs in (("s1", 0.6, 1), ("s2", 0.7, 1), ("s3", 0.1, 10)):
+        d = fake_trial(tmp_path, "lstm", name, [(1, 0.95, test)], epochs=epochs)
         run = json.loads((d / "run.json").read_text())
         run["config"]["role"] = "reseed"
         (d / "run.json").write_text(json.dumps(run))
@@ -79,3 +80,14 @@ def test_trials_a_killed_driver_left_behind_are_not_counted(tmp_path):
     (exp / "experiment_state-2026-01-01_00-00-10.json").write_text(json.dumps({"trial_data": [
         [json.dumps({"trial_id": "aaaaa1"}), "{}"]]}))
     assert sorted(t.trial_id for t in load_trials(tmp_path)) == ["aaaaa1", "ccccc3"]
+
+
+def test_reseed_plan_repeats_the_chosen_trials_epochs(tmp_path):
+    from sweeps.reseed import plan
+    fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5), (2, 0.9, 0.8), (3, 0.9, 0.8)])   # chosen, ASHA stopped it at 3
+    fake_trial(tmp_path, "lstm", "b", [(e, 0.6, 0.6) for e in range(1, 11)])          # ran all 10
+    ((folder, jobs),) = plan(tmp_path, [1, 2], resume=False).items()
+    assert folder == tmp_path / "induction" and jobs["lstm"]["train"]["epochs"] == 3
+    assert jobs["lstm"]["role"] == "reseed"
+    ((_, full),) = plan(tmp_path, [1, 2], resume=False, full_budget=True).items()
+    assert full["lstm"]["train"]["epochs"] == 10

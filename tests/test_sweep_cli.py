@@ -7,6 +7,7 @@ import sys
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from analysis.results import best_trial, load_trials
 from sweeps import run as sweep_run
 from sweeps import search_space
 
@@ -130,6 +131,11 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert reseed.returncode == 0, reseed.stdout[-3000:] + reseed.stderr[-3000:]
     rows = {r["model"]: r for r in json.loads((storage / "table.json").read_text())}
     assert all(r["seed_n"] == 2 and r["trials"] == 2 for r in rows.values())
+    # each re-run trains as many epochs as the chosen trial did
+    trials = load_trials(storage)
+    reruns = [t for t in trials if t.role == "reseed"]
+    chosen = {t.model: best_trial([s for s in trials if s.role == "sweep" and s.model == t.model]) for t in reruns}
+    assert len(reruns) == 2 and all(t.epochs_budget == t.epochs_run == chosen[t.model].epochs_run for t in reruns)
     assert "## Over seeds" in (storage / "table.md").read_text()
     again = subprocess.run([sys.executable, "sweeps/reseed.py", str(storage), "--seeds", "7"], cwd=ROOT,
                            capture_output=True, text=True)

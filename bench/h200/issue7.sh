@@ -5,7 +5,8 @@
 # The seven models sweep side by side: one Ray head, one sweep driver per model, the packed
 # trials under NVIDIA MPS (4.2x the steps/s of 16 packed trials without it, bench/results/).
 # Ray's accounting keeps 16 trials on the GPU whatever the number of drivers.
-# SWEEP_S caps each model's experiment (--time-budget), so the call ends inside its 10 minutes.
+# SWEEP_S caps each model's experiment and RESEED_S the re-runs (--time-budget), so the call ends
+# inside its 10 minutes.
 # A dry run on a CPU: MODELS="lstm gilr" SAMPLES=2 SWEEP_S=30 EXTRA="train.epochs=3" bash ...
 set -u
 TASK=${1:?task}; OUT=${OUT:-h200-out}; mkdir -p "$OUT"
@@ -24,8 +25,8 @@ done
 wait
 sweep_s=$(( $(date +%s) - start ))
 start=$(date +%s)
-timeout -s KILL ${RESEED_S:-150} python3 sweeps/reseed.py "$RES" --seeds 1,2,3 --address auto \
-  --gpus-per-trial 0.0625 --max-concurrent 16 > "$OUT/reseed.log" 2>&1
+timeout -s KILL $(( ${RESEED_S:-120} + 60 )) python3 sweeps/reseed.py "$RES" --seeds 1,2,3 --address auto \
+  --gpus-per-trial 0.0625 --max-concurrent 16 --time-budget ${RESEED_S:-120} > "$OUT/reseed.log" 2>&1
 reseed_s=$(( $(date +%s) - start ))
 ray stop > /dev/null 2>&1
 [ $MPS = on ] && echo quit | nvidia-cuda-mps-control
