@@ -1,5 +1,6 @@
-"""Learning curves: test DFA accuracy and TVD against the number of training examples, one
-line per model, with the in-context n-gram baselines as dashed reference lines."""
+"""Plots of a results folder. Learning curves: test DFA accuracy and TVD against the number of
+training examples, one line per model, with the in-context n-gram baselines as dashed reference
+lines. Search progress: the best validation score found so far against the sweep's wall time."""
 from __future__ import annotations
 
 import io
@@ -7,6 +8,17 @@ from collections import defaultdict
 from pathlib import Path
 
 from seqicl.atomic import atomic_write
+
+from .results import Trial, read_json_lines
+
+
+def save_png(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 def plot_learning_curves(rows: list[dict], path: Path) -> bool:
@@ -42,9 +54,57 @@ def plot_learning_curves(rows: list[dict], path: Path) -> bool:
         ax.set_title(TASK_NAMES.get(task, task))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write(path, lambda f: f.write(buf.getvalue()))
+    save_png(fig, path)
+    return True
+
+
+def search_progress(trials: list[Trial]) -> dict[str, dict[tuple, list[tuple[float, float]]]]:
+    """task -> (model, training size) -> [(seconds since that sweep's first trial started,
+    best validation score so far)], one point per improvement. Re-runs are left out."""
+    events = defaultdict(lambda: defaultdict(list))
+    for t in trials:
+        if t.role != "sweep":
+            continue
+        for r in read_json_lines(t.path / "result.json"):
+            if "timestamp" in r and "time_total_s" in r and r.get("best_val") is not None and r["best_val"] >= 0:
+                events[t.task][(t.model, t.num_train)].append((r["timestamp"], r["timestamp"] - r["time_total_s"], r["best_val"]))
+    out = defaultdict(dict)
+    for task, series in events.items():
+        for key, points in series.items():
+            start = min(s for _, s, _ in points)
+            best, curve = float("-inf"), []
+            for stamp, _, value in sorted(points):
+                if value > best:
+                    best = value
+                    curve.append((stamp - start, value))
+            out[task][key] = curve
+    return dict(out)
+
+
+def plot_search_progress(trials: list[Trial], path: Path) -> bool:
+    """One panel per task; False when no sweep trial reported a timestamped score."""
+    progress = search_progress(trials)
+    if not progress:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import MODEL_NAMES, TASK_NAMES, model_order
+    fig, axes = plt.subplots(1, len(progress), figsize=(5.5 * len(progress), 4), squeeze=False)
+    for ax, task in zip(axes[0], sorted(progress)):
+        series = progress[task]
+        sizes = {n for _, n in series}
+        for model in model_order({m for m, _ in series}):
+            for (m, n), curve in sorted(series.items()):
+                if m == model and curve:
+                    label = MODEL_NAMES.get(m, m) + (f" ({n})" if len(sizes) > 1 else "")
+                    xs, ys = [x for x, _ in curve], [100 * y for _, y in curve]
+                    ax.step(xs + [max(xs[-1], 1.0)], ys + ys[-1:], where="post", label=label)
+        ax.set_xlabel("seconds since the sweep began (wall clock)")
+        ax.set_ylabel("best validation score so far (%)")
+        ax.set_title(TASK_NAMES.get(task, task))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save_png(fig, path)
     return True

@@ -24,7 +24,7 @@ import yaml
 from seqicl.atomic import atomic_write_text
 
 from .original import ORIGINAL
-from .results import Trial, best_trial, load_trials
+from .results import Trial, best_trial, load_trials, rerun_of
 
 MODEL_NAMES = {"transformer": "Transformer", "s4d": "S4D", "h3": "H3", "gilr": "GILR", "lru": "LRU",
                "lstm": "LSTM", "rwkv": "RWKV", "hyena": "Hyena", "retnet": "RetNet", "gla": "GLA",
@@ -46,14 +46,17 @@ def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
     """Mean and sample standard deviation of the test metric over the best configuration's runs:
     the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``). A re-run counts
     once it trained all its epochs or diverged (a seed that fails is part of the spread, at its
-    last good value); one cut short by a time budget does not."""
-    values = [t.test_at_best for t in [best] + [r for r in reseeds if r.status in ("finished", "diverged")]
-              if t is not None and t.test_at_best is not None]
-    if best is None or len(values) < 2:
-        return {"seed_mean": None, "seed_std": None, "seed_n": len(values)}
+    last good value); re-runs cut short by a time budget are listed apart (``seed_cut``)."""
+    mine = [r for r in reseeds if best is not None and rerun_of(r, best) and r.test_at_best is not None]
+    values = [best.test_at_best] + [r.test_at_best for r in mine if r.status in ("finished", "diverged")] \
+        if best is not None and best.test_at_best is not None else []
+    cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": r.epochs_budget, "seed": r.seed}
+           for r in mine if r.status == "stopped"]
+    if len(values) < 2:
+        return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut}
     mean = sum(values) / len(values)
     std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return {"seed_mean": mean, "seed_std": std, "seed_n": len(values)}
+    return {"seed_mean": mean, "seed_std": std, "seed_n": len(values), "seed_cut": cut}
 
 
 def summarize(trials: list[Trial]) -> list[dict]:
@@ -142,9 +145,14 @@ def seed_table(g: Grid) -> str:
     def fmt(r):
         if r is None:
             return ""
-        if r["seed_mean"] is None:
-            return pct(r["test"])
-        return f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); best {pct(r['test'])}"
+        text = (f"best {pct(r['test'])}" if r["seed_mean"] is None else
+                f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); best {pct(r['test'])}")
+        if r["seed_cut"]:  # shown, never averaged: they trained fewer epochs than the chosen run
+            cut = r["seed_cut"]
+            epochs = sorted(c["epochs"] for c in cut)
+            span = f"{epochs[0]}" if epochs[0] == epochs[-1] else f"{epochs[0]}-{epochs[-1]}"
+            text += f"; {len(cut)} cut short at {span} of {cut[0]['of']} epochs: " + " ".join(pct(c["test"]) for c in cut)
+        return text
     body = [[g.label(task, size)] + [fmt(g.cell.get((task, size, m))) for m in g.models] for task, size in g.keys]
     return ("\n## Over seeds: mean ± std of the best configuration's runs (n runs), best single run\n\n"
             + md_table(["task"] + g.names, ["---"] + [":---:"] * len(g.models), body))
@@ -205,7 +213,7 @@ def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()
     parts = [main_table(g)]
     if any(r["test_tvd"] is not None for r in rows):
         parts.append(tvd_table(g))
-    if any(r["seed_mean"] is not None for r in rows):
+    if any(r["seed_mean"] is not None or r["seed_cut"] for r in rows):
         parts.append(seed_table(g))
     if any(task in ORIGINAL for task, _ in g.keys):
         parts.append(original_table(g))
@@ -255,8 +263,10 @@ def write_report(root: str | Path) -> str:
         r["best_trial"] = r["best_trial"] and rel(r["best_trial"], root)
     failed = [t for t in trials if t.status in ("errored", "diverged")]
     md = f"# seqicl results: {root.name}\n\n" + markdown(rows, load_generations(root), failed)
-    from .curves import plot_learning_curves  # matplotlib only when a report is written
+    from .curves import plot_learning_curves, plot_search_progress  # matplotlib only when a report is written
     plot_learning_curves(rows, root / "learning_curves.png")
+    if plot_search_progress(trials, root / "search_progress.png"):
+        md += "\n![search progress: best validation score so far against wall time](search_progress.png)\n"
     atomic_write_text(root / "table.md", md)
     atomic_write_text(root / "table.json", json.dumps(rows, indent=1))
     atomic_write_text(root / "table.csv", to_csv(rows, ["task", "num_train", "model", "metric", "test", "val",

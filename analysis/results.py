@@ -127,6 +127,14 @@ def load_trials(root: str | Path) -> list[Trial]:
     return [t for t in trials if t is not None]
 
 
+def rerun_of(rerun: Trial, chosen: Trial) -> bool:
+    """``rerun`` trains ``chosen``'s configuration (other seed, perhaps another epoch count)."""
+    def key(cfg):
+        train = {k: v for k, v in cfg["train"].items() if k not in ("epochs", "progress", "run_dir")}
+        return cfg["task"], cfg["model"], cfg["optim"], train
+    return key(rerun.config) == key(chosen.config)
+
+
 def best_trial(trials: list[Trial]) -> Trial | None:
     """Highest best-so-far validation metric; ties go to the trial that trained longer.
     Errored and diverged trials are never chosen; the test metric plays no part in the choice."""

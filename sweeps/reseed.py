@@ -5,8 +5,11 @@ seeds, so the tables can show mean ± std beside the best single run.
                             [--address auto] [--resume] [--full-budget] [--time-budget S]
 
 Every pair's chosen trial runs again with each seed, all of them side by side in one Tune
-experiment per task, ``<task>/reseeds`` in the same folder: the chosen trial's full config with
-``role: reseed`` and ``seed`` set per run, no early stopping. Each re-run trains as many epochs
+experiment per task, ``<task>/reseeds`` in the same folder (``reseeds-2``, ... when that exists):
+the chosen trial's full config with ``role: reseed`` and ``seed`` set per run, no early stopping.
+A (pair, seed) that already has a completed re-run of the same config is skipped, so the same
+command after a cut-short run trains only what is missing; ``--resume`` continues the newest
+``reseeds*`` experiment instead. Each re-run trains as many epochs
 as the chosen trial did (ASHA may have stopped it before the sweep's budget), so the seeds repeat
 the run the table reports; ``--full-budget`` trains the sweep's whole epoch budget instead.
 ``--time-budget`` ends the experiment after S seconds; re-runs cut short stay out of the mean.
@@ -32,12 +35,33 @@ from sweeps.run import check_address, has_gpu  # noqa: E402
 EXPERIMENT = "reseeds"
 
 
+def same_run(a: dict, b: dict) -> bool:
+    """Two configs train the same thing apart from the seed (the data cache path may differ)."""
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("seed", "data")}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def experiment_name(folder: Path, resume: bool) -> str:
+    """The newest ``reseeds*`` experiment of a task folder to resume, or else the next free name."""
+    taken = sorted((p.name for p in folder.glob(EXPERIMENT + "*") if p.is_dir()),
+                   key=lambda n: int(n.rsplit("-", 1)[1]) if n.rsplit("-", 1)[-1].isdigit() else 1)
+    if resume and taken:
+        return taken[-1]
+    n = 1
+    while (folder / (EXPERIMENT if n == 1 else f"{EXPERIMENT}-{n}")).exists():
+        n += 1
+    return EXPERIMENT if n == 1 else f"{EXPERIMENT}-{n}"
+
+
 def plan(root: Path, seeds: list[int], resume: bool, full_budget: bool = False) -> dict[Path, dict[str, dict]]:
-    """Task folder -> {sweep experiment name: config of its best trial}."""
-    groups = defaultdict(list)
+    """Task folder -> {"<sweep experiment>@<seed>": config to train}: the best trial of every
+    sweep experiment, once per seed that has no completed re-run of that config yet."""
+    groups, done = defaultdict(list), defaultdict(list)
     for t in load_trials(root):
         if t.role == "sweep":
             groups[(t.task, t.path.parent.name)].append(t)
+        elif t.status in ("finished", "diverged"):
+            done[t.path.parent.parent].append(t)
     if not groups:
         raise ConfigError(f"{root}: no sweep trials to re-run")
     jobs: dict[Path, dict[str, dict]] = defaultdict(dict)
@@ -45,17 +69,17 @@ def plan(root: Path, seeds: list[int], resume: bool, full_budget: bool = False) 
         best = best_trial(trials)
         if best is None:
             continue
-        folder = best.path.parent.parent
-        if (folder / EXPERIMENT).exists() and not resume:
-            raise ConfigError(f"{folder / EXPERIMENT} exists: pass --resume to continue it")
         if best.seed in seeds:
             raise ConfigError(f"seed {best.seed} is the chosen trial's own seed: pick other --seeds")
+        folder = best.path.parent.parent
         cfg = copy.deepcopy(best.config)
         cfg["role"] = "reseed"
         if not full_budget:
             cfg["train"]["epochs"] = max(1, best.epochs_run)
-        jobs[folder][experiment] = cfg
-    return dict(jobs)
+        for seed in seeds:
+            if not any(r.seed == seed and same_run(r.config, cfg) for r in done[folder]):
+                jobs[folder][f"{experiment}@{seed}"] = {**copy.deepcopy(cfg), "seed": seed}
+    return {folder: runs for folder, runs in jobs.items() if runs}
 
 
 def main(argv=None) -> int:
@@ -91,13 +115,16 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not jobs:
+        print(f"nothing to re-run: every chosen configuration has completed runs with seeds {args.seeds}")
+        return 0
     from analysis.report import write_report
     from sweeps import tune_backend
     tune_backend.init_ray(args.address, ROOT)
     try:
         for folder, configs in jobs.items():
             done = tune_backend.run_reseeds(
-                jobs=configs, seeds=seeds, storage=folder, name=EXPERIMENT, max_concurrent=args.max_concurrent,
+                jobs=configs, storage=folder, name=experiment_name(folder, args.resume), max_concurrent=args.max_concurrent,
                 cpus_per_trial=args.cpus_per_trial, gpus_per_trial=gpus, resume=args.resume,
                 time_budget_s=args.time_budget)
             if not done:

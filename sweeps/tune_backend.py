@@ -237,34 +237,34 @@ def run_experiment(*, cfg: dict, space: dict[str, Param], storage: Path, name: s
     return budget_spent or complete(results, num_samples)
 
 
-def run_reseeds(*, jobs: dict[str, dict], seeds: list[int], storage: Path, name: str, max_concurrent: int,
+def run_reseeds(*, jobs: dict[str, dict], storage: Path, name: str, max_concurrent: int,
                 cpus_per_trial: float, gpus_per_trial: float, resume: bool,
                 time_budget_s: float | None = None) -> bool:
-    """Every (job, seed) pair as one trial of a single experiment ``storage/name``: all the
-    chosen configurations re-run side by side, no searcher, no early stopping. Returns True
-    when every trial ended or ``time_budget_s`` ran out, False when interrupted."""
+    """Every job (a full config, its seed set) as one trial of a single experiment
+    ``storage/name``: the chosen configurations re-run side by side, no searcher, no early
+    stopping. Returns True when every trial ended or ``time_budget_s`` ran out, False when
+    interrupted."""
     from ray import tune
 
     exp_dir = storage / name
     trainable = tune.with_resources(tune.with_parameters(run_trial, exp_dir=str(exp_dir), base_cfgs=jobs),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    total = len(jobs) * len(seeds)
     if resume and tune.Tuner.can_restore(str(exp_dir)):
         print(f"[{name}] resuming {exp_dir}", flush=True)
-        return complete(tune.Tuner.restore(str(exp_dir), trainable, resume_errored=False).fit(), total)
+        return complete(tune.Tuner.restore(str(exp_dir), trainable, resume_errored=False).fit(), len(jobs))
     tuner = tune.Tuner(
         trainable,
-        param_space={"job": tune.grid_search(sorted(jobs)), "seed": tune.grid_search(list(seeds))},
+        param_space={"job": tune.grid_search(sorted(jobs))},
         tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     time_budget_s=time_budget_s),
         run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=0,
-                                  callbacks=[progress_callback(name, total)],
+                                  callbacks=[progress_callback(name, len(jobs))],
                                   failure_config=tune.FailureConfig(max_failures=1),
                                   checkpoint_config=tune.CheckpointConfig(num_to_keep=1)),
     )
     started = time.time()
     results = tuner.fit()
-    return (time_budget_s is not None and time.time() - started >= time_budget_s) or complete(results, total)
+    return (time_budget_s is not None and time.time() - started >= time_budget_s) or complete(results, len(jobs))
 
 
 def grid_size(param_space: dict) -> int:

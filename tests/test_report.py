@@ -9,8 +9,8 @@ from seqicl.config import compose
 from conftest import ROOT
 
 
-def fake_trial(root, model, name, results, epochs=10, error=False, chance=0.05):
-    d = root / "induction" / model / name
+def fake_trial(root, model, name, results, epochs=10, error=False, chance=0.05, experiment=None):
+    d = root / "induction" / (experiment or model) / name
     d.mkdir(parents=True)
     cfg = compose([f"model={model}", f"train.epochs={epochs}"])
     (d / "run.json").write_text(json.dumps({"config": cfg, "task_info": {"chance": chance}}))
@@ -56,12 +56,16 @@ def test_seed_statistics_and_the_original_numbers(tmp_path):
         run = json.loads((d / "run.json").read_text())
         run["config"]["role"] = "reseed"
         (d / "run.json").write_text(json.dumps(run))
+    d = fake_trial(tmp_path, "lstm", "other", [(1, 0.95, 0.0)], epochs=1)  # a re-run of another config
+    run = json.loads((d / "run.json").read_text())
+    run["config"]["role"], run["config"]["optim"]["lr"] = "reseed", 0.123
+    (d / "run.json").write_text(json.dumps(run))
     md = write_report(tmp_path)
     (row,) = json.loads((tmp_path / "table.json").read_text())
     assert row["trials"] == 2 and row["test"] == 0.8                     # re-runs never compete
     assert row["seed_n"] == 3 and abs(row["seed_mean"] - 0.7) < 1e-12
     assert abs(row["seed_std"] - 0.1) < 1e-12                            # sample std of 0.6, 0.7, 0.8
-    assert "| induction head | 70.0 ± 10.0 (n=3); best 80.0 |" in md
+    assert "| induction head | 70.0 ± 10.0 (n=3); best 80.0; 1 cut short at 1 of 10 epochs: 10.0 |" in md
     assert "| induction head | 80.0 / 4.8 | 5.0 / 5.0 |" in md           # seqicl / original, LSTM and Random
 
 
@@ -82,12 +86,44 @@ def test_trials_a_killed_driver_left_behind_are_not_counted(tmp_path):
     assert sorted(t.trial_id for t in load_trials(tmp_path)) == ["aaaaa1", "ccccc3"]
 
 
-def test_reseed_plan_repeats_the_chosen_trials_epochs(tmp_path):
+def test_reseed_plan_repeats_the_chosen_trials_epochs_and_skips_completed_seeds(tmp_path):
     from sweeps.reseed import plan
     fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5), (2, 0.9, 0.8), (3, 0.9, 0.8)])   # chosen, ASHA stopped it at 3
     fake_trial(tmp_path, "lstm", "b", [(e, 0.6, 0.6) for e in range(1, 11)])          # ran all 10
     ((folder, jobs),) = plan(tmp_path, [1, 2], resume=False).items()
-    assert folder == tmp_path / "induction" and jobs["lstm"]["train"]["epochs"] == 3
-    assert jobs["lstm"]["role"] == "reseed"
+    assert folder == tmp_path / "induction" and sorted(jobs) == ["lstm@1", "lstm@2"]
+    assert jobs["lstm@1"]["train"]["epochs"] == 3 and jobs["lstm@2"]["seed"] == 2
+    assert jobs["lstm@1"]["role"] == "reseed" and jobs["lstm@1"]["model"]["name"] == "lstm"
     ((_, full),) = plan(tmp_path, [1, 2], resume=False, full_budget=True).items()
-    assert full["lstm"]["train"]["epochs"] == 10
+    assert full["lstm@1"]["train"]["epochs"] == 10
+    # seed 1 re-ran to the end, seed 2 was cut short at epoch 2 of 3: only seed 2 is left to run
+    for name, seed, rows in (("r1", 1, [(1, 0.9, 0.8), (2, 0.9, 0.8), (3, 0.9, 0.8)]), ("r2", 2, [(1, 0.9, 0.8)])):
+        d = fake_trial(tmp_path, "lstm", name, rows, epochs=3, experiment="reseeds")
+        cfg = {**jobs["lstm@1"], "seed": seed}
+        (d / "run.json").write_text(json.dumps({"config": cfg, "task_info": {}}))
+    ((_, left),) = plan(tmp_path, [1, 2], resume=False).items()
+    assert sorted(left) == ["lstm@2"]
+    assert plan(tmp_path, [1], resume=False) == {}
+
+
+def test_reseed_experiment_names(tmp_path):
+    from sweeps.reseed import experiment_name
+    assert experiment_name(tmp_path, resume=False) == "reseeds"
+    (tmp_path / "reseeds").mkdir()
+    assert experiment_name(tmp_path, resume=False) == "reseeds-2"
+    assert experiment_name(tmp_path, resume=True) == "reseeds"
+    (tmp_path / "reseeds-2").mkdir()
+    assert (experiment_name(tmp_path, False), experiment_name(tmp_path, True)) == ("reseeds-3", "reseeds-2")
+
+
+def test_search_progress_is_the_running_best_against_time_since_the_sweep_began(tmp_path):
+    from analysis.curves import search_progress
+    a = fake_trial(tmp_path, "lstm", "a", [])
+    b = fake_trial(tmp_path, "lstm", "b", [])
+    rows = {a: [(100, 10, 0.3), (110, 20, 0.5)],                 # started at 90
+            b: [(105, 5, 0.4), (115, 15, 0.45), (120, 20, 0.7)]}  # started at 100
+    for d, rs in rows.items():
+        (d / "result.json").write_text("".join(json.dumps({"epoch": i + 1, "timestamp": ts, "time_total_s": tt,
+                                                           "best_val": v}) + "\n" for i, (ts, tt, v) in enumerate(rs)))
+    curve = search_progress(load_trials(tmp_path))["induction"][("lstm", 5000)]
+    assert curve == [(10, 0.3), (15, 0.4), (20, 0.5), (30, 0.7)]

@@ -139,7 +139,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert "## Over seeds" in (storage / "table.md").read_text()
     again = subprocess.run([sys.executable, "sweeps/reseed.py", str(storage), "--seeds", "7"], cwd=ROOT,
                            capture_output=True, text=True)
-    assert again.returncode == 2 and "--resume" in again.stderr      # refuses to overwrite the re-runs
+    assert again.returncode == 0 and "nothing to re-run" in again.stdout   # every seed-7 run is complete
+    assert len([t for t in load_trials(storage) if t.role == "reseed"]) == 2
 
 
 @pytest.mark.slow

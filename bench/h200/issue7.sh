@@ -4,7 +4,9 @@
 #   bash bench/h200/issue7.sh associative_recall      (or induction)
 # The seven models sweep side by side: one Ray head, one sweep driver per model, the packed
 # trials under NVIDIA MPS (4.2x the steps/s of 16 packed trials without it, bench/results/).
-# Ray's accounting keeps 16 trials on the GPU whatever the number of drivers.
+# Each driver runs at most CONC trials at once: with reused trial processes, drivers that get
+# their slots first otherwise keep them all and starve the rest (seen on the H200: two models of
+# seven got every slot). 7 drivers x 3 = 21 trials on the GPU (TPG), 0.75 logical CPU each.
 # SWEEP_S caps each model's experiment and RESEED_S the re-runs (--time-budget), so the call ends
 # inside its 10 minutes.
 # A dry run on a CPU: MODELS="lstm gilr" SAMPLES=2 SWEEP_S=30 EXTRA="train.epochs=3" bash ...
@@ -19,14 +21,14 @@ RES="$OUT/$TASK"
 start=$(date +%s)
 for m in ${MODELS:-transformer s4d h3 gilr lru lstm rwkv}; do
   timeout -s KILL $(( ${SWEEP_S:-360} + 60 )) python3 sweeps/run.py --task "$TASK" --preset paper --address auto \
-    --models "$m" --num-samples ${SAMPLES:-64} --max-concurrent 16 --trials-per-gpu 16 \
+    --models "$m" --num-samples ${SAMPLES:-64} --max-concurrent ${CONC:-3} --trials-per-gpu ${TPG:-21} --cpus-per-trial 0.75 \
     --time-budget ${SWEEP_S:-360} --storage "$RES" ${EXTRA:-} > "$OUT/sweep_$m.log" 2>&1 &
 done
 wait
 sweep_s=$(( $(date +%s) - start ))
 start=$(date +%s)
 timeout -s KILL $(( ${RESEED_S:-120} + 60 )) python3 sweeps/reseed.py "$RES" --seeds 1,2,3 --address auto \
-  --gpus-per-trial 0.0625 --max-concurrent 16 --time-budget ${RESEED_S:-120} > "$OUT/reseed.log" 2>&1
+  --gpus-per-trial 0.0476 --cpus-per-trial 0.75 --max-concurrent 21 --time-budget ${RESEED_S:-120} > "$OUT/reseed.log" 2>&1
 reseed_s=$(( $(date +%s) - start ))
 ray stop > /dev/null 2>&1
 [ $MPS = on ] && echo quit | nvidia-cuda-mps-control
