@@ -53,7 +53,7 @@ def experiment_name(folder: Path, resume: bool) -> str:
     return EXPERIMENT if n == 1 else f"{EXPERIMENT}-{n}"
 
 
-def plan(root: Path, seeds: list[int], resume: bool, full_budget: bool = False) -> dict[Path, dict[str, dict]]:
+def plan(root: Path, seeds: list[int], full_budget: bool = False) -> dict[Path, dict[str, dict]]:
     """Task folder -> {"<sweep experiment>@<seed>": config to train}: the best trial of every
     sweep experiment, once per seed that has no completed re-run of that config yet."""
     groups, done = defaultdict(list), defaultdict(list)
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
             raise ConfigError(f"--time-budget must be positive seconds, got {args.time_budget}")
         if args.address:
             check_address(args.address)
-        jobs = plan(root, seeds, args.resume, args.full_budget)
+        jobs = plan(root, seeds, args.full_budget)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -90,20 +90,20 @@ def test_reseed_plan_repeats_the_chosen_trials_epochs_and_skips_completed_seeds(
     from sweeps.reseed import plan
     fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5), (2, 0.9, 0.8), (3, 0.9, 0.8)])   # chosen, ASHA stopped it at 3
     fake_trial(tmp_path, "lstm", "b", [(e, 0.6, 0.6) for e in range(1, 11)])          # ran all 10
-    ((folder, jobs),) = plan(tmp_path, [1, 2], resume=False).items()
+    ((folder, jobs),) = plan(tmp_path, [1, 2]).items()
     assert folder == tmp_path / "induction" and sorted(jobs) == ["lstm@1", "lstm@2"]
     assert jobs["lstm@1"]["train"]["epochs"] == 3 and jobs["lstm@2"]["seed"] == 2
     assert jobs["lstm@1"]["role"] == "reseed" and jobs["lstm@1"]["model"]["name"] == "lstm"
-    ((_, full),) = plan(tmp_path, [1, 2], resume=False, full_budget=True).items()
+    ((_, full),) = plan(tmp_path, [1, 2], full_budget=True).items()
     assert full["lstm@1"]["train"]["epochs"] == 10
     # seed 1 re-ran to the end, seed 2 was cut short at epoch 2 of 3: only seed 2 is left to run
     for name, seed, rows in (("r1", 1, [(1, 0.9, 0.8), (2, 0.9, 0.8), (3, 0.9, 0.8)]), ("r2", 2, [(1, 0.9, 0.8)])):
         d = fake_trial(tmp_path, "lstm", name, rows, epochs=3, experiment="reseeds")
         cfg = {**jobs["lstm@1"], "seed": seed}
         (d / "run.json").write_text(json.dumps({"config": cfg, "task_info": {}}))
-    ((_, left),) = plan(tmp_path, [1, 2], resume=False).items()
+    ((_, left),) = plan(tmp_path, [1, 2]).items()
     assert sorted(left) == ["lstm@2"]
-    assert plan(tmp_path, [1], resume=False) == {}
+    assert plan(tmp_path, [1]) == {}
 
 
 def test_reseed_experiment_names(tmp_path):
