@@ -27,18 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from analysis.results import best_trial, load_trials  # noqa: E402
+from analysis.results import best_trial, load_trials, rerun_of  # noqa: E402
 from seqicl.config import ConfigError  # noqa: E402
 from sweeps.run import check_address, has_gpu  # noqa: E402
 
 
 EXPERIMENT = "reseeds"
-
-
-def same_run(a: dict, b: dict) -> bool:
-    """Two configs train the same thing apart from the seed (the data cache path may differ)."""
-    strip = lambda c: {k: v for k, v in c.items() if k not in ("seed", "data")}  # noqa: E731
-    return strip(a) == strip(b)
 
 
 def experiment_name(folder: Path, resume: bool) -> str:
@@ -77,7 +71,8 @@ def plan(root: Path, seeds: list[int], full_budget: bool = False) -> dict[Path, 
         if not full_budget:
             cfg["train"]["epochs"] = max(1, best.epochs_run)
         for seed in seeds:
-            if not any(r.seed == seed and same_run(r.config, cfg) for r in done[folder]):
+            if not any(r.seed == seed and rerun_of(r, best) and r.epochs_budget == cfg["train"]["epochs"]
+                       for r in done[folder]):
                 jobs[folder][f"{experiment}@{seed}"] = {**copy.deepcopy(cfg), "seed": seed}
     return {folder: runs for folder, runs in jobs.items() if runs}
 
