@@ -44,14 +44,18 @@ def pct(x: float | None) -> str:
 
 def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
     """Mean and sample standard deviation of the test metric over the best configuration's runs:
-    the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``). A re-run counts
-    once it trained all its epochs or diverged (a seed that fails is part of the spread, at its
-    last good value); re-runs cut short by a time budget are listed apart (``seed_cut``)."""
+    the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``), one run per seed.
+    A re-run counts once it trained all its epochs or diverged (a seed that fails is part of the
+    spread, at its last good value); re-runs cut short by a time budget are listed apart
+    (``seed_cut``) until a later re-run of the same seed completes."""
     mine = [r for r in reseeds if best is not None and rerun_of(r, best) and r.test_at_best is not None]
-    values = [best.test_at_best] + [r.test_at_best for r in mine if r.status in ("finished", "diverged")] \
+    done: dict[int, Trial] = {}
+    for r in sorted((r for r in mine if r.status in ("finished", "diverged")), key=lambda r: r.epochs_run):
+        done[r.seed] = r  # the longest completed run of each seed
+    values = [best.test_at_best] + [r.test_at_best for r in done.values()] \
         if best is not None and best.test_at_best is not None else []
     cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": r.epochs_budget, "seed": r.seed}
-           for r in mine if r.status == "stopped"]
+           for r in mine if r.status == "stopped" and r.seed not in done]
     if len(values) < 2:
         return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut}
     mean = sum(values) / len(values)
@@ -167,9 +171,12 @@ def original_table(g: Grid) -> str:
         cells = []
         for m in g.models:
             r = g.cell.get((task, size, m))
-            cells.append("" if r is None else f"{pct(r['test'])} / {orig[m]:.1f}" if m in orig else pct(r["test"]))
+            ours = "" if r is None else pct(r["test"]) + (
+                "" if r["seed_mean"] is None else f" ({100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f})")
+            cells.append(f"{ours} / {orig[m]:.1f}" if r is not None and m in orig else ours)
         body.append([g.label(task, size)] + cells + [f"{pct(g.first(task, size)['chance'])} / {orig['random']:.1f}"])
-    return ("\n## Against the original seq_icl table: seqicl / original (test accuracy, %)\n\n"
+    return ("\n## Against the original seq_icl table: seqicl / original (test accuracy, %; "
+            "seqicl's best single run, with the mean ± std over seeds where re-runs exist)\n\n"
             + md_table(["task"] + g.names + ["Random"], ["---"] + [":---:"] * (len(g.models) + 1), body))
 
 

@@ -50,11 +50,12 @@ def test_report_files_and_cli(tmp_path):
 def test_seed_statistics_and_the_original_numbers(tmp_path):
     fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5)])
     fake_trial(tmp_path, "lstm", "b", [(1, 0.9, 0.8)])                 # the chosen trial: test 0.8
-    # its re-runs with other seeds; s3 was cut short by a time budget (1 of 10 epochs): not counted
-    for name, test, epochs in (("s1", 0.6, 1), ("s2", 0.7, 1), ("s3", 0.1, 10)):
+    # its re-runs with other seeds; s3 was cut short by a time budget (1 of 10 epochs): not counted;
+    # s1-cut was cut short too, but seed 1 later completed (s1): superseded, neither counted nor listed
+    for name, seed, test, epochs in (("s1", 1, 0.6, 1), ("s2", 2, 0.7, 1), ("s3", 3, 0.1, 10), ("s1-cut", 1, 0.3, 10)):
         d = fake_trial(tmp_path, "lstm", name, [(1, 0.95, test)], epochs=epochs)
         run = json.loads((d / "run.json").read_text())
-        run["config"]["role"] = "reseed"
+        run["config"]["role"], run["config"]["seed"] = "reseed", seed
         (d / "run.json").write_text(json.dumps(run))
     d = fake_trial(tmp_path, "lstm", "other", [(1, 0.95, 0.0)], epochs=1)  # a re-run of another config
     run = json.loads((d / "run.json").read_text())
@@ -66,7 +67,8 @@ def test_seed_statistics_and_the_original_numbers(tmp_path):
     assert row["seed_n"] == 3 and abs(row["seed_mean"] - 0.7) < 1e-12
     assert abs(row["seed_std"] - 0.1) < 1e-12                            # sample std of 0.6, 0.7, 0.8
     assert "| induction head | 70.0 ± 10.0 (n=3); best 80.0; 1 cut short at 1 of 10 epochs: 10.0 |" in md
-    assert "| induction head | 80.0 / 4.8 | 5.0 / 5.0 |" in md           # seqicl / original, LSTM and Random
+    # seqicl (mean ± std) / original, LSTM and Random
+    assert "| induction head | 80.0 (70.0 ± 10.0) / 4.8 | 5.0 / 5.0 |" in md
 
 
 def test_trials_a_killed_driver_left_behind_are_not_counted(tmp_path):
