@@ -55,8 +55,9 @@ def kernel_cases(B, L, D):
     def cscan_inputs():
         r = torch.rand(D, device="cuda") * 0.1 + 0.9
         th = torch.rand(D, device="cuda") * 6.28
+        # b packed (B, L, 2, D): real and imaginary parts
         return ((r * th.cos()).requires_grad_(), (r * th.sin()).requires_grad_(),
-                torch.randn(B, L, D, device="cuda").requires_grad_(), torch.randn(B, L, D, device="cuda").requires_grad_())
+                torch.randn(B, L, 2, D, device="cuda").requires_grad_())
 
     def wkv_inputs():
         return (torch.randn(D, device="cuda").requires_grad_(), torch.randn(D, device="cuda").requires_grad_(),

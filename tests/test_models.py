@@ -68,3 +68,45 @@ def test_kernel_mixers_same_with_triton_and_torch(name):
     assert torch.allclose(y0, y1, rtol=1e-4, atol=1e-5)
     for n in g0:
         assert torch.allclose(g0[n], g1[n], rtol=1e-3, atol=1e-5), n
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_lru_is_the_complex_recurrence(backend):
+    """The packed real parametrisation of the LRU mixer against the recurrence written in torch
+    complex numbers (float64): B = b[:n] + i b[n:], C = c[:, :n] - i c[:, n:],
+    h_t = lambda h_{t-1} + gamma B x_t, y_t = Re(C h_t) + D x_t, then gelu and the out projection."""
+    from seqicl.ops.dispatch import force_backend
+    torch.manual_seed(0)
+    d, n = 6, 5
+    mixer = MIXERS["lru"](d, 0, d_state=n)
+    x = torch.randn(3, 11, d)
+    with force_backend(backend):
+        got = mixer(x)
+
+    p = {k: v.detach().double() for k, v in mixer.named_parameters()}
+    lam = torch.exp(-p["nu_log"].exp()) * torch.exp(1j * p["theta_log"].exp())
+    gamma = p["gamma_log"].exp()
+    B = p["b"][:n] + 1j * p["b"][n:]
+    C = p["c"][:, :n] - 1j * p["c"][:, n:]
+    xd = x.double()
+    h = torch.zeros(3, n, dtype=torch.complex128)
+    ys = []
+    for t in range(x.shape[1]):
+        h = lam * h + gamma * (xd[:, t].to(torch.complex128) @ B.T)
+        ys.append((h @ C.T).real + p["skip"] * xd[:, t])
+    y = torch.stack(ys, dim=1)
+    expected = torch.nn.functional.gelu(y) @ p["out.weight"].T + p["out.bias"]
+    assert torch.allclose(got.double(), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_lru_initial_distribution():
+    """b and c start i.i.d. normal, every half (real or imaginary part) with the std of the old
+    separate matrices: 1/sqrt(2 d_model) for B, 1/sqrt(n) for C."""
+    torch.manual_seed(0)
+    d, n = 256, 128
+    mixer = MIXERS["lru"](d, 0, d_state=n)
+    assert mixer.b.shape == (2 * n, d) and mixer.c.shape == (d, 2 * n)
+    for half, std in ((mixer.b[:n], (2 * d) ** -0.5), (mixer.b[n:], (2 * d) ** -0.5),
+                      (mixer.c[:, :n], n ** -0.5), (mixer.c[:, n:], n ** -0.5)):
+        assert half.std().item() == pytest.approx(std, rel=0.03)
+        assert abs(half.mean().item()) < 0.05 * std

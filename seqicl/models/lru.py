@@ -5,7 +5,13 @@
 
 with the ring initialisation of section 3.2 (|lambda| uniform on [r_min, r_max], phase in
 [0, max_phase]) and the normalisation gamma = sqrt(1 - |lambda|^2). The scan runs on a Triton
-kernel on GPU (seqicl.ops.complex_scan), with lambda passed per channel."""
+kernel on GPU (seqicl.ops.complex_scan), with lambda passed per channel.
+
+The complex matrices are stored as real ones acting on the packed [Re, Im] layout of the scan,
+so each is a single GEMM (for tiny models a training step costs roughly per kernel):
+    b = [Re B; Im B]   (2n, d):  b x = [Re(B x); Im(B x)] for real x
+    c = [Re C | -Im C] (d, 2n):  c [Re h; Im h] = Re C Re h - Im C Im h = Re(C h)
+c starts i.i.d. normal, as Re C and Im C did, and that distribution is blind to the sign of Im C."""
 from __future__ import annotations
 
 import math
@@ -31,21 +37,22 @@ class LRU(nn.Module):
         self.nu_log = nn.Parameter(nu.log())
         self.theta_log = nn.Parameter((max_phase * u2).clamp_min(1e-4).log())
         self.gamma_log = nn.Parameter(0.5 * torch.log(1 - torch.exp(-2 * nu)))
-        self.b_re = nn.Parameter(torch.randn(n, d_model) / math.sqrt(2 * d_model))
-        self.b_im = nn.Parameter(torch.randn(n, d_model) / math.sqrt(2 * d_model))
-        self.c_re = nn.Parameter(torch.randn(d_model, n) / math.sqrt(n))
-        self.c_im = nn.Parameter(torch.randn(d_model, n) / math.sqrt(n))
+        self.b = nn.Parameter(torch.randn(2 * n, d_model) / math.sqrt(2 * d_model))  # [Re B; Im B]
+        self.c = nn.Parameter(torch.randn(d_model, 2 * n) / math.sqrt(n))  # [Re C | -Im C]
         self.skip = nn.Parameter(torch.randn(d_model))
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        modulus = torch.exp(-self.nu_log.exp())
-        theta = self.theta_log.exp()
-        gamma = self.gamma_log.exp()
-        b_re = F.linear(xf, self.b_re) * gamma
-        b_im = F.linear(xf, self.b_im) * gamma
-        h_re, h_im = complex_scan(modulus * torch.cos(theta), modulus * torch.sin(theta), b_re, b_im)
-        y = F.linear(h_re, self.c_re) - F.linear(h_im, self.c_im) + xf * self.skip
+        n = self.nu_log.shape[0]
+        # lambda in complex arithmetic: fewer kernels than modulus * cos and modulus * sin, also in
+        # backward. Its parts reach the scan as strided views, read in place; unbind's backward is
+        # one stack, where .real and .imag would cost zeros, copies and an add
+        lam = torch.exp(torch.complex(-self.nu_log.exp(), self.theta_log.exp()))
+        lam_re, lam_im = torch.view_as_real(lam).unbind(-1)
+        # (B, L, 2, n): real and imaginary parts of gamma * (B x_t), gamma broadcast over both
+        bx = F.linear(xf, self.b).unflatten(-1, (2, n)) * self.gamma_log.exp()
+        h = complex_scan(lam_re, lam_im, bx)
+        y = F.linear(h.flatten(-2), self.c) + xf * self.skip  # Re(C h) + D x
         return self.out(self.drop(F.gelu(y)).to(x.dtype))

@@ -1,5 +1,8 @@
 """Complex diagonal linear recurrence of the LRU mixer (Orvieto et al. 2023):
-h_t = lambda * h_{t-1} + b_t per channel, with a decay lambda that is constant over time."""
+h_t = lambda * h_{t-1} + b_t per channel, with a decay lambda that is constant over time.
+
+Inputs and outputs are packed real tensors of shape (B, L, 2, D): index 0 of dim 2 holds the
+real part, index 1 the imaginary part (the layout one GEMM over 2D output features produces)."""
 from __future__ import annotations
 
 from torch import Tensor
@@ -10,21 +13,22 @@ from seqicl.ops.complex_scan.reference import complex_scan_ref
 __all__ = ["complex_scan", "complex_scan_ref"]
 
 
-def complex_scan(lam_re: Tensor, lam_im: Tensor, b_re: Tensor, b_im: Tensor) -> tuple[Tensor, Tensor]:
-    """lam_re, lam_im: (D,) decay; b_re, b_im: (B, L, D) input. Returns (h_re, h_im), (B, L, D).
+def complex_scan(lam_re: Tensor, lam_im: Tensor, b: Tensor) -> Tensor:
+    """lam_re, lam_im: (D,) decay; b: (B, L, 2, D) input, [real, imaginary] along dim 2.
+    Returns h, (B, L, 2, D) in the same layout, contiguous.
 
-    Differentiable in all four inputs. Triton for CUDA tensors (or when forced), else the
+    Differentiable in all three inputs. Triton for CUDA tensors (or when forced), else the
     pure-torch reference.
     """
-    if b_re.dim() != 3 or b_im.shape != b_re.shape:
-        raise ValueError(f"b_re and b_im must both be (B, L, D), got {tuple(b_re.shape)} and {tuple(b_im.shape)}")
-    channels = b_re.shape[-1]
+    if b.dim() != 4 or b.shape[2] != 2:
+        raise ValueError(f"b must be (B, L, 2, D) with real and imaginary parts on dim 2, got {tuple(b.shape)}")
+    channels = b.shape[-1]
     if lam_re.shape != (channels,) or lam_im.shape != (channels,):
         raise ValueError(
             f"lam_re and lam_im must be ({channels},), got {tuple(lam_re.shape)} and {tuple(lam_im.shape)}"
         )
-    if use_triton(b_re):
+    if use_triton(b):
         # imported here so CPU-only runs never load triton
         from seqicl.ops.complex_scan.triton_complex_scan import complex_scan_triton
-        return complex_scan_triton(lam_re, lam_im, b_re, b_im)
-    return complex_scan_ref(lam_re, lam_im, b_re, b_im)
+        return complex_scan_triton(lam_re, lam_im, b)
+    return complex_scan_ref(lam_re, lam_im, b)
