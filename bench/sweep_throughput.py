@@ -145,6 +145,7 @@ def main() -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--mps", action="store_true", help="run the seqicl side's packed trials under NVIDIA MPS")
     p.add_argument("--cpu", action="store_true", help="plumbing check on a CPU (tiny budgets, no graphs)")
+    p.add_argument("--steps-only", action="store_true", help="only the per-model step-time table (no sweeps)")
     args = p.parse_args()
     if args.mps and (args.cpu or mps.mps_available()):
         print(f"error: --mps: {'not with --cpu' if args.cpu else mps.mps_available()}", file=sys.stderr)
@@ -152,6 +153,14 @@ def main() -> int:
     if not args.cpu and not torch.cuda.is_available():
         print("error: needs a CUDA GPU (or --cpu for a plumbing check)", file=sys.stderr)
         return 2
+    if args.steps_only:
+        card = "CPU" if args.cpu else torch.cuda.get_device_name()
+        text = "\n".join([f"# Training step, eager against graph-captured: {card}, {datetime.date.today()}", "",
+                          f"`{shlex.join(['python'] + sys.argv)}`", ""] + step_times(sorted(MIXERS), args.cpu)) + "\n"
+        print(text)
+        if args.out:
+            atomic_write_text(args.out, text)
+        return 0
     args.original_seconds = args.original_seconds or args.seconds
     models = args.models.split(",")
     storage = Path(args.storage or tempfile.mkdtemp(prefix="seqicl-throughput-")).resolve()
