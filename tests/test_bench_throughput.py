@@ -1,8 +1,12 @@
 """bench/sweep_throughput.py's comparison table: ratios, and a lower bound when the original
 side never reaches the target."""
 import importlib.util
+import subprocess
+import sys
 
 from conftest import ROOT
+
+from seqicl.models import MIXERS
 
 spec = importlib.util.spec_from_file_location("sweep_throughput", ROOT / "bench" / "sweep_throughput.py")
 bench = importlib.util.module_from_spec(spec)
@@ -35,3 +39,15 @@ def test_original_never_reaching_the_target_gives_a_lower_bound():
     assert table["GPU-seconds to first 97% test accuracy"] == ["not reached in 420", "20.0", "> 21.0x"]
     table = rows(side(), side(wall_s=60.0))                                    # neither side got there
     assert table["GPU-seconds to first 97% test accuracy"] == ["not reached", "not reached", "-"]
+
+
+def test_steps_only_writes_one_row_per_registered_model(tmp_path):
+    """--steps-only --cpu: the plumbing of the step-time table (CPU times, no graphs), atomically
+    written to --out."""
+    out = tmp_path / "steps.md"
+    done = subprocess.run([sys.executable, "bench/sweep_throughput.py", "--steps-only", "--cpu", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "ms/step" not in line]
+    assert sorted(r.split("|")[1].strip() for r in rows) == sorted(MIXERS)
+    assert all(r.rstrip().endswith("| no (CPU run) |") for r in rows)
