@@ -5,6 +5,8 @@
 # only what is missing, all side by side under NVIDIA MPS, each re-run as many epochs as its
 # chosen trial. RESEED_S ends the re-runs gracefully so the call stays inside its 10 minutes.
 # What comes back: $OUT/reseeds.tgz, the new reseeds-* experiment folder(s) of that task folder.
+# The re-runs read only the trial folders: where a transfer limit bites, send the task folder
+# without Tune's experiment_state-*.json files (as on 2026-11-29, wheels and results being 76 MiB).
 set -u
 TASK_DIR=${1:?task folder}; OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled SEQICL_CACHE=/tmp/seqicl-cache
