@@ -132,6 +132,19 @@ def comparison(orig: dict, fast: dict) -> list[str]:
     return lines
 
 
+def publish(title: str, body: list[str], args) -> int:
+    """Title line, body, then the per-model step-time table: printed, and written to --out."""
+    # the card's name only now: this process makes no CUDA context before MPS has come and gone
+    card = "CPU" if args.cpu else torch.cuda.get_device_name()
+    lines = [f"# {title}: {card}, {datetime.date.today()}"] + body
+    lines += ["## One training step, eager against graph-captured", ""] + step_times(sorted(MIXERS), args.cpu)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        atomic_write_text(args.out, text)
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="transformer,lstm")
@@ -153,18 +166,12 @@ def main() -> int:
     if not args.cpu and not torch.cuda.is_available():
         print("error: needs a CUDA GPU (or --cpu for a plumbing check)", file=sys.stderr)
         return 2
+    command = shlex.join(["python"] + sys.argv)
     if args.steps_only:
-        card = "CPU" if args.cpu else torch.cuda.get_device_name()
-        text = "\n".join([f"# Training step, eager against graph-captured: {card}, {datetime.date.today()}", "",
-                          f"`{shlex.join(['python'] + sys.argv)}`", ""] + step_times(sorted(MIXERS), args.cpu)) + "\n"
-        print(text)
-        if args.out:
-            atomic_write_text(args.out, text)
-        return 0
+        return publish("Step times", ["", f"`{command}`", ""], args)
     args.original_seconds = args.original_seconds or args.seconds
     models = args.models.split(",")
     storage = Path(args.storage or tempfile.mkdtemp(prefix="seqicl-throughput-")).resolve()
-    command = shlex.join(["python"] + sys.argv)
     lines = ["", f"`{command}`", "", f"induction head; {args.epochs} epochs per trial; {args.original_seconds:.0f} s (original) and "
              f"{args.seconds:.0f} s (seqicl) per model; "
              f"seqicl packs {args.trials_per_gpu} trials per GPU with graph-captured steps"
@@ -187,15 +194,7 @@ def main() -> int:
         block = [f"## {model}", ""] + comparison(sides["original"][model], sides["seqicl"][model]) + [""]
         print("\n".join(block), flush=True)
         lines += block
-    # the card's name only now: this process makes no CUDA context before MPS has come and gone
-    card = "CPU" if args.cpu else torch.cuda.get_device_name()
-    lines.insert(0, f"# Sweep throughput: {card}, {datetime.date.today()}")
-    lines += ["## One training step, eager against graph-captured", ""] + step_times(sorted(MIXERS), args.cpu)
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        atomic_write_text(args.out, text)
-    return 0
+    return publish("Sweep throughput", lines, args)
 
 
 if __name__ == "__main__":
