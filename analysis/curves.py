@@ -9,7 +9,8 @@ from pathlib import Path
 
 from seqicl.atomic import atomic_write
 
-from .results import Trial, read_json_lines
+from .names import MODEL_NAMES, TASK_NAMES, model_order
+from .results import Trial
 
 
 def save_png(fig, path: Path) -> None:
@@ -34,7 +35,6 @@ def plot_learning_curves(rows: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import MODEL_NAMES, TASK_NAMES, model_order
     panels = [(t, "test", "accuracy (%)") for t in tasks] + [(t, "test_tvd", "TVD") for t in tasks if t == "dfa"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (task, key, label) in zip(axes[0], panels):
@@ -65,7 +65,7 @@ def search_progress(trials: list[Trial]) -> dict[str, dict[tuple, list[tuple[flo
     for t in trials:
         if t.role != "sweep":
             continue
-        for r in read_json_lines(t.path / "result.json"):
+        for r in t.epochs:
             if "timestamp" in r and "time_total_s" in r and r.get("best_val") is not None and r["best_val"] >= 0:
                 events[t.task][(t.model, t.num_train)].append((r["timestamp"], r["timestamp"] - r["time_total_s"], r["best_val"]))
     out = defaultdict(dict)
@@ -90,7 +90,6 @@ def plot_search_progress(trials: list[Trial], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .report import MODEL_NAMES, TASK_NAMES, model_order
     fig, axes = plt.subplots(1, len(progress), figsize=(5.5 * len(progress), 4), squeeze=False)
     for ax, task in zip(axes[0], sorted(progress)):
         series = progress[task]

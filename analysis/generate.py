@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 from seqicl.atomic import atomic_write_text
+from seqicl.cli import OneLineParser
 from seqicl.data import IGNORE, load_task
 from seqicl.data.automaton import DFA
 from seqicl.export import ExportError, load_export
@@ -137,8 +139,8 @@ def markdown(folder: Path, summary: dict, records: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m analysis.generate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="python -m analysis.generate", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export")
     p.add_argument("--num-dfas", type=int, default=50)
     p.add_argument("--samples", type=int, default=8)
@@ -150,19 +152,23 @@ def main(argv: list[str]) -> int:
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     folder = Path(args.export)
-    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1 or (not args.greedy and args.temperature <= 0):
-        print("error: --num-dfas, --samples, --max-letters and --temperature must be positive", file=sys.stderr)
-        return 2
+    positive_t = args.temperature > 0 and math.isfinite(args.temperature)  # rejects nan and inf too
+    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1 or (not args.greedy and not positive_t):
+        p.error("--num-dfas, --samples, --max-letters and --temperature must be positive (and finite)")
+    try:
+        resolve_device(args.device)
+    except RuntimeError:
+        p.error(f"--device {args.device}: not a torch device (auto, cpu, cuda, cuda:1, ...)")
     try:
         summary, records = generate(folder, args.num_dfas, args.samples, None if args.greedy else args.temperature,
                                     args.seed, args.max_letters, args.device)
-    except ExportError as e:
+        md = markdown(folder, summary, records)
+        atomic_write_text(folder / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        atomic_write_text(folder / "generation.json", json.dumps(summary, indent=1))
+        atomic_write_text(folder / "generation.md", md)
+    except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    atomic_write_text(folder / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    atomic_write_text(folder / "generation.json", json.dumps(summary, indent=1))
-    md = markdown(folder, summary, records)
-    atomic_write_text(folder / "generation.md", md)
     print(md)
     return 0
 

@@ -23,20 +23,9 @@ import yaml
 
 from seqicl.atomic import atomic_write_text
 
+from .names import METRIC_NAMES, MODEL_NAMES, TASK_NAMES, model_order
 from .original import ORIGINAL
-from .results import Trial, best_trial, load_trials, rerun_of
-
-MODEL_NAMES = {"transformer": "Transformer", "s4d": "S4D", "h3": "H3", "gilr": "GILR", "lru": "LRU",
-               "lstm": "LSTM", "rwkv": "RWKV", "hyena": "Hyena", "retnet": "RetNet", "gla": "GLA",
-               "mamba": "Mamba", "linear_transformer": "Linear Transformer"}
-TASK_NAMES = {"associative_recall": "associative recall", "induction": "induction head", "dfa": "RegBench (DFA)"}
-METRIC_NAMES = {"accuracy": "test accuracy", "dfa_accuracy": "test DFA accuracy"}
-
-
-def model_order(models) -> list[str]:
-    known = [m for m in MODEL_NAMES if m in models]
-    return known + sorted(set(models) - set(known))
-
+from .results import Trial, best_trial, load_results, rerun_of, write_compact
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
@@ -260,16 +249,25 @@ def load_generations(root: Path) -> list[dict]:
 
 def write_report(root: str | Path) -> str:
     """Write every report file into ``root``; returns the Markdown. Raises FileNotFoundError
-    when ``root`` holds no trials."""
+    when ``root`` holds no trials. Unreadable trial records are listed and left out."""
     root = Path(root)
-    trials = load_trials(root)
+    results = load_results(root)
+    for line in results.skipped:
+        print(f"warning: skipped a trial record: {line}", file=sys.stderr)
+    trials = results.trials
     if not trials:
         raise FileNotFoundError(f"{root}: no seqicl trials found")
+    title = sweep_title(root) or results.title or root.name
     rows = summarize(trials)
     for r in rows:
         r["best_trial"] = r["best_trial"] and rel(r["best_trial"], root)
     failed = [t for t in trials if t.status in ("errored", "diverged")]
-    md = f"# seqicl results: {root.name}\n\n" + markdown(rows, load_generations(root), failed)
+    md = f"# seqicl results: {title}\n\n" + markdown(rows, load_generations(root), failed)
+    running = sum(t.status == "running" for t in trials)
+    if running:
+        md += f"\n{running} trial(s) still running or interrupted: counted with their best epoch so far.\n"
+    if results.skipped:
+        md += "\n## Unreadable trial records (left out)\n\n" + "".join(f"- {line}\n" for line in results.skipped)
     from .curves import plot_learning_curves, plot_search_progress  # matplotlib only when a report is written
     plot_learning_curves(rows, root / "learning_curves.png")
     if plot_search_progress(trials, root / "search_progress.png"):
@@ -293,7 +291,16 @@ def write_report(root: str | Path) -> str:
                 "val": r["val"], "test": r["test"], "best_epoch": r["best_epoch"], "trial": t.trial_id,
                 "checkpoint": rel(t.path / "best.pt", root), "params": t.params, "config": t.config}
     atomic_write_text(root / "best_configs.yaml", yaml.safe_dump(best, sort_keys=False))
+    write_compact(root, trials, title)
     return md
+
+
+def sweep_title(root: Path) -> str | None:
+    """The name a sweep was started under (sweep.json), which stays when the folder moves."""
+    try:
+        return json.loads((root / "sweep.json").read_text()).get("title")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def main(argv: list[str]) -> int:

@@ -45,7 +45,7 @@ def run(model: str, precision: str, args, run_dir: Path) -> dict:
     times = []
     out = io.StringIO()
     with contextlib.redirect_stdout(out):  # train() says so when a step could not be graph-captured
-        summary = train(cfg, on_epoch=lambda m, save: times.append(m["time_total_s"]), run_dir=run_dir)
+        summary = train(cfg, on_epoch=lambda m: times.append(m["time_total_s"]), run_dir=run_dir)
     said = out.getvalue().strip()
     if said:
         print(said, flush=True)

@@ -1,18 +1,22 @@
 """Configuration: YAML files under ``seqicl/conf`` composed into one plain dict.
 
-The same files are the Hydra config tree that ``sweeps/`` composes with Hydra itself. The
-library may not import Hydra, so this module implements the part of Hydra's command-line
+The library may not import Hydra, so this module implements the part of Hydra's command-line
 grammar that a single run needs:
 
     task=dfa                 choose a config-group option (``conf/task/dfa.yaml``)
     model.d_model=128        set an existing key
     +train.note=hello        add a key that does not exist yet
+    ++train.note=hello       set the key, adding it if it does not exist
 
-Unknown keys, unknown group options and values of the wrong type are ``ConfigError``s.
+``compose_values`` is the one composer: ``sweeps/`` parses its overrides with Hydra's grammar
+and hands the parsed values to it, so both paths share every check. Unknown keys, unknown
+group options, values of the wrong type and values that cannot train (``validate``) are
+``ConfigError``s.
 """
 from __future__ import annotations
 
 import copy
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import yaml
 
 CONF_DIR = Path(__file__).parent / "conf"
 GROUPS = ("task", "model")
+KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")  # a dotted config key
 TASK_ALIASES = {"induction_head": "induction", "ar": "associative_recall", "regbench": "dfa"}
 
 
@@ -108,10 +113,64 @@ def set_dotted(cfg: dict, key: str, value: Any, *, create: bool = False) -> None
 CHOICES = {"train.precision": ("fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_POSITIVE_INT = ("an integer >= 1", lambda v: _is_int(v) and v >= 1)
+_FRACTION = ("a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1)
+
+# Values that cannot train, one rule per dotted key: (what the value must be, test). compose()
+# checks the composed config against it and the sweep checks every value a search space can
+# produce, so a bad value fails before any work, with one line naming the key.
+RULES: dict[str, tuple[str, Any]] = {
+    "train.epochs": _POSITIVE_INT,
+    "train.batch_size": _POSITIVE_INT,
+    "train.eval_every": _POSITIVE_INT,
+    "task.num_train": _POSITIVE_INT,
+    "task.num_val": _POSITIVE_INT,
+    "task.num_test": _POSITIVE_INT,
+    "model.d_model": _POSITIVE_INT,
+    "model.n_layers": _POSITIVE_INT,
+    "train.state_every": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
+    "train.grad_clip": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0),
+    "optim.lr": ("a finite number > 0", lambda v: _is_num(v) and v > 0),
+    "optim.weight_decay": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0),
+    "optim.warmup_frac": _FRACTION,
+    "optim.min_lr_frac": _FRACTION,
+    "model.dropout": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1),
+    **{k: (f"one of {', '.join(c)}", lambda v, c=c: v in c) for k, c in CHOICES.items()},
+}
+
+
+def check_value(key: str, value: Any) -> None:
+    """Raise a one-line ConfigError if ``value`` cannot train as ``key``; keys without a rule pass."""
+    if key in RULES:
+        what, ok = RULES[key]
+        if not ok(value):
+            raise ConfigError(f"{key} must be {what}, got {value!r}")
+
+
+def validate(cfg: dict) -> None:
+    """Check every rule whose key the config has (task and model files differ), then the
+    rules that span keys."""
+    for key in RULES:
+        if has_dotted(cfg, key):
+            check_value(key, get_dotted(cfg, key))
+    if has_dotted(cfg, "train.batch_size") and has_dotted(cfg, "task.num_train"):
+        batch, n = get_dotted(cfg, "train.batch_size"), get_dotted(cfg, "task.num_train")
+        if batch > n:  # the loop drops the last partial batch: an epoch would have no step
+            raise ConfigError(f"train.batch_size ({batch}) must not exceed task.num_train ({n})")
+
+
 def check_type(key: str, default: Any, value: Any) -> Any:
     """Return ``value`` if it may replace ``default``, else raise a one-line ConfigError."""
-    if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    if key in CHOICES:
+        check_value(key, value)
     if default is None or value is None:
         return value
     if isinstance(default, bool) or isinstance(value, bool):
@@ -130,32 +189,40 @@ def check_type(key: str, default: Any, value: Any) -> Any:
     raise ConfigError(f"{key} expects {type(default).__name__}, got {value!r}")
 
 
-def split_overrides(overrides: list[str]) -> tuple[dict[str, str], list[tuple[str, str, bool]]]:
-    """Separate group choices (``task=dfa``) from key overrides (``a.b=1``, ``+a.c=2``)."""
+def split_overrides(overrides: list[str]) -> tuple[dict[str, str], list[tuple[str, Any, bool | None]]]:
+    """The light command-line parsing of ``python -m seqicl.train``: group choices
+    (``task=dfa``) apart from key values (``a.b=1``, ``+a.c=2``, ``++a.d=3``), values parsed."""
     groups: dict[str, str] = {}
-    keys: list[tuple[str, str, bool]] = []
+    values: list[tuple[str, Any, bool | None]] = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"bad override '{item}': expected key=value")
         key, text = item.split("=", 1)
-        add = key.startswith("+")
-        key = key.lstrip("+")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", key):
+        add = None if key.startswith("++") else key.startswith("+")  # None: ++, set or add
+        key = key.removeprefix("++") if add is None else key.removeprefix("+")
+        if not KEY.fullmatch(key):
             raise ConfigError(f"bad override '{item}': '{key}' is not a dotted key")
-        if key in GROUPS and not add:
+        if key in GROUPS and add is False:
             groups[key] = text
         else:
-            keys.append((key, text, add))
-    return groups, keys
+            values.append((key, parse_value(text), add))
+    return groups, values
 
 
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> dict:
     """Compose ``conf/config.yaml`` with its task and model groups, then apply overrides."""
-    groups, keys = split_overrides(list(overrides))
+    return compose_values(*split_overrides(list(overrides)))
+
+
+def compose_values(groups: dict[str, str], values: list[tuple[str, Any, bool | None]],
+                   texts: list[str] | None = None) -> dict:
+    """The one composer. ``groups`` chooses options (``{"model": "lstm"}``; the rest default);
+    each value is (dotted key, Python value, add): add False sets an existing key, True adds a
+    new one, None sets or adds (Hydra's ``++``). ``texts``, when given, are the override strings
+    the values came from, named in their errors. The result is validated."""
     primary = load_yaml(CONF_DIR / "config.yaml")
-    defaults = primary.pop("defaults")
     cfg: dict = {}
-    for entry in defaults:
+    for entry in primary.pop("defaults"):
         if entry == "_self_":
             _merge(cfg, primary)
             continue
@@ -167,17 +234,30 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> dict:
             raise ConfigError(f"unknown {group} '{option}' (choose from {', '.join(options(group))})")
         cfg[group] = load_yaml(CONF_DIR / group / f"{option}.yaml")
     base = copy.deepcopy(cfg)
-    for key, text, add in keys:
-        value = parse_value(text)
-        if add:
-            if has_dotted(cfg, key):
-                raise ConfigError(f"cannot add '{key}': it already exists (drop the '+')")
-            set_dotted(cfg, key, value, create=True)
-        else:
-            if not has_dotted(cfg, key):
-                raise ConfigError(f"unknown config key '{key}' (use +{key}=... to add one)")
-            set_dotted(cfg, key, check_type(key, get_dotted(base, key), value))
+    for i, (key, value, add) in enumerate(values):
+        try:
+            _apply(cfg, base, key, value, add)
+        except ConfigError as e:
+            if texts is None:
+                raise
+            raise ConfigError(f"bad override '{texts[i]}': {e}") from None
+    validate(cfg)
     return cfg
+
+
+def _apply(cfg: dict, base: dict, key: str, value: Any, add: bool | None) -> None:
+    if not KEY.fullmatch(key):
+        raise ConfigError(f"'{key}' is not a dotted key")
+    if isinstance(value, str) and "${" in value:  # nothing resolves it: it would stay literal
+        raise ConfigError(f"{key}: interpolations (${{...}}) are not supported, write the value")
+    exists = has_dotted(cfg, key)
+    if add and exists:
+        raise ConfigError(f"cannot add '{key}': it already exists (drop the '+')")
+    if add is False and not exists:
+        raise ConfigError(f"unknown config key '{key}' (use +{key}=... to add one)")
+    if exists:  # a value must fit the file's type (or, for a key added earlier, the added one)
+        value = check_type(key, get_dotted(base if has_dotted(base, key) else cfg, key), value)
+    set_dotted(cfg, key, value, create=not exists)
 
 
 def _merge(dst: dict, src: dict) -> None:

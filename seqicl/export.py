@@ -6,6 +6,9 @@
     metrics.json      the metrics of the exported epoch
     provenance.json   format, where it came from (results folder, trial, checkpoint), epoch, date
 
+Provenance holds no absolute path, so an export (and the results folder around it) can be moved
+or copied: the results folder by its name, the trial folder and checkpoint relative to it.
+
 ``load_export(folder)`` rebuilds the model from these files and ``seqicl`` alone. Exports are
 written into a temporary folder that is renamed into place, so a folder that exists is complete.
 """
@@ -32,6 +35,9 @@ class ExportError(RuntimeError):
 
 def write_export(out: str | Path, ckpt: dict, source: dict) -> Path:
     """Write the checkpoint dict (as ``seqicl.train.checkpoint`` saves it) as an export folder."""
+    absolute = [k for k, v in source.items() if isinstance(v, str) and os.path.isabs(v)]
+    if absolute:
+        raise ValueError(f"provenance must hold relative paths, not absolute ones: {', '.join(absolute)}")
     out = Path(out)
     if out.exists():
         raise ExportError(f"{out} already exists: remove it or choose another --out")

@@ -2,18 +2,16 @@
 
     python sweeps/run.py --task induction                      # all models, default preset
     python sweeps/run.py --task dfa --models transformer,lstm --preset paper optim.beta2=0.95
-    python sweeps/run.py --task induction --storage results/x --resume   # continue a sweep
+    python sweeps/run.py --resume --storage runs/induction-...  # continue a sweep where it stopped
 
-Arguments of the form key=value are Hydra overrides of the run config (seqicl/conf).
-Without a GPU the default preset is ``smoke`` (minutes on a CPU); with one it is ``paper``.
-``--mps`` runs the trials that share a GPU under NVIDIA MPS (see sweeps/mps.py).
+Arguments of the form key=value are Hydra overrides of the run config (seqicl/conf); one that
+names a searched key fixes that key. Without a GPU the default preset is ``smoke`` (minutes on
+a CPU); with one it is ``paper``. ``--resume`` takes the stored settings of the sweep; settings
+given again must match them, except budget, concurrency, packing and more samples.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -23,49 +21,47 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from seqicl.config import ConfigError, canonical_task, load_yaml, options  # noqa: E402
-from sweeps import mps  # noqa: E402
+from seqicl.cli import OneLineParser  # noqa: E402
+from seqicl.config import ConfigError, canonical_task, check_value, load_yaml, options, set_dotted  # noqa: E402
+from sweeps.asha import Rungs  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
+from sweeps.locks import locked  # noqa: E402
+from sweeps.options import Cluster, add_cluster_args, check_writable, cluster_session, has_gpu, resolve_cluster  # noqa: E402
 from sweeps.search_space import Param, load_space  # noqa: E402
+from sweeps.sweep_state import check_resume, read_sweep, write_sweep  # noqa: E402
 
 PRESETS = ROOT / "sweeps" / "presets"
 TASKS = ("associative_recall", "induction", "dfa")
-
-
-class OneLineParser(argparse.ArgumentParser):
-    def error(self, message):  # one line and status 2, not a usage block
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        sys.exit(2)
+LOCK = ".lock"
+# what --resume takes from sweep.json when the command line leaves it out
+STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "num_samples", "overrides")
 
 
 def parse_args(argv):
-    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="associative_recall, induction (or induction_head), dfa")
+    p = OneLineParser(description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("--task", default=None, help="associative_recall, induction (or induction_head), dfa")
     p.add_argument("--models", default=None, help="comma-separated; default: every registered model")
     p.add_argument("--preset", default=None, help="smoke (CPU minutes) or paper (the original budget)")
     p.add_argument("--num-samples", type=int, default=None, help="trials per model (preset's default)")
-    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once per model")
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="GPU fraction per trial, e.g. 0.0625 packs 16 trials on a GPU (default: 1/16 with a GPU)")
-    p.add_argument("--trials-per-gpu", type=int, default=None,
-                   help="pack N trials on each GPU: sets --gpus-per-trial to 1/N")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--storage", default=None, help="results root (default: runs/<task>-<time>)")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                   help="an existing Ray cluster (e.g. auto); default: start a local one")
+    p.add_argument("--storage", default=None, help="results folder (default: runs/<task>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored in --storage")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Optuna sampler and of every trial")
+    p.add_argument("--seed", type=int, default=None, help="seed of the Optuna sampler and of every trial (0)")
     p.add_argument("--num-examples", default=None,
                    help="learning curve: comma-separated training sizes, one experiment per size and model")
-    p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that raises")
-    p.add_argument("--time-budget", type=float, default=None,
-                   help="seconds per experiment (model, or model and size); Tune stops its trials then")
-    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1")
-    p.add_argument("--mps", action="store_true",
-                   help="run the trials under NVIDIA MPS: start nvidia-cuda-mps-control before Ray and stop it "
-                        "at the end (a daemon already running is used and left running); local cluster only")
+    add_cluster_args(p)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     return p.parse_args(argv)
+
+
+@dataclass
+class Experiment:
+    name: str              # model, or model-n<size> for learning curves
+    model: str
+    cfg: dict              # the base config of every trial (fixed keys applied)
+    space: dict[str, Param]  # the searched keys
+
+    def defining(self) -> dict:
+        return {"config": self.cfg, "space": {k: [p.kind, list(p.args)] for k, p in sorted(self.space.items())}}
 
 
 @dataclass
@@ -75,28 +71,51 @@ class Plan:
     preset: str
     storage: Path
     num_samples: int
-    max_concurrent: int
-    gpus_per_trial: float
-    cpus_per_trial: float
+    seed: int
     grace_period: int
     reduction_factor: float
-    # experiment name (model, or model-n<size> for learning curves) -> model, config, search space
-    experiments: dict[str, tuple[str, dict, dict[str, Param]]] = field(default_factory=dict)
+    cluster: Cluster
+    args: dict                                  # the sweep's own arguments, as stored
+    fixed: list[str] = field(default_factory=list)   # searched keys an override fixed
+    experiments: dict[str, Experiment] = field(default_factory=dict)
+
+    def defining(self) -> dict:
+        return {"task": self.task, "preset": self.preset, "seed": self.seed, "grace_period": self.grace_period,
+                "reduction_factor": self.reduction_factor,
+                "experiments": {name: e.defining() for name, e in self.experiments.items()}}
 
 
-def has_gpu() -> bool:
-    import torch
-    return torch.cuda.is_available()
+def fill_from_stored(args) -> dict | None:
+    """On resume, the stored sweep's arguments stand in for the ones the command leaves out."""
+    if not args.resume:
+        return None
+    if not args.storage:
+        raise ConfigError("--resume needs --storage <results folder>")
+    storage = Path(args.storage)
+    stored = read_sweep(storage)
+    if stored is None:
+        if (storage / "tuner.pkl").exists() or any(storage.glob("*/*/experiment_state-*.json")):
+            raise ConfigError(f"{storage} was written by an older seqicl in Ray's layout: it can be reported "
+                              "(analysis.report) but not resumed")
+        raise ConfigError(f"nothing to resume in {storage} (no sweep.json)")
+    given = stored["runs"][-1].get("args", {}) if stored.get("runs") else {}
+    for key in STORED_ARGS:
+        if getattr(args, key) in (None, []) and key in given:
+            setattr(args, key, given[key])
+    return stored
 
 
-def make_plan(args) -> Plan:
+def make_plan(args) -> tuple[Plan, dict | None]:
     """Check every input and build the sweep plan. Writes nothing."""
     from seqicl.models import MIXERS
 
+    stored = fill_from_stored(args)
+    if not args.task:
+        raise ConfigError("--task is required (associative_recall, induction, dfa)")
     task = canonical_task(args.task)
     if task not in TASKS:
         raise ConfigError(f"unknown task '{args.task}' (choose from {', '.join(TASKS)}, induction_head)")
-    models = args.models.split(",") if args.models else sorted(MIXERS)
+    models = args.models.split(",") if isinstance(args.models, str) else list(args.models or sorted(MIXERS))
     for m in models:
         if m not in MIXERS or m not in options("model"):
             raise ConfigError(f"unknown model '{m}' (choose from {', '.join(sorted(MIXERS))})")
@@ -108,76 +127,57 @@ def make_plan(args) -> Plan:
         raise ConfigError(f"unknown preset '{preset_name}' (choose from {known})")
     preset = load_yaml(preset_path)
     num_samples = args.num_samples if args.num_samples is not None else preset["num_samples"]
-    max_concurrent = args.max_concurrent if args.max_concurrent is not None else preset["max_concurrent"]
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
-    if max_concurrent < 1:
-        raise ConfigError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    if args.trials_per_gpu is not None:
-        if args.gpus_per_trial is not None:
-            raise ConfigError("give --trials-per-gpu or --gpus-per-trial, not both")
-        if args.trials_per_gpu < 1:
-            raise ConfigError(f"--trials-per-gpu must be at least 1, got {args.trials_per_gpu}")
-    explicit = 1 / args.trials_per_gpu if args.trials_per_gpu else args.gpus_per_trial
-    if explicit is not None and not 0 < explicit <= 1:
-        raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1], got {explicit}")
-    gpus = explicit if explicit is not None else (1 / 16 if gpu else 0.0)
-    if gpus > 0 and not gpu and not args.address:
-        raise ConfigError("--gpus-per-trial asks for a GPU but this machine has none (use --address for a cluster)")
-    if args.max_failures < 0:
-        raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
-    if args.time_budget is not None and not args.time_budget > 0:
-        raise ConfigError(f"--time-budget must be positive seconds, got {args.time_budget}")
-    if not args.cpus_per_trial > 0:
-        raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
+    cluster = resolve_cluster(args, gpu, preset["max_concurrent"])
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    plan = Plan(task, models, preset_name, storage, num_samples, max_concurrent, gpus, args.cpus_per_trial,
-                preset["grace_period"], preset["reduction_factor"])
+    seed = args.seed if args.seed is not None else 0
     sizes = parse_sizes(args.num_examples)
+    saved_args = {"task": task, "models": models, "preset": preset_name, "num_examples": args.num_examples,
+                  "seed": seed, "num_samples": num_samples, "overrides": list(args.overrides)}
+    plan = Plan(task, models, preset_name, storage, num_samples, seed, preset["grace_period"],
+                preset["reduction_factor"], cluster, saved_args)
+    overrides = list(preset.get("overrides") or []) + list(args.overrides)
+    overridden = {o.lstrip("+").split("=", 1)[0] for o in overrides}
     for m in models:
-        cfg = compose(task, m, list(preset.get("overrides") or []) + list(args.overrides))
-        cfg["seed"] = args.seed
+        cfg = compose(task, m, overrides)
+        cfg["seed"] = seed
         cfg["train"]["progress"] = False
-        if cfg["train"]["epochs"] < 1:
-            raise ConfigError(f"train.epochs must be at least 1, got {cfg['train']['epochs']}")
         space = load_space(task, m, cfg, preset.get("space"))
+        for key in sorted(set(space) & overridden):  # the override wins: the key is no longer searched
+            if space.pop(key).kind != "fixed" and key not in plan.fixed:
+                plan.fixed.append(key)
+        for key, p in list(space.items()):
+            for value in p.args:  # every value a trial can get must be one the config accepts
+                check_value(key, value)
+            if p.kind == "fixed":
+                set_dotted(cfg, key, space.pop(key).args[0])
         for size in sizes or [None]:
             c = copy.deepcopy(cfg)
             if size is not None:
                 c["task"]["num_train"] = size
-            plan.experiments[m if size is None else f"{m}-n{size}"] = (m, c, space)
+                check_value("task.num_train", size)
+            name = m if size is None else f"{m}-n{size}"
+            plan.experiments[name] = Experiment(name, m, c, space)
     check_storage(plan, args.resume)
-    if args.address:
-        check_address(args.address)
-    if args.mps:
-        if args.address:  # the daemon would run here, not on the cluster's nodes
-            raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
-                              "each node before `ray start`")
-        why = mps.mps_available()
-        if why:
-            raise ConfigError(f"--mps: {why}")
-    return plan
+    if stored is not None:
+        check_resume(stored, plan.defining())
+        started = max((trials_started(plan, e) for e in plan.experiments), default=0)
+        if num_samples < started:
+            raise ConfigError(f"--num-samples {num_samples} is below the {started} trials this sweep already started")
+    return plan, stored
 
 
-def check_address(address: str) -> None:
-    """Fail fast on a cluster address nothing answers at (ray.init would wait for minutes)."""
-    if address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address must be auto or host:port, got '{address}'")
-    try:
-        socket.create_connection((host, int(port)), timeout=3).close()
-    except OSError as e:
-        raise ConfigError(f"cannot reach a Ray cluster at {address} ({e.strerror or type(e).__name__})") from None
+def trials_started(plan: Plan, name: str) -> int:
+    folder = plan.storage / plan.task / name / "trials"
+    return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
 
 
-def parse_sizes(text: str | None) -> list[int]:
+def parse_sizes(text) -> list[int]:
     if not text:
         return []
     try:
-        sizes = [int(x) for x in text.split(",") if x.strip()]
+        sizes = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"--num-examples takes comma-separated integers, got '{text}'") from None
     if not sizes or min(sizes) < 1:
@@ -186,78 +186,76 @@ def parse_sizes(text: str | None) -> list[int]:
 
 
 def check_storage(plan: Plan, resume: bool) -> None:
-    existing = [name for name in plan.experiments if (plan.storage / plan.task / name).exists()]
-    if resume and not (plan.storage / plan.task).is_dir():
-        raise ConfigError(f"nothing to resume in {plan.storage / plan.task}")
-    if existing and not resume:
-        raise ConfigError(f"{plan.storage / plan.task} already holds results for {', '.join(existing)}: "
-                          "pass --resume to continue, or choose another --storage")
-    probe = plan.storage
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK):
-        raise ConfigError(f"cannot write results under {plan.storage} ({probe} is not a writable folder)")
+    if not resume:
+        taken = [n for n in plan.experiments if (plan.storage / plan.task / n).exists()]
+        if taken or (plan.storage / "sweep.json").exists():
+            raise ConfigError(f"{plan.storage} already holds a sweep{' (' + ', '.join(taken) + ')' if taken else ''}: "
+                              "pass --resume to continue it, or choose another --storage")
+    check_writable(plan.storage)
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        plan = make_plan(args)
+        plan, stored = make_plan(args)
+        plan.storage.mkdir(parents=True, exist_ok=True)
+        with locked(plan.storage / LOCK, what=f"results folder {plan.storage}"):
+            if stored is None and args.resume is False and (plan.storage / "sweep.json").exists():
+                raise ConfigError(f"{plan.storage} already holds a sweep: pass --resume to continue it")
+            write_sweep(plan.storage, plan.defining(), {"args": plan.args, **plan.cluster.settings()},
+                        plan.storage.name, read_sweep(plan.storage))
+            return sweep(plan)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # MPS before Ray: a trial process joins MPS only if the daemon runs when it first initialises
-    # CUDA. This driver already called torch.cuda.is_available() (make_plan), which initialises the
-    # driver API (cuInit) but creates no context; it never runs CUDA work, so staying outside MPS is fine.
-    if args.mps and not mps.start_mps():
-        print(f"error: --mps: {mps.last_error}", file=sys.stderr)
-        return 2
-    try:
-        return sweep(plan, args)
-    finally:
-        if args.mps:
-            mps.stop_mps()
 
 
-def sweep(plan: Plan, args) -> int:
+def sweep(plan: Plan) -> int:
+    import shutil
+
     from analysis.report import write_report
     from seqicl.data import load_task
-    from seqicl.data.cache import cache_dir
-    from sweeps import tune_backend
+    from sweeps.study import OptunaTrials
+    from sweeps.tune_backend import SCRATCH
 
+    fixed = f" fixed by override: {', '.join(plan.fixed)}" if plan.fixed else ""
     print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
-          f"samples={plan.num_samples} concurrent={plan.max_concurrent} gpu/trial={plan.gpus_per_trial:g} "
-          f"{'mps=' + os.environ.get('CUDA_MPS_PIPE_DIRECTORY', '/tmp/nvidia-mps') + ' ' if args.mps else ''}"
-          f"-> {plan.storage}\nwatch it: tensorboard --logdir {plan.storage}", flush=True)
+          f"samples={plan.num_samples} concurrent={plan.cluster.max_concurrent} "
+          f"gpu/trial={plan.cluster.gpus_per_trial:g}{' mps' if plan.cluster.mps else ''}{fixed} -> {plan.storage}\n"
+          f"watch it: tensorboard --logdir {plan.storage}", flush=True)
     start = time.time()
-    for _, cfg, _ in plan.experiments.values():  # generate the data once, before any trial asks for it
-        cfg["data"]["cache_dir"] = str(cache_dir(cfg["data"]["cache_dir"]).resolve())  # trials run elsewhere
-        load_task(cfg["task"], cfg["data"]["cache_dir"])
+    shutil.rmtree(plan.storage / SCRATCH, ignore_errors=True)  # Tune's files of an earlier, killed run
+    for e in plan.experiments.values():  # generate the data once, before any trial asks for it
+        load_task(e.cfg["task"], e.cfg["data"]["cache_dir"])
     try:
-        tune_backend.init_ray(args.address, ROOT, dashboard=args.dashboard)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        print(f"error: cannot start or reach Ray at {args.address or 'a local cluster'}: "
-              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
-        return 2
-    try:
-        for name, (_, cfg, space) in plan.experiments.items():
-            done = tune_backend.run_experiment(
-                cfg=cfg, space=space, storage=plan.storage / plan.task, name=name,
-                num_samples=plan.num_samples, max_concurrent=plan.max_concurrent,
-                cpus_per_trial=plan.cpus_per_trial, gpus_per_trial=plan.gpus_per_trial, seed=args.seed,
-                grace_period=plan.grace_period, reduction_factor=plan.reduction_factor,
-                max_failures=args.max_failures, resume=args.resume, time_budget_s=args.time_budget)
-            if not done:
-                raise KeyboardInterrupt
+        with cluster_session(plan.cluster, ROOT) as backend:
+            for e in plan.experiments.values():
+                exp_dir = plan.storage / plan.task / e.name
+                exp_dir.mkdir(parents=True, exist_ok=True)
+                source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
+                ended = backend.run_experiment(
+                    source=source, exp_dir=exp_dir, storage=plan.storage, label=f"{plan.task}/{e.name}",
+                    rungs=rungs_of(plan, e, exp_dir), max_concurrent=plan.cluster.max_concurrent,
+                    cpus_per_trial=plan.cluster.cpus_per_trial, gpus_per_trial=plan.cluster.gpus_per_trial,
+                    max_failures=plan.cluster.max_failures, time_budget_s=plan.cluster.time_budget)
+                if ended == "interrupted":
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
-        print(f"\ninterrupted: continue with the same command plus --resume --storage {plan.storage}",
-              file=sys.stderr)
+        print(f"\ninterrupted: continue with  python sweeps/run.py --resume --storage {plan.storage}", file=sys.stderr)
         return 130
-    finally:
-        tune_backend.shutdown_ray()
     report = write_report(plan.storage)
     print(f"\n{report}\nsweep wall time: {time.time() - start:.0f} s; report files in {plan.storage}")
     return 0
+
+
+def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:
+    """ASHA's rungs for the experiment, with every trial's past epochs recorded."""
+    from seqicl.train.record import RunRecord
+    rungs = Rungs(plan.grace_period, plan.reduction_factor, e.cfg["train"]["epochs"])
+    folder = exp_dir / "trials"
+    for trial in sorted(folder.iterdir()) if folder.is_dir() else []:
+        rungs.replay(trial.name, RunRecord(trial).epochs())
+    return rungs
 
 
 if __name__ == "__main__":

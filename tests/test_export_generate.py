@@ -1,6 +1,8 @@
+import importlib
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -107,3 +109,134 @@ def test_missing_or_corrupt_export_fails_with_one_line_and_status_2(dfa_checkpoi
                               cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 2, (name, proc.stderr)
         assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith("error: "), (name, proc.stderr)
+
+
+# ---- command-line errors, skipped pairs and relative provenance -------------------------------
+
+def run_main(main, argv, capsys):
+    """(status, stderr lines) of an in-process CLI run; a parser error exits through SystemExit."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def stub_trial(root, rel, ckpt_bytes=None, task="dfa", model="lstm"):
+    """A Trial-like object whose folder ``root/rel`` holds ``best.pt`` (absent when ckpt_bytes is None)."""
+    path = (root / rel).resolve()
+    path.mkdir(parents=True)
+    if ckpt_bytes is not None:
+        (path / "best.pt").write_bytes(ckpt_bytes)
+    return SimpleNamespace(task=task, model=model, num_train=64, trial_id=path.name, path=path, status="finished")
+
+
+@pytest.fixture
+def stub_results(monkeypatch):
+    """Makes analysis.export see the given stub trials, each pair's first one as its best."""
+    import analysis.export as export
+
+    def use(trials):
+        monkeypatch.setattr(export, "load_trials", lambda root: list(trials))
+        monkeypatch.setattr(export, "best_trial", lambda ts: ts[0] if ts else None)
+    return use
+
+
+@pytest.mark.parametrize("cli, argv", [
+    ("export", ["--bogus"]), ("export", []), ("export", ["x", "--num-train", "many"]),
+    ("generate", []), ("generate", ["x", "--bogus"]), ("generate", ["x", "--num-dfas", "two"]),
+    ("generate", ["x", "--greedy", "--temperature", "1"]),
+    ("generate", ["x", "--samples", "0"]), ("generate", ["x", "--temperature", "nan"]),
+    ("generate", ["x", "--temperature", "-1"]), ("generate", ["x", "--device", "bogus"]),
+])
+def test_bad_command_line_gives_one_line_and_status_2(cli, argv, capsys):
+    main = importlib.import_module(f"analysis.{cli}").main
+    rc, err = run_main(main, argv, capsys)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: "), err
+
+
+def test_bad_flag_in_a_real_process_gives_one_line(tmp_path):
+    for module in ("analysis.export", "analysis.generate"):
+        proc = subprocess.run([sys.executable, "-m", module, str(tmp_path), "--bogus"], cwd=ROOT,
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith("error: unrecognized arguments: --bogus"), proc.stderr
+
+
+def test_export_all_of_an_empty_folder_fails_with_one_line_and_creates_nothing(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "analysis.export", str(tmp_path), "--all"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"error: {tmp_path}: no seqicl trials to export\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_all_with_no_usable_trial_is_an_error(tmp_path, stub_results, monkeypatch, capsys):
+    import analysis.export as export
+    stub_results([stub_trial(tmp_path, "dfa/lstm/trials/0001", b"x")])
+    monkeypatch.setattr(export, "best_trial", lambda ts: None)   # every trial errored or diverged
+    rc, err = run_main(export.main, [str(tmp_path), "--all"], capsys)
+    assert rc == 2 and err == [f"error: {tmp_path}: no seqicl trials to export"]
+
+
+@pytest.mark.parametrize("content", [None, b"not a checkpoint"])
+def test_export_of_a_missing_or_corrupt_checkpoint_names_the_trial(content, tmp_path, stub_results, capsys):
+    import analysis.export as export
+    stub_results([stub_trial(tmp_path, "dfa/lstm/trials/0007", content)])
+    rc, err = run_main(export.main, [str(tmp_path), "--task", "dfa", "--model", "lstm",
+                                     "--out", str(tmp_path / "exp")], capsys)
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: trial 0007: "), err
+    rc, err = run_main(export.main, [str(tmp_path), "--all"], capsys)
+    assert rc == 2 and len(err) == 2 and err[0].startswith("skipped dfa/lstm: trial 0007: "), err
+    assert err[1] == f"error: {tmp_path}: nothing exported (every pair was skipped)"
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "exports").exists()
+
+
+def test_export_all_skips_a_corrupt_pair_and_exports_the_rest(dfa_checkpoint, tmp_path, stub_results, capsys):
+    import analysis.export as export
+    good = stub_trial(tmp_path, "dfa/lstm/trials/0003", dfa_checkpoint[0].read_bytes())
+    bad = stub_trial(tmp_path, "dfa/transformer/trials/0001", b"\x00" * 10, model="transformer")
+    stub_results([good, bad])
+    (tmp_path / "exports" / "keep").mkdir(parents=True)   # already on disk: must survive
+    rc = export.main([str(tmp_path), "--all"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and out.strip() == str(tmp_path / "exports" / "dfa-lstm")
+    assert len(err.splitlines()) == 1 and err.startswith("skipped dfa/transformer: trial 0001: ")
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["dfa-lstm", "keep"]  # no temp folder left
+    # a second run finds the export in place: skipped, not overwritten, and nothing exported is an error
+    before = (tmp_path / "exports" / "dfa-lstm" / "provenance.json").read_text()
+    assert export.main([str(tmp_path), "--all"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (tmp_path / "exports" / "dfa-lstm" / "provenance.json").read_text() == before
+
+
+def test_provenance_holds_only_relative_paths_and_survives_a_move(dfa_checkpoint, tmp_path, stub_results, capsys):
+    import analysis.export as export
+    root = tmp_path / "results"
+    stub_results([stub_trial(root, "induction/lstm/trials/0003", dfa_checkpoint[0].read_bytes())])
+    assert export.main([str(root), "--all"]) == 0
+    prov = json.loads((root / "exports" / "dfa-lstm" / "provenance.json").read_text())
+    assert prov["results"] == "results" and prov["trial"] == "0003"
+    assert prov["trial_dir"] == "induction/lstm/trials/0003"
+    assert prov["checkpoint"] == "induction/lstm/trials/0003/best.pt"
+    assert {"format", "max_len", "epoch", "exported", "seqicl_version"} <= set(prov)
+    text = json.dumps(prov)
+    assert str(tmp_path) not in text and not any(isinstance(v, str) and v.startswith("/") for v in prov.values())
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    model, meta = load_export(moved / "exports" / "dfa-lstm")
+    assert (moved / meta["provenance"]["checkpoint"]).is_file()
+    with pytest.raises(ValueError, match="relative"):
+        write_export(tmp_path / "abs", read_checkpoint(dfa_checkpoint[0]), {"trial_dir": str(tmp_path)})
+
+
+def test_generation_from_a_non_dfa_export_fails_with_one_line(dfa_checkpoint, tmp_path):
+    out = write_export(tmp_path / "exp", read_checkpoint(dfa_checkpoint[0]), {})
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["task"]["name"] = "induction"
+    (out / "config.json").write_text(json.dumps(cfg))
+    proc = subprocess.run([sys.executable, "-m", "analysis.generate", str(out), "--num-dfas", "1"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {out}: generation needs a RegBench (dfa) model, this one is induction")
+    assert not (out / "generations.jsonl").exists()

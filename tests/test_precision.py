@@ -86,7 +86,7 @@ def test_train_threads_bf16_through_the_loop(tmp_path, monkeypatch):
     losses = {}
     for precision in ("fp32", "bf16"):
         seen = []
-        summary = train(compose(small_run(precision)), on_epoch=lambda m, s: seen.append(m),
+        summary = train(compose(small_run(precision)), on_epoch=seen.append,
                         run_dir=tmp_path / precision)
         assert summary["status"] == "finished"
         losses[precision] = [(m["train_loss"], m["val_loss"]) for m in seen]

@@ -9,6 +9,7 @@ from seqicl.config import compose
 from seqicl.data import load_task
 from seqicl.train import CheckpointError, load_checkpoint, save_checkpoint, train
 from seqicl.train.optim import lr_factor
+from seqicl.train.record import RecordError, RunRecord
 
 from conftest import ROOT
 
@@ -35,19 +36,21 @@ def test_run_writes_checkpoint_tensorboard_and_reports(tmp_path):
     cfg = compose(["task=dfa", "task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
                    "train.epochs=3", "train.progress=false", "device=cpu"])
     seen = []
-    summary = train(cfg, on_epoch=lambda m, save: seen.append((m, save)), run_dir=tmp_path)
-    assert [m["epoch"] for m, _ in seen] == [1, 2, 3]
+    summary = train(cfg, on_epoch=seen.append, run_dir=tmp_path)
+    assert [m["epoch"] for m in seen] == [1, 2, 3]
     assert {"val_dfa_accuracy", "test_dfa_accuracy", "val_tvd", "test_tvd_at_best", "best_val",
-            "test_at_best"} <= set(seen[-1][0])
-    assert seen[0][1] is not None and seen[-1][1] is not None  # first epoch is a new best; the last is due
-    assert summary["best_val"] == max(m["val_dfa_accuracy"] for m, _ in seen) and summary["status"] == "finished"
+            "test_at_best"} <= set(seen[-1])
+    assert summary["best_val"] == max(m["val_dfa_accuracy"] for m in seen) and summary["status"] == "finished"
+    record = RunRecord(tmp_path)   # the record holds what on_epoch saw, and the run's last word
+    assert record.epochs() == seen and record.status()["status"] == "finished"
+    assert record.run()["config"] == cfg and not (tmp_path / "state.pt").exists()
 
     acc = EventAccumulator(str(tmp_path / "tb"))
     acc.Reload()
     tags = acc.Tags()["scalars"]
     assert {"train/loss", "val/dfa_accuracy", "test/accuracy"} <= set(tags)
     assert [e.step for e in acc.Scalars("val/dfa_accuracy")] == [1, 2, 3]
-    assert acc.Scalars("val/dfa_accuracy")[-1].value == pytest.approx(seen[-1][0]["val_dfa_accuracy"])
+    assert acc.Scalars("val/dfa_accuracy")[-1].value == pytest.approx(seen[-1]["val_dfa_accuracy"])
 
     model, ckpt = load_checkpoint(tmp_path / "best.pt")
     assert ckpt["config"] == cfg and ckpt["epoch"] == summary["best_epoch"]
@@ -87,24 +90,64 @@ def test_cli_single_run_and_bad_override(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_resume_from_a_saved_state_continues_exactly(tmp_path):
-    cfg = compose(["task.num_train=256", "task.num_val=32", "task.num_test=32", "model.d_model=16",
-                   "train.epochs=3", "train.state_every=1", "train.progress=false", "device=cpu"])
-    straight = []
-    train(cfg, on_epoch=lambda m, save: straight.append(m), run_dir=tmp_path / "a")
-    states = {}
+class Killed(Exception):
+    pass
 
-    def keep(m, save):
-        if m["epoch"] == 2:
-            save(tmp_path / "ckpt")
-            states["state"] = torch.load(tmp_path / "ckpt" / "state.pt", weights_only=True)
-    train(cfg, on_epoch=keep, run_dir=tmp_path / "b")
-    assert (tmp_path / "ckpt" / "best.pt").is_file()
+
+def test_a_run_killed_and_started_again_continues_exactly_and_records_each_epoch_once(tmp_path):
+    """Kill after epoch 4 (state saved at 2 and at each best): the second start continues from
+    the state, replaces epochs 3-4, and ends with the numbers of a run that never stopped."""
+    cfg = compose(["task.num_train=256", "task.num_val=32", "task.num_test=32", "model.d_model=16",
+                   "train.epochs=6", "train.state_every=2", "train.progress=false", "device=cpu"])
+    straight = []
+    train(cfg, on_epoch=straight.append, run_dir=tmp_path / "a")
+
+    def die_after_4(m):
+        if m["epoch"] == 4:
+            raise KeyboardInterrupt  # like a SIGINT/SIGKILL: not an error of the run
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch=die_after_4, run_dir=tmp_path / "b")
+    record = RunRecord(tmp_path / "b")
+    assert record.status()["status"] == "running" and [r["epoch"] for r in record.epochs()] == [1, 2, 3, 4]
+    state_epoch = torch.load(tmp_path / "b" / "state.pt", weights_only=True)["epoch"]
+    assert 2 <= state_epoch <= 4
     resumed = []
-    train(cfg, on_epoch=lambda m, save: resumed.append(m), run_dir=tmp_path / "b", resume=states["state"])
-    assert [m["epoch"] for m in resumed] == [3]
-    for key in ("train_loss", "val_loss", "val_accuracy", "best_val"):
-        assert resumed[0][key] == straight[2][key], key
+    summary = train(cfg, on_epoch=resumed.append, run_dir=tmp_path / "b")
+    assert [m["epoch"] for m in resumed] == list(range(state_epoch + 1, 7))
+    rows = record.epochs()
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["epoch"] for r in map(__import__("json").loads, (tmp_path / "b" / "epochs.jsonl").read_text().splitlines())] \
+        == [1, 2, 3, 4, 5, 6]   # on disk too: the repeated epochs replaced, not appended
+    for key in ("train_loss", "val_loss", "val_accuracy", "best_val", "test_at_best"):
+        assert [r[key] for r in rows] == [r[key] for r in straight], key
+    assert summary["status"] == "finished" and record.status()["status"] == "finished"
+    acc = EventAccumulator(str(tmp_path / "b" / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]   # TensorBoard: no repeated steps
+    again = train(cfg, on_epoch=resumed.append, run_dir=tmp_path / "b")    # over: nothing trains again
+    assert again["status"] == "finished" and len(resumed) == 6 - state_epoch
+
+
+def test_a_run_folder_of_another_config_is_refused(tmp_path):
+    cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
+                   "train.epochs=1", "train.progress=false", "device=cpu"])
+    train(cfg, run_dir=tmp_path)
+    other = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
+                     "train.epochs=2", "train.progress=false", "device=cpu"])
+    with pytest.raises(RecordError, match="another config"):
+        train(other, run_dir=tmp_path)
+
+
+def test_an_error_is_recorded_with_its_reason(tmp_path):
+    cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
+                   "train.epochs=2", "train.progress=false", "device=cpu"])
+
+    def boom(m):
+        raise RuntimeError("disk on fire")
+    with pytest.raises(RuntimeError):
+        train(cfg, on_epoch=boom, run_dir=tmp_path)
+    status = RunRecord(tmp_path).status()
+    assert status["status"] == "errored" and status["reason"] == "RuntimeError: disk on fire"
 
 
 def test_nan_loss_stops_the_run_as_diverged(tmp_path):
@@ -112,6 +155,7 @@ def test_nan_loss_stops_the_run_as_diverged(tmp_path):
                    "optim.warmup_frac=0.0", "train.grad_clip=0", "train.epochs=5", "train.progress=false",
                    "device=cpu"])
     seen = []
-    summary = train(cfg, on_epoch=lambda m, save: seen.append(m), run_dir=tmp_path)
-    assert summary["status"] == "diverged"
-    assert seen[-1]["diverged"] == 1 and len(seen) < 5
+    summary = train(cfg, on_epoch=seen.append, run_dir=tmp_path)
+    assert summary["status"] == "diverged" and len(seen) < 5
+    status = RunRecord(tmp_path).status()
+    assert status["status"] == "diverged" and "became nan" in status["reason"]

@@ -4,23 +4,27 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
+from ..cli import OneLineParser
 from ..config import ConfigError, compose
 
 
 def main(argv: list[str]) -> int:
-    if any(a in ("-h", "--help") for a in argv):
-        print(__doc__.strip() + "\n\nEvery key of seqicl/conf/config.yaml (and of the chosen task and model) "
-              "can be overridden as key=value; +key=value adds a new one.")
-        return 0
+    p = OneLineParser(prog="python -m seqicl.train", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter,
+                      epilog="Every key of seqicl/conf/config.yaml (and of the chosen task and model) can be "
+                             "overridden as key=value; +key=value adds a new one, ++key=value sets or adds.")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_args(argv)
     try:
-        cfg = compose(argv)
+        cfg = compose(args.overrides)  # also validates: a config that cannot train stops here
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from .loop import train  # after validation, so a bad override costs no torch import
+    from .loop import train  # only once the config is known good
     try:
         summary = train(cfg)
     except ValueError as e:  # e.g. a mixer rejecting its keyword arguments

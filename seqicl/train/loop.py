@@ -1,33 +1,37 @@
 """The training loop: plain PyTorch, no Ray. Data lives on the device as tensors; each
-epoch shuffles, steps through full batches, then evaluates val and test once."""
+epoch shuffles, steps through full batches, then evaluates val and test.
+
+``train(cfg, run_dir)`` writes the run record (``seqicl.train.record``) into ``run_dir`` and
+continues from ``run_dir/state.pt`` when an earlier, unfinished run of the same config left
+one there: the same weights, optimiser, schedule and data order, so a run killed at any
+point and started again ends with the same numbers as one that never stopped.
+"""
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from ..atomic import atomic_write_text
 from ..config import CHOICES
-from ..data import load_task
+from ..data import TaskData, load_task
 from ..models import build_model
 from .checkpoint import atomic_save, save_checkpoint
 from .metrics import evaluate
 from .optim import lr_factor, make_optimizer, set_lr
+from .record import RecordError, RunRecord
 from .step import make_step
 from .tensorboard import ScalarLog
 
-# on_epoch(metrics, save): called after every evaluation. ``save`` is None, or, when a checkpoint
-# is due (a new best, every ``train.state_every`` epochs, the end), a function that writes
-# ``state.pt`` (everything needed to resume) and ``best.pt`` into a given folder.
-EpochCallback = Callable[[dict, "Callable[[Path], None] | None"], None]
-STATE_FORMAT = "seqicl.train-state/1"
+# on_epoch(metrics): called after every evaluated epoch, once its line is in the record
+EpochCallback = Callable[[dict], None]
+STATE_FORMAT = "seqicl.train-state/2"
 PRECISIONS = CHOICES["train.precision"]
+DONE = ("finished", "diverged")  # a run that ended by itself; stopped or errored ones may continue
 
 
 def resolve_device(name: str) -> torch.device:
@@ -40,112 +44,196 @@ def default_run_dir(cfg: dict) -> Path:
     return Path("runs") / f"{cfg['task']['name']}-{cfg['model']['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def train(cfg: dict, on_epoch: EpochCallback | None = None, run_dir: str | Path | None = None,
-          resume: dict | None = None) -> dict:
+@dataclass
+class Run:
+    """Everything one training run holds while it trains."""
+    cfg: dict
+    data: TaskData
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    step: Callable
+    gen: torch.Generator
+    device: torch.device
+    bf16: bool
+    steps_per_epoch: int
+    epoch: int = 0                          # epochs done
+    elapsed: float = 0.0                    # training seconds, summed over resumptions
+    best: dict = field(default_factory=lambda: {"best_val": -1.0, "test_at_best": 0.0, "best_epoch": -1})
+
+    @property
+    def metric(self) -> str:
+        return self.cfg["task"]["metric"]
+
+    def lr_at(self, step: int) -> float:
+        o = self.cfg["optim"]
+        total = self.steps_per_epoch * self.cfg["train"]["epochs"]
+        return o["lr"] * lr_factor(step, total, o["warmup_frac"], o["min_lr_frac"])
+
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def build_run(cfg: dict) -> Run:
+    """Data, model, optimiser and the (graph-captured where possible) training step."""
+    tcfg = cfg["train"]
+    precision = tcfg.get("precision", "fp32")  # configs saved before the key existed are fp32
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = resolve_device(cfg["device"])
+    data = load_task(cfg["task"], cfg["data"]["cache_dir"]).to(device)
+    torch.manual_seed(cfg["seed"])
+    model = build_model(cfg["model"], len(data.vocab), data.train.inputs.shape[1]).to(device)
+    use_graph = tcfg["cuda_graph"] and device.type == "cuda"
+    opt = make_optimizer(model, cfg["optim"], device, capturable=use_graph)
+    bs = tcfg["batch_size"]
+    if not 1 <= bs <= len(data.train):
+        raise ValueError(f"train.batch_size ({bs}) must be between 1 and the training set size ({len(data.train)})")
+    return Run(cfg, data, model, opt, None, torch.Generator().manual_seed(cfg["seed"]), device,
+               precision == "bf16", len(data.train) // bs)  # full batches only: every step has one shape
+
+
+def capture_step(run: Run) -> None:
+    bs = run.cfg["train"]["batch_size"]
+    run.step, eager_reason = make_step(run.model, run.opt, run.cfg["train"]["grad_clip"], run.data.train.inputs[:bs],
+                                       run.data.train.targets[:bs], run.cfg["train"]["cuda_graph"] and
+                                       run.device.type == "cuda", bf16=run.bf16)
+    if eager_reason:
+        print(f"seqicl: training step not graph-captured, running eagerly ({eager_reason})")
+
+
+def save_state(run: Run, path: Path) -> None:
+    atomic_save({"format": STATE_FORMAT, "epoch": run.epoch, "elapsed": run.elapsed, "model": run.model.state_dict(),
+                 "optimizer": run.opt.state_dict(), "generator": run.gen.get_state(), "best": run.best}, path)
+
+
+def load_state(run: Run, path: Path) -> None:
+    try:
+        state = torch.load(path, map_location=run.device, weights_only=True)
+    except Exception as e:
+        raise RecordError(f"{path}: not a readable training state ({type(e).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise RecordError(f"{path}: not a seqicl training state")
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.gen.set_state(state["generator"])
+    run.epoch, run.elapsed, run.best = state["epoch"], state["elapsed"], dict(state["best"])
+
+
+def train_epoch(run: Run) -> float:
+    """One pass over the shuffled training set; returns the mean loss (one host sync)."""
+    run.model.train()
+    bs, inputs, targets = run.cfg["train"]["batch_size"], run.data.train.inputs, run.data.train.targets
+    perm = torch.randperm(len(run.data.train), generator=run.gen).to(run.device)
+    loss_sum = torch.zeros((), device=run.device)
+    for i in range(run.steps_per_epoch):
+        idx = perm[i * bs: (i + 1) * bs]
+        set_lr(run.opt, run.lr_at(run.epoch * run.steps_per_epoch + i))
+        loss_sum += run.step(inputs[idx], targets[idx])
+    run.epoch += 1
+    return float(loss_sum) / run.steps_per_epoch
+
+
+def evaluate_epoch(run: Run, train_loss: float) -> tuple[dict, bool]:
+    """Val and test metrics of the current weights, the best-so-far fields; (metrics, improved)."""
+    metrics = {"epoch": run.epoch, "train_loss": train_loss, "lr": run.lr_at(run.epoch * run.steps_per_epoch - 1)}
+    for split in ("val", "test"):
+        for k, v in evaluate(run.model, getattr(run.data, split), bf16=run.bf16).items():
+            metrics[f"{split}_{k}"] = v
+    improved = metrics[f"val_{run.metric}"] > run.best["best_val"]
+    if improved:
+        run.best = {"best_val": metrics[f"val_{run.metric}"], "test_at_best": metrics[f"test_{run.metric}"],
+                    "best_epoch": run.epoch}
+        # every test metric at the chosen epoch (RegBench reports tvd beside dfa_accuracy)
+        run.best.update({f"{k}_at_best": v for k, v in metrics.items() if k.startswith("test_")})
+    return {**metrics, **run.best}, improved
+
+
+def summary_of(record: RunRecord, status: dict) -> dict:
+    """The summary ``train`` returns, rebuilt from a record (a run that is already over)."""
+    rows = record.epochs()
+    last = rows[-1] if rows else {}
+    run = record.run()
+    return {"best_val": last.get("best_val", -1.0), "test_at_best": last.get("test_at_best", 0.0),
+            "best_epoch": last.get("best_epoch", -1), "status": status["status"], "reason": status.get("reason"),
+            "epochs": status.get("epochs", 0), "metric": run["config"]["task"]["metric"],
+            "params": run.get("n_params"), "run_dir": str(record.dir)}
+
+
+def open_record(cfg: dict, run: Run, run_dir: Path, meta: dict | None) -> tuple[RunRecord, bool]:
+    """Start the record of a fresh run, or continue the one in ``run_dir``; (record, resumed)."""
+    record = RunRecord(run_dir)
+    state = run_dir / "state.pt"
+    if record.exists() and state.is_file():  # the config was checked against run.json by train()
+        load_state(run, state)
+        record.truncate(run.epoch)
+        record.set_status("running", epochs=run.epoch)
+        return record, True
+    record.start(cfg, run.data.info, run.n_params(), str(run.device), meta)
+    return record, False
+
+
+def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback | None = None,
+          meta: dict | None = None) -> dict:
     """Train one model on one task as ``cfg`` says; returns a summary of the best epoch.
 
     Metrics per evaluation: ``train_loss``, ``lr``, ``{val,test}_{loss,accuracy[,dfa_accuracy,tvd]}``,
     ``best_val`` (best so far of ``val_<task.metric>``: comparable across budgets, which is
-    what early stopping needs), ``test_at_best`` (test metric at that epoch), ``best_epoch``.
-    ``resume`` is a ``state.pt`` dict written by an earlier run of the same config: training
-    continues after its epoch with the same weights, optimiser, schedule and data order.
-    A NaN or infinite training loss ends the run with ``status = "diverged"`` in the summary
-    (and a last ``on_epoch`` call whose metrics carry ``diverged = 1``).
+    what early stopping needs), ``test_at_best`` (test metric at that epoch), ``best_epoch``,
+    ``time_total_s`` (training seconds so far) and ``timestamp``. A NaN or infinite training
+    loss ends the run with status "diverged". A run already over in ``run_dir`` is not
+    trained again: its summary is returned; a stopped or errored one continues from its state. ``meta`` adds fields to ``run.json``.
     """
-    tcfg, ocfg = cfg["train"], cfg["optim"]
-    precision = tcfg.get("precision", "fp32")  # configs saved before the key existed are fp32
-    if precision not in PRECISIONS:
-        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    bf16 = precision == "bf16"
-    device = resolve_device(cfg["device"])
+    tcfg = cfg["train"]
     run_dir = Path(run_dir or tcfg.get("run_dir") or default_run_dir(cfg))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    metric = cfg["task"]["metric"]
+    record = RunRecord(run_dir)
+    if record.exists():
+        if record.run()["config"] != cfg:
+            raise RecordError(f"{run_dir} holds a run of another config: choose another run directory")
+        if (status := record.status())["status"] in DONE:
+            return summary_of(record, status)
+    run = build_run(cfg)
+    record, resumed = open_record(cfg, run, run_dir, meta)
+    try:
+        return train_epochs(run, record, resumed, on_epoch)
+    except Exception as e:  # the reason stays in the record; Ray's stop (SystemExit) is not an error
+        record.set_status("errored", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+        raise
 
-    data = load_task(cfg["task"], cfg["data"]["cache_dir"]).to(device)
-    torch.manual_seed(cfg["seed"])
-    max_len = data.train.inputs.shape[1]
-    model = build_model(cfg["model"], len(data.vocab), max_len).to(device)
-    if resume is None:
-        atomic_write_text(run_dir / "run.json", json.dumps(
-            {"config": cfg, "task_info": data.info, "params": sum(p.numel() for p in model.parameters()),
-             "device": str(device), "started": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
-    use_graph = tcfg["cuda_graph"] and device.type == "cuda"
-    opt = make_optimizer(model, ocfg, device, capturable=use_graph)
-    bs, n = tcfg["batch_size"], len(data.train)
-    steps_per_epoch = max(1, n // bs)  # full batches only: every step has the same shape
-    total_steps = steps_per_epoch * tcfg["epochs"]
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    best = {"best_val": -1.0, "test_at_best": 0.0, "best_epoch": -1}
-    first_epoch = 0
-    if resume is not None:
-        if resume.get("format") != STATE_FORMAT:
-            raise ValueError("not a seqicl training state")
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        gen.set_state(resume["generator"])
-        best, first_epoch = dict(resume["best"]), resume["epoch"]
-    step_fn, eager_reason = make_step(model, opt, tcfg["grad_clip"], data.train.inputs[:bs],
-                                      data.train.targets[:bs], use_graph, bf16=bf16)
-    if eager_reason:
-        print(f"seqicl: training step not graph-captured, running eagerly ({eager_reason})")
-    log = ScalarLog(run_dir / "tb")
 
-    def lr_at(step: int) -> float:
-        return ocfg["lr"] * lr_factor(step, total_steps, ocfg["warmup_frac"], ocfg["min_lr_frac"])
-
-    def save(folder: Path, epoch: int) -> None:
-        atomic_save({"format": STATE_FORMAT, "epoch": epoch, "model": model.state_dict(),
-                     "optimizer": opt.state_dict(), "generator": gen.get_state(), "best": best},
-                    Path(folder) / "state.pt")
-        if (run_dir / "best.pt").is_file() and Path(folder) != run_dir:
-            shutil.copy2(run_dir / "best.pt", Path(folder) / "best.pt")
-
-    bar = tqdm(range(first_epoch, tcfg["epochs"]), disable=not tcfg["progress"], unit="ep", dynamic_ncols=True,
-               desc=f"{cfg['task']['name']}/{cfg['model']['name']}", initial=first_epoch, total=tcfg["epochs"])
-    start = time.time()
-    metrics: dict = {}
-    status = "finished"
-    for epoch in bar:
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum = torch.zeros((), device=device)
-        for i in range(steps_per_epoch):
-            idx = perm[i * bs: (i + 1) * bs]
-            set_lr(opt, lr_at(epoch * steps_per_epoch + i))
-            loss_sum += step_fn(data.train.inputs[idx], data.train.targets[idx])
-        train_loss = float(loss_sum) / steps_per_epoch  # one host sync per epoch
+def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCallback | None) -> dict:
+    tcfg = run.cfg["train"]
+    capture_step(run)
+    log = ScalarLog(record.dir / "tb", purge_step=run.epoch + 1 if resumed else None)  # drop repeated steps
+    bar = tqdm(range(run.epoch, tcfg["epochs"]), disable=not tcfg["progress"], unit="ep", dynamic_ncols=True,
+               desc=f"{run.cfg['task']['name']}/{run.cfg['model']['name']}", initial=run.epoch, total=tcfg["epochs"])
+    status, reason = "finished", None
+    for _ in bar:
+        started = time.time()
+        train_loss = train_epoch(run)
         if not math.isfinite(train_loss):
-            status = "diverged"
-            metrics = {"epoch": epoch + 1, "train_loss": train_loss, "diverged": 1, **best,
-                       "time_total_s": time.time() - start}
-            if on_epoch is not None:
-                on_epoch(metrics, None)
+            status, reason = "diverged", f"training loss became {train_loss} at epoch {run.epoch}"
             break
-        last = epoch + 1 == tcfg["epochs"]
-        if (epoch + 1) % tcfg["eval_every"] and not last:
+        last = run.epoch == tcfg["epochs"]
+        if run.epoch % tcfg["eval_every"] and not last:
+            run.elapsed += time.time() - started
             continue
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": lr_at((epoch + 1) * steps_per_epoch - 1)}
-        for split in ("val", "test"):
-            for k, v in evaluate(model, getattr(data, split), bf16=bf16).items():
-                metrics[f"{split}_{k}"] = v
-        improved = metrics[f"val_{metric}"] > best["best_val"]
-        if improved:
-            best = {"best_val": metrics[f"val_{metric}"], "test_at_best": metrics[f"test_{metric}"],
-                    "best_epoch": epoch + 1}
-            # every test metric at the chosen epoch (RegBench reports tvd beside dfa_accuracy)
-            best.update({f"{k}_at_best": v for k, v in metrics.items() if k.startswith("test_")})
-        metrics.update(best, time_total_s=time.time() - start)
+        metrics, improved = evaluate_epoch(run, train_loss)
+        run.elapsed += time.time() - started
+        metrics.update(time_total_s=run.elapsed, timestamp=time.time())
         if improved and tcfg["checkpoint"]:
-            save_checkpoint(run_dir / "best.pt", model, cfg, data.vocab, max_len, epoch + 1, metrics)
-        log.epoch(epoch + 1, metrics)
-        bar.set_postfix(loss=f"{metrics['train_loss']:.3f}", val=f"{metrics[f'val_{metric}']:.3f}",
-                        test=f"{metrics[f'test_{metric}']:.3f}")
-        due = improved or last or (epoch + 1) % tcfg["state_every"] == 0
+            save_checkpoint(record.dir / "best.pt", run.model, run.cfg, run.data.vocab,
+                            run.data.train.inputs.shape[1], run.epoch, metrics)
+        record.append_epoch(metrics)
+        log.epoch(run.epoch, metrics)
+        # a state at every new best (so best.pt never runs ahead of it) and every state_every epochs
+        if tcfg["checkpoint"] and not last and (improved or (tcfg["state_every"] and run.epoch % tcfg["state_every"] == 0)):
+            save_state(run, record.dir / "state.pt")
+        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics[f'val_{run.metric}']:.3f}",
+                        test=f"{metrics[f'test_{run.metric}']:.3f}")
         if on_epoch is not None:
-            on_epoch(metrics, (lambda folder, e=epoch + 1: save(folder, e)) if due and tcfg["checkpoint"] else None)
-    summary = {**best, "status": status, "final_val": metrics.get(f"val_{metric}", 0.0), "metric": metric,
-               "params": sum(p.numel() for p in model.parameters()), "time_total_s": time.time() - start,
-               "run_dir": str(run_dir)}
-    log.close(cfg, {k: float(v) for k, v in best.items()})
-    return summary
+            on_epoch(metrics)
+    record.set_status(status, reason, epochs=run.epoch)
+    (record.dir / "state.pt").unlink(missing_ok=True)  # the run is over: nothing left to resume
+    log.close(run.cfg, {k: float(v) for k, v in run.best.items()})
+    return {**run.best, "status": status, "reason": reason, "epochs": run.epoch, "metric": run.metric,
+            "params": run.n_params(), "time_total_s": run.elapsed, "run_dir": str(record.dir)}

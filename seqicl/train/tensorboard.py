@@ -16,8 +16,10 @@ def flatten(cfg: dict, prefix: str = "") -> dict:
 
 
 class ScalarLog:
-    def __init__(self, log_dir):
-        self.writer = SummaryWriter(str(log_dir))
+    def __init__(self, log_dir, purge_step: int | None = None):
+        # purge_step: a resumed run hides the steps it is about to write again, so TensorBoard
+        # shows each epoch once
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def epoch(self, epoch: int, metrics: dict) -> None:
         for name, value in metrics.items():

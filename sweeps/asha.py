@@ -1,0 +1,45 @@
+"""Asynchronous successive halving (ASHA, Li et al. 2020), as data seqicl owns.
+
+Rungs sit at ``grace * rf**k`` epochs (up to the epoch budget). The first time a trial
+reports at or past a rung, its score (best validation so far) is recorded there, and the
+trial stops if the score is below the rung's ``1 - 1/rf`` quantile of the scores already
+recorded. The rungs are rebuilt from the trial records on resume (``replay``), so a resumed
+sweep stops trials as the uninterrupted one would; nothing is pickled.
+
+    >>> r = Rungs(grace=2, rf=2, max_t=8)
+    >>> r.milestones
+    [2, 4, 8]
+    >>> r.decide("a", 2, 0.5), r.decide("b", 2, 0.3), r.decide("c", 2, 0.7)
+    (False, True, False)
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+class Rungs:
+    def __init__(self, grace: int, rf: float, max_t: int):
+        grace = max(1, min(grace, max_t))
+        count = int(math.log(max_t / grace) / math.log(rf) + 1 + 1e-9) if max_t > grace else 1
+        self.milestones = [int(round(grace * rf ** k)) for k in range(count)]
+        self.rf = rf
+        self.recorded: dict[int, dict[str, float]] = {m: {} for m in self.milestones}
+
+    def decide(self, trial: str, epoch: int, score: float) -> bool:
+        """Record ``score`` at the highest rung reached and not yet recorded; True: stop."""
+        for m in reversed(self.milestones):
+            if epoch < m or trial in self.recorded[m]:
+                continue
+            seen = list(self.recorded[m].values())
+            cutoff = float(np.percentile(seen, (1 - 1 / self.rf) * 100)) if seen else None
+            self.recorded[m][trial] = score
+            return cutoff is not None and score < cutoff
+        return False
+
+    def replay(self, trial: str, rows: list[dict]) -> None:
+        """Record a trial's past epochs (from its record) without deciding anything."""
+        for row in rows:
+            if isinstance(row.get("best_val"), (int, float)):
+                self.decide(trial, row["epoch"], row["best_val"])

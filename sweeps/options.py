@@ -1,0 +1,146 @@
+"""The flags ``run.py`` and ``reseed.py`` share (packing, cluster, budget), their checks, and
+the cluster session both run their experiments in. No Ray import until a session starts."""
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqicl.config import ConfigError
+
+from . import mps
+
+MIN_TIME_BUDGET_S = 30  # Ray and the first trials take about that long to start
+
+
+@dataclass
+class Cluster:
+    max_concurrent: int
+    gpus_per_trial: float
+    cpus_per_trial: float
+    max_failures: int
+    time_budget: float | None
+    address: str | None
+    mps: bool
+    dashboard: bool
+
+    def settings(self) -> dict:
+        """What sweep.json records of a run (all of it may change on resume)."""
+        return {"max_concurrent": self.max_concurrent, "gpus_per_trial": self.gpus_per_trial,
+                "cpus_per_trial": self.cpus_per_trial, "max_failures": self.max_failures,
+                "time_budget": self.time_budget, "address": self.address, "mps": self.mps}
+
+
+def add_cluster_args(p) -> None:
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (per experiment)")
+    p.add_argument("--gpus-per-trial", type=float, default=None,
+                   help="GPU fraction per trial, e.g. 0.0625 packs 16 trials on a GPU (default: 1/16 with a GPU)")
+    p.add_argument("--trials-per-gpu", type=int, default=None, help="pack N trials on each GPU: --gpus-per-trial 1/N")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="an existing Ray cluster (e.g. auto); default: start a local one on 127.0.0.1")
+    p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that fails")
+    p.add_argument("--time-budget", type=float, default=None,
+                   help=f"seconds per experiment (at least {MIN_TIME_BUDGET_S}); its unfinished trials then count as stopped")
+    p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (needs ray[default])")
+    p.add_argument("--mps", action="store_true",
+                   help="run the trials under NVIDIA MPS: start nvidia-cuda-mps-control before Ray and stop it "
+                        "at the end (a daemon already running is used and left running); local cluster only")
+
+
+def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
+    """Check the shared flags; raises ConfigError (one line)."""
+    max_concurrent = args.max_concurrent if args.max_concurrent is not None else default_concurrent
+    if max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be at least 1, got {max_concurrent}")
+    if args.trials_per_gpu is not None:
+        if args.gpus_per_trial is not None:
+            raise ConfigError("give --trials-per-gpu or --gpus-per-trial, not both")
+        if args.trials_per_gpu < 1:
+            raise ConfigError(f"--trials-per-gpu must be at least 1, got {args.trials_per_gpu}")
+    explicit = 1 / args.trials_per_gpu if args.trials_per_gpu else args.gpus_per_trial
+    if explicit is not None and not 0 < explicit <= 1:
+        raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1], got {explicit}")
+    gpus = explicit if explicit is not None else (1 / 16 if gpu else 0.0)
+    if gpus > 0 and not gpu and not args.address:
+        raise ConfigError("--gpus-per-trial asks for a GPU but this machine has none (use --address for a cluster)")
+    if args.max_failures < 0:
+        raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
+    if args.time_budget is not None and not args.time_budget >= MIN_TIME_BUDGET_S:
+        raise ConfigError(f"--time-budget must be at least {MIN_TIME_BUDGET_S} seconds (starting Ray and the "
+                          f"first trials takes about that long), got {args.time_budget:g}")
+    if not args.cpus_per_trial > 0:
+        raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
+    if args.address:
+        check_address(args.address)
+    if args.dashboard:
+        from .tune_backend import dashboard_missing
+        if why := dashboard_missing():
+            raise ConfigError(f"--dashboard {why}")
+    if args.mps:
+        if args.address:  # the daemon would run here, not on the cluster's nodes
+            raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
+                              "each node before `ray start`")
+        if why := mps.mps_available():
+            raise ConfigError(f"--mps: {why}")
+    return Cluster(max_concurrent, gpus, args.cpus_per_trial, args.max_failures, args.time_budget,
+                   args.address, args.mps, args.dashboard)
+
+
+def check_address(address: str) -> None:
+    """Fail fast on a cluster address nothing answers at (ray.init would wait for minutes)."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address must be auto or host:port, got '{address}'")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as e:
+        raise ConfigError(f"cannot reach a Ray cluster at {address} ({e.strerror or type(e).__name__})") from None
+
+
+def check_writable(folder: Path) -> None:
+    """The nearest existing ancestor of ``folder`` must take a new file (tried, then removed)."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise OSError
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError:
+        raise ConfigError(f"cannot write results under {folder} ({probe} is not a writable folder)") from None
+
+
+def has_gpu() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
+@contextmanager
+def cluster_session(cluster: Cluster, root: Path):
+    """MPS (when asked), then Ray; both stopped on the way out, also after Ctrl-C or SIGTERM.
+    MPS comes first: a trial process joins MPS only if the daemon runs when it first
+    initialises CUDA."""
+    from . import tune_backend
+    tune_backend.terminate_on_sigterm()
+    if cluster.mps and not mps.start_mps():
+        raise ConfigError(f"--mps: {mps.last_error}")
+    try:
+        try:
+            tune_backend.init_ray(cluster.address, root, dashboard=cluster.dashboard)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"cannot start or reach Ray at {cluster.address or 'a local cluster'}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        try:
+            yield tune_backend
+        finally:
+            tune_backend.shutdown_ray()
+    finally:
+        if cluster.mps:
+            mps.stop_mps()
