@@ -49,6 +49,7 @@ class Trial:
     baselines: dict = field(default_factory=dict)          # reference scores of the task (n-grams)
     epochs: list = field(default_factory=list)             # one dict per evaluated epoch
     task_info: dict = field(default_factory=dict)
+    summary: dict | None = None   # converted older results: the numbers their report used
 
     @property
     def rankable(self) -> bool:
@@ -82,7 +83,8 @@ def make_trial(line: dict, root: Path) -> Trial:
                  test_at_best=last.get("test_at_best"), best_epoch=last.get("best_epoch"), chance=info.get("chance"),
                  params=line.get("sampled") or {}, config=cfg, reason=line.get("reason"),
                  role=line.get("role", cfg.get("role", "sweep")), seed=line.get("seed", cfg.get("seed", 0)),
-                 test_at_best_all=at_best, baselines=info.get("baselines", {}), epochs=rows, task_info=info)
+                 test_at_best_all=at_best, baselines=info.get("baselines", {}), epochs=rows, task_info=info,
+                 summary=line.get("summary"))
 
 
 def read_run_folder(folder: Path, root: Path) -> dict:
@@ -139,7 +141,7 @@ def load_results(root: str | Path) -> Results:
             continue
         by_path[line["path"]] = line
     trials = []
-    for path in sorted(by_path):
+    for path in sorted(by_path, key=lambda p: Path(p).parts):  # the order older reports used
         try:
             trials.append(make_trial(by_path[path], root))
         except (KeyError, TypeError, AttributeError) as e:
@@ -155,12 +157,11 @@ def compact_line(t: Trial, root: Path) -> dict:
     line = {"path": t.path.relative_to(root).as_posix(), "experiment": t.experiment, "trial_id": t.trial_id,
             "config": t.config, "sampled": t.params, "task_info": t.task_info, "status": t.status,
             "reason": t.reason, "epochs": t.epochs}
-    if not t.epochs or not t.config:  # a record kept as its summary only (converted from older results)
+    if not t.config:  # converted from a report's files: no config to derive these from
         line.update(task=t.task, model=t.model, num_train=t.num_train, metric=t.metric, role=t.role, seed=t.seed,
-                    epochs_budget=t.epochs_budget,
-                    summary={"epoch": t.epochs_run, "best_val": t.best_val, "test_at_best": t.test_at_best,
-                             "best_epoch": t.best_epoch,
-                             **{f"test_{k}_at_best": v for k, v in t.test_at_best_all.items()}})
+                    epochs_budget=t.epochs_budget)
+    if t.summary is not None:
+        line["summary"] = t.summary
     return line
 
 
