@@ -67,9 +67,9 @@ def summarize(trials: list[Trial]) -> list[dict]:
             "task": task, "num_train": size, "model": model, "metric": ts[0].metric,
             "test": best.test_at_best if best else None, "val": best.best_val if best else None,
             "test_tvd": best.test_at_best_all.get("tvd") if best else None,
-            "best_epoch": best.best_epoch if best else None, "chance": ts[0].chance,
+            "best_epoch": best.best_epoch if best else None, "chance": next((t.chance for t in ts if t.chance is not None), None),
             "trials": len(ts), **count, "best_trial": str(best.path) if best else None,
-            "params": best.params if best else {}, "baselines": ts[0].baselines,
+            "params": best.params if best else {}, "baselines": next((t.baselines for t in ts if t.baselines), {}),
             **seed_stats(best, reseeds.get((task, size, model), [])),
         })
     return rows

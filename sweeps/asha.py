@@ -38,8 +38,12 @@ class Rungs:
             return cutoff is not None and score < cutoff
         return False
 
-    def replay(self, trial: str, rows: list[dict]) -> None:
-        """Record a trial's past epochs (from its record) without deciding anything."""
+    def replay(self, trial: str, rows: list[dict]) -> int | None:
+        """Record a trial's past epochs (from its record); returns the first epoch at which it
+        would have been stopped, or None. A trial still running when its driver died may have
+        been stopped there without hearing of it: the resumed sweep stops it at that epoch."""
+        stop = None
         for row in rows:
-            if isinstance(row.get("best_val"), (int, float)):
-                self.decide(trial, row["epoch"], row["best_val"])
+            if isinstance(row.get("best_val"), (int, float)) and self.decide(trial, row["epoch"], row["best_val"]):
+                stop = stop or row["epoch"]
+        return stop

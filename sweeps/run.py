@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from seqicl.cli import OneLineParser  # noqa: E402
-from seqicl.config import ConfigError, canonical_task, check_value, load_yaml, options, set_dotted  # noqa: E402
+from seqicl.config import ConfigError, canonical_task, check_value, load_yaml, options, set_dotted, validate  # noqa: E402
 from sweeps.asha import Rungs  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
 from sweeps.locks import locked  # noqa: E402
@@ -50,7 +50,7 @@ def parse_args(argv):
                    help="learning curve: comma-separated training sizes, one experiment per size and model")
     add_cluster_args(p)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # overrides may come before or after the flags
 
 
 @dataclass
@@ -156,7 +156,7 @@ def make_plan(args) -> tuple[Plan, dict | None]:
             c = copy.deepcopy(cfg)
             if size is not None:
                 c["task"]["num_train"] = size
-                check_value("task.num_train", size)
+                validate(c)
             name = m if size is None else f"{m}-n{size}"
             plan.experiments[name] = Experiment(name, m, c, space)
     check_storage(plan, args.resume)
@@ -232,10 +232,11 @@ def sweep(plan: Plan) -> int:
             for e in plan.experiments.values():
                 exp_dir = plan.storage / plan.task / e.name
                 exp_dir.mkdir(parents=True, exist_ok=True)
+                rungs = rungs_of(plan, e, exp_dir)  # first: it may end trials the source would resume
                 source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
                 ended = backend.run_experiment(
                     source=source, exp_dir=exp_dir, storage=plan.storage, label=f"{plan.task}/{e.name}",
-                    rungs=rungs_of(plan, e, exp_dir), max_concurrent=plan.cluster.max_concurrent,
+                    rungs=rungs, max_concurrent=plan.cluster.max_concurrent,
                     cpus_per_trial=plan.cluster.cpus_per_trial, gpus_per_trial=plan.cluster.gpus_per_trial,
                     max_failures=plan.cluster.max_failures, time_budget_s=plan.cluster.time_budget)
                 if ended == "interrupted":
@@ -249,12 +250,23 @@ def sweep(plan: Plan) -> int:
 
 
 def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:
-    """ASHA's rungs for the experiment, with every trial's past epochs recorded."""
-    from seqicl.train.record import RunRecord
+    """ASHA's rungs for the experiment, with every trial's past epochs recorded in trial order.
+    A trial its killed driver had left running past a rung it falls below is recorded as
+    stopped there, as the uninterrupted sweep would have stopped it."""
+    from seqicl.train.record import RecordError, RunRecord
     rungs = Rungs(plan.grace_period, plan.reduction_factor, e.cfg["train"]["epochs"])
     folder = exp_dir / "trials"
     for trial in sorted(folder.iterdir()) if folder.is_dir() else []:
-        rungs.replay(trial.name, RunRecord(trial).epochs())
+        record = RunRecord(trial)
+        stop = rungs.replay(trial.name, record.epochs())
+        try:
+            running = record.status()["status"] == "running"
+        except RecordError:
+            continue
+        if stop is not None and running:
+            record.truncate(stop)
+            record.set_status("stopped", f"early stopping: below the rung cutoff at epoch {stop}")
+            (trial / "state.pt").unlink(missing_ok=True)
     return rungs
 
 

@@ -169,10 +169,10 @@ def _classes():
             self.keeper = keeper
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.keeper.ended(trial.config["trial"], died=False)
+            self.keeper.ended(trial.config, died=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.keeper.ended(trial.config["trial"], died=True)
+            self.keeper.ended(trial.config, died=True, why=last_error_line(trial))
 
     class Progress(Callback):
         """One line per ended trial instead of Tune's tables."""
@@ -201,28 +201,32 @@ class Keeper:
         from seqicl.train.record import RunRecord
         return RunRecord(trial_dir(self.exp_dir, trial))
 
-    def finish(self, trial: str, status: str, reason: str | None) -> None:
+    def finish(self, trial: str, status: str, reason: str | None, config: dict | None = None) -> None:
+        """The record's final status (a trial that failed before training gets a record here,
+        so it is listed), then the source is told, record first."""
         from seqicl.train.record import RecordError
         record = self.record(trial)
         try:
-            rows = record.epochs() if record.exists() else []
+            if not record.exists() and config is not None:
+                record.start(config["cfg"], {}, 0, "unknown", {"trial": trial, "sampled": config["sampled"]})
+            rows = record.epochs()
             if record_status(self.exp_dir, trial) != status:
-                if not record.exists():
-                    record.dir.mkdir(parents=True, exist_ok=True)
                 record.set_status(status, reason)
         except RecordError:
             rows = []
         self.source.tell(trial, status, rows[-1].get("best_val") if rows else None)
         self.told.add(trial)
 
-    def ended(self, trial: str, died: bool) -> None:
+    def ended(self, config: dict, died: bool, why: str | None = None) -> None:
+        trial = config["trial"]
         status = record_status(self.exp_dir, trial)
         if status in ("finished", "diverged") or (status == "errored" and died):
             self.finish(trial, status, None)
-        elif died:
-            self.finish(trial, "errored", "the trial's process died (killed, or out of memory)")
+        elif died:  # it raised before its record said so, or its process was killed
+            self.finish(trial, "errored", why or "the trial's process died (killed, or out of memory)", config)
         elif trial in self.stopped:
             self.finish(trial, "stopped", f"early stopping: below the rung cutoff at epoch {self.stopped[trial]}")
+            (trial_dir(self.exp_dir, trial) / "state.pt").unlink(missing_ok=True)  # never continued
         # else: the sweep is being interrupted or its time budget ran out (see run_experiment)
 
     def print_line(self, trial: str) -> None:
@@ -236,6 +240,15 @@ class Keeper:
                  if status not in ("errored", "diverged") and isinstance(last.get("best_val"), float) else "")
         print(f"[{self.label}] {self.ended_count}/{self.total} trial {trial} {status} after {last.get('epoch', 0)} "
               f"epochs{score} ({time.time() - self.start:.0f} s)", flush=True)
+
+
+def last_error_line(trial) -> str | None:
+    """The last line of Tune's error file of a trial (the exception, or the actor's death)."""
+    try:
+        lines = [x for x in Path(trial.error_file).read_text().splitlines() if x.strip()]
+        return lines[-1].strip()[:300] if lines else None
+    except (OSError, TypeError):
+        return None
 
 
 def run_experiment(*, source, exp_dir: Path, storage: Path, label: str, rungs: Rungs | None,
