@@ -19,8 +19,9 @@ plumbing on a CPU with tiny budgets (a check of the script, not a measurement).
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
-import json
+import itertools
 import shlex
 import sys
 import tempfile
@@ -40,16 +41,18 @@ from seqicl.models import MIXERS, build_model  # noqa: E402
 from seqicl.train.optim import make_optimizer  # noqa: E402
 from seqicl.train.step import make_step  # noqa: E402
 from sweeps import mps, tune_backend  # noqa: E402
+from seqicl.config import set_dotted  # noqa: E402
+from sweeps.asha import Rungs  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
-from sweeps.search_space import load_space  # noqa: E402
+from sweeps.search_space import Param, load_space  # noqa: E402
+from sweeps.study import FixedTrials, OptunaTrials  # noqa: E402
 
 TARGET = 0.97
 
 
 def side_stats(exp_dir: Path, started: float, wall: float, steps_per_epoch: int) -> dict:
     trials = load_trials(exp_dir)
-    rows = {t.trial_id: [json.loads(x) for x in (t.path / "result.json").read_text().splitlines()]
-            for t in trials if (t.path / "result.json").is_file()}
+    rows = {t.trial_id: t.epochs for t in trials}
     ended = [t for t in trials if t.status in ("finished", "stopped", "diverged")]
     epochs = sum(len(r) for r in rows.values())
     hits = [r["timestamp"] - started for rs in rows.values() for r in rs if r.get("test_accuracy", 0) >= TARGET]
@@ -59,23 +62,57 @@ def side_stats(exp_dir: Path, started: float, wall: float, steps_per_epoch: int)
             "to_target_s": min(hits) if hits else None, "best_test": 100 * best.test_at_best if best else None}
 
 
+def original_grid(space: dict[str, Param], points: int = 3) -> list[dict]:
+    """The original project's exhaustive grid, in its order: every choice, a few points of a range."""
+    axes = []
+    for key, p in sorted(space.items()):
+        if p.kind == "choice":
+            values = list(p.args)
+        else:
+            lo, hi = p.args
+            if p.kind == "randint":
+                values = sorted({round(lo + (hi - lo) * i / (points - 1)) for i in range(points)})
+            elif p.kind == "loguniform":
+                values = [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
+            else:
+                values = [lo + (hi - lo) * i / (points - 1) for i in range(points)]
+        axes.append([(key, v) for v in values])
+    return [dict(combo) for combo in itertools.product(*axes)]
+
+
 def sweep_side(style: str, model: str, args, storage: Path) -> dict:
+    """original: the whole grid in order, one trial at a time, a fresh process per trial, no
+    early stopping; seqicl: Optuna + ASHA, packed trials, reused processes."""
     graph = style == "seqicl" and not args.cpu
     overrides = [f"train.epochs={args.epochs}", f"train.cuda_graph={str(graph).lower()}"]
     cfg = compose("induction", model, overrides)
     cfg["train"]["progress"] = False
     load_task(cfg["task"], cfg["data"]["cache_dir"])
     space = load_space("induction", model, cfg)
+    for key, p in list(space.items()):
+        if p.kind == "fixed":
+            set_dotted(cfg, key, space.pop(key).args[0])
     gpus = 0.0 if args.cpu else (1.0 if style == "original" else 1.0 / args.trials_per_gpu)
     concurrent = 1 if style == "original" else (2 if args.cpu else args.trials_per_gpu)
+    exp_dir = storage / f"{style}-{model}"
+    if style == "original":
+        jobs = {}
+        for i, values in enumerate(original_grid(space)):
+            jobs[f"{i:04d}"] = copy.deepcopy(cfg)
+            for key, value in values.items():
+                set_dotted(jobs[f"{i:04d}"], key, value)
+        source, rungs = FixedTrials(exp_dir, jobs), None
+    else:
+        source = OptunaTrials(exp_dir, cfg, space, seed=0, num_samples=10_000)
+        rungs = Rungs(max(1, args.epochs // 10), 3, args.epochs)
     started = time.time()
     tune_backend.run_experiment(
-        cfg=cfg, space=space, storage=storage, name=f"{style}-{model}", num_samples=10_000,
-        max_concurrent=concurrent, cpus_per_trial=1, gpus_per_trial=gpus, seed=0, grace_period=max(1, args.epochs // 10),
-        reduction_factor=3, max_failures=0, resume=False, verbose=0, style=style,
-        time_budget_s=args.original_seconds if style == "original" else args.seconds)
+        source=source, exp_dir=exp_dir, storage=storage, label=f"{style}/{model}", rungs=rungs,
+        max_concurrent=concurrent, cpus_per_trial=1, gpus_per_trial=gpus, max_failures=0,
+        time_budget_s=args.original_seconds if style == "original" else args.seconds,
+        reuse_actors=style != "original")
     wall = time.time() - started
-    return side_stats(storage / f"{style}-{model}", started, wall, cfg["task"]["num_train"] // cfg["train"]["batch_size"])
+    return side_stats(exp_dir, started, wall, cfg["task"]["num_train"] // cfg["train"]["batch_size"])
 
 
 def step_times(models: list[str], cpu: bool) -> list[str]:

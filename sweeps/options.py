@@ -137,6 +137,7 @@ def cluster_session(cluster: Cluster, root: Path):
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"cannot start or reach Ray at {cluster.address or 'a local cluster'}: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        tune_backend.terminate_on_sigterm()  # again: ray.init installs a handler of its own
         try:
             yield tune_backend
         finally:

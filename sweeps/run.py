@@ -12,6 +12,7 @@ given again must match them, except budget, concurrency, packing and more sample
 from __future__ import annotations
 
 import copy
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -198,24 +199,26 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         plan, stored = make_plan(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    created = not plan.storage.exists()
+    try:
         plan.storage.mkdir(parents=True, exist_ok=True)
         with locked(plan.storage / LOCK, what=f"results folder {plan.storage}"):
-            if stored is None and args.resume is False and (plan.storage / "sweep.json").exists():
+            if stored is None and (plan.storage / "sweep.json").exists():  # another driver got here first
                 raise ConfigError(f"{plan.storage} already holds a sweep: pass --resume to continue it")
-            write_sweep(plan.storage, plan.defining(), {"args": plan.args, **plan.cluster.settings()},
-                        plan.storage.name, read_sweep(plan.storage))
-            return sweep(plan)
-    except ConfigError as e:
+            return sweep(plan, stored)
+    except ConfigError as e:  # e.g. MPS or Ray would not start: a folder made for nothing goes again
+        if created and {p.name for p in plan.storage.iterdir()} <= {LOCK}:
+            shutil.rmtree(plan.storage, ignore_errors=True)
         print(f"error: {e}", file=sys.stderr)
         return 2
 
 
-def sweep(plan: Plan) -> int:
-    import shutil
-
+def sweep(plan: Plan, stored: dict | None) -> int:
     from analysis.report import write_report
     from seqicl.data import load_task
-    from sweeps.study import OptunaTrials
     from sweeps.tune_backend import SCRATCH
 
     fixed = f" fixed by override: {', '.join(plan.fixed)}" if plan.fixed else ""
@@ -229,24 +232,34 @@ def sweep(plan: Plan) -> int:
         load_task(e.cfg["task"], e.cfg["data"]["cache_dir"])
     try:
         with cluster_session(plan.cluster, ROOT) as backend:
-            for e in plan.experiments.values():
-                exp_dir = plan.storage / plan.task / e.name
-                exp_dir.mkdir(parents=True, exist_ok=True)
-                rungs = rungs_of(plan, e, exp_dir)  # first: it may end trials the source would resume
-                source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
-                ended = backend.run_experiment(
-                    source=source, exp_dir=exp_dir, storage=plan.storage, label=f"{plan.task}/{e.name}",
-                    rungs=rungs, max_concurrent=plan.cluster.max_concurrent,
-                    cpus_per_trial=plan.cluster.cpus_per_trial, gpus_per_trial=plan.cluster.gpus_per_trial,
-                    max_failures=plan.cluster.max_failures, time_budget_s=plan.cluster.time_budget)
-                if ended == "interrupted":
-                    raise KeyboardInterrupt
+            write_sweep(plan.storage, plan.defining(), {"args": plan.args, **plan.cluster.settings()},
+                        plan.storage.name, stored)
+            if run_all(plan, backend) == "interrupted":
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with  python sweeps/run.py --resume --storage {plan.storage}", file=sys.stderr)
         return 130
     report = write_report(plan.storage)
     print(f"\n{report}\nsweep wall time: {time.time() - start:.0f} s; report files in {plan.storage}")
     return 0
+
+
+def run_all(plan: Plan, backend) -> str:
+    """Every experiment of the plan in turn; "interrupted" as soon as one is."""
+    from sweeps.study import OptunaTrials
+    for e in plan.experiments.values():
+        exp_dir = plan.storage / plan.task / e.name
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        rungs = rungs_of(plan, e, exp_dir)  # first: it may end trials the source would resume
+        source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
+        ended = backend.run_experiment(
+            source=source, exp_dir=exp_dir, storage=plan.storage, label=f"{plan.task}/{e.name}",
+            rungs=rungs, max_concurrent=plan.cluster.max_concurrent,
+            cpus_per_trial=plan.cluster.cpus_per_trial, gpus_per_trial=plan.cluster.gpus_per_trial,
+            max_failures=plan.cluster.max_failures, time_budget_s=plan.cluster.time_budget)
+        if ended == "interrupted":
+            return ended
+    return "complete"
 
 
 def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:

@@ -253,7 +253,7 @@ def last_error_line(trial) -> str | None:
 
 def run_experiment(*, source, exp_dir: Path, storage: Path, label: str, rungs: Rungs | None,
                    max_concurrent: int, cpus_per_trial: float, gpus_per_trial: float, max_failures: int,
-                   time_budget_s: float | None = None) -> str:
+                   time_budget_s: float | None = None, reuse_actors: bool = True) -> str:
     """Run the remaining trials of one experiment. Returns "complete", "budget" (the time budget
     ended it: its unfinished trials are recorded as stopped) or "interrupted"."""
     from ray import tune
@@ -276,7 +276,7 @@ def run_experiment(*, source, exp_dir: Path, storage: Path, label: str, rungs: R
                                     max_concurrent_trials=max_concurrent, time_budget_s=time_budget_s,
                                     # a trial's process goes on to the next trial: no new Python, torch
                                     # import and CUDA context per trial (2.3x the trials/min on a CPU)
-                                    reuse_actors=True),
+                                    reuse_actors=reuse_actors),
         run_config=tune.RunConfig(name=name, storage_path=str(storage / SCRATCH), verbose=0,
                                   callbacks=[RecordKeeper(keeper), Progress(keeper)],
                                   failure_config=tune.FailureConfig(max_failures=max_failures)),

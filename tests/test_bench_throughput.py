@@ -51,3 +51,11 @@ def test_steps_only_writes_one_row_per_registered_model(tmp_path):
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "ms/step" not in line]
     assert sorted(r.split("|")[1].strip() for r in rows) == sorted(MIXERS)
     assert all(r.rstrip().endswith("| no (CPU run) |") for r in rows)
+
+
+def test_the_original_grid_is_every_choice_times_three_points_of_each_range_in_order():
+    from sweeps.search_space import Param
+    grid = bench.original_grid({"optim.lr": Param("optim.lr", "loguniform", (1e-4, 1e-2)),
+                                "model.d_model": Param("model.d_model", "choice", (32, 64))})
+    assert len(grid) == 6 and grid[0] == {"model.d_model": 32, "optim.lr": 1e-4}
+    assert [g["optim.lr"] for g in grid[:3]] == [1e-4, 1e-3, 1e-2] and grid[3]["model.d_model"] == 64

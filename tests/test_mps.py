@@ -121,21 +121,23 @@ def test_run_mps_starts_before_and_stops_after_the_sweep(fake, outcome, tmp_path
     monkeypatch.setattr(mps, "mps_available", lambda: None)  # no GPU needed: nothing trains here
     seen = {}
 
-    def sweep(plan, args):
+    def run_all(plan, backend):
         seen["pipe"] = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
         seen["daemon"] = any(" -d " in line for line in calls(record))
         if outcome == "interrupted":
             raise KeyboardInterrupt
-        return 0
+        return "complete"
 
-    monkeypatch.setattr(sweep_run, "sweep", sweep)
+    from sweeps import tune_backend
+    monkeypatch.setattr(tune_backend, "init_ray", lambda *a, **k: seen.setdefault("ray_saw_daemon", any(
+        " -d " in line for line in calls(record))))
+    monkeypatch.setattr(tune_backend, "shutdown_ray", lambda: seen.setdefault("ray_stopped_before", calls(record)[-1]))
+    monkeypatch.setattr(sweep_run, "run_all", run_all)
+    monkeypatch.setattr("analysis.report.write_report", lambda root: "report")
     argv = ["--task", "induction", "--models", "lstm", "--mps", "--storage", str(tmp_path / "o")]
-    if outcome == "done":
-        assert sweep_run.main(argv) == 0
-    else:
-        with pytest.raises(KeyboardInterrupt):
-            sweep_run.main(argv)
-    assert seen["daemon"] and seen["pipe"]
+    assert sweep_run.main(argv) == (0 if outcome == "done" else 130)
+    assert seen["daemon"] and seen["pipe"] and seen["ray_saw_daemon"]   # MPS first, then Ray
+    assert seen["ray_stopped_before"] != "stdin quit"                     # Ray stopped, then MPS
     assert calls(record)[-1] == "stdin quit"
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
 
@@ -143,7 +145,7 @@ def test_run_mps_starts_before_and_stops_after_the_sweep(fake, outcome, tmp_path
 def test_run_mps_start_failure_one_line_exit_2(fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mps, "mps_available", lambda: None)
     monkeypatch.setenv("FAKE_START_RC", "3")
-    monkeypatch.setattr(sweep_run, "sweep", lambda plan, args: pytest.fail("the sweep must not run"))
+    monkeypatch.setattr(sweep_run, "run_all", lambda plan, backend: pytest.fail("the sweep must not run"))
     storage = tmp_path / "o"
     assert sweep_run.main(["--task", "induction", "--models", "lstm", "--mps", "--storage", str(storage)]) == 2
     err = capsys.readouterr().err.strip()

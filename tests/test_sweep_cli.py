@@ -68,6 +68,17 @@ def test_dashboard_without_its_packages_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_an_override_of_a_searched_key_fixes_it(tmp_path):
+    args = sweep_run.parse_args(["--task", "induction", "--models", "transformer", "--storage", str(tmp_path / "o"),
+                                 "model.d_model=48", "optim.lr=2e-4"])
+    plan, _ = sweep_run.make_plan(args)
+    e = plan.experiments["transformer"]
+    assert plan.fixed == ["model.d_model", "optim.lr"]
+    assert "model.d_model" not in e.space and "optim.lr" not in e.space and "model.mixer.n_heads" in e.space
+    assert e.cfg["model"]["d_model"] == 48 and e.cfg["optim"]["lr"] == 2e-4
+    assert not (tmp_path / "o").exists()                   # planning writes nothing
+
+
 def test_storage_under_proc_is_refused(capsys):
     assert run_main(["--task", "induction", "--storage", "/proc/seqicl-x"]) == 2
     err = capsys.readouterr().err.strip()

@@ -184,3 +184,22 @@ def test_no_ray_process_listens_beyond_loopback_while_a_sweep_runs(tmp_path, ses
     assert all(is_loopback(addr) for addr, _ in ports), sorted(ports)
     time.sleep(2)
     assert session_pids(proc.pid) == []        # the driver stopped everything it started
+
+
+def test_sigterm_stops_the_driver_and_everything_it_started_and_the_sweep_resumes(tmp_path, sessions):
+    storage = tmp_path / "sweep"
+    proc = start(storage, "--num-samples", "2", log=tmp_path / "log", env=HEALTHY)
+    sessions.append(proc)
+    wait_for("trial 0000 trained an epoch", lambda: len(epochs_on_disk(storage, "0000")) >= 1, proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 130, (tmp_path / "log").read_text()[-2000:]
+    assert "--resume --storage" in (tmp_path / "log").read_text()
+    deadline = time.time() + 30
+    while session_pids(proc.pid) and time.time() < deadline:
+        time.sleep(0.5)
+    assert session_pids(proc.pid) == []          # Ray's processes went with the driver
+    assert not (storage / ".lock").exists() or os.system(f"flock -n {storage / '.lock'} true") == 0
+    done = finish(storage, "--resume", env=HEALTHY)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [t.trial_id for t in load_trials(storage)] == ["0000", "0001"]
+    assert epochs_on_disk(storage, "0000") == list(range(1, load_trials(storage)[0].epochs_run + 1))

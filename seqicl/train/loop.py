@@ -9,6 +9,7 @@ point and started again ends with the same numbers as one that never stopped.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,6 +169,10 @@ def open_record(cfg: dict, run: Run, run_dir: Path, meta: dict | None) -> tuple[
         record.truncate(run.epoch)
         record.set_status("running", epochs=run.epoch)
         return record, True
+    # a fresh start (a first run, or one killed before its first state): nothing of an earlier
+    # attempt may stay beside the new record
+    shutil.rmtree(run_dir / "tb", ignore_errors=True)
+    (run_dir / "best.pt").unlink(missing_ok=True)
     record.start(cfg, run.data.info, run.n_params(), str(run.device), meta)
     return record, False
 

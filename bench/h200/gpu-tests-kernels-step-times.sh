@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5 on the H200, after the LRU mixer moved to the packed complex scan (one GEMM each for B
+# On the H200 (issue 5), after the LRU mixer moved to the packed complex scan (one GEMM each for B
 # and C): every GPU test, the kernel benchmark, and the per-model step times, eager against graph.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 5 on the H200 (what ran on 2026-11-29, in three device calls): the sweep-throughput
+# On the H200 (issue 5; what ran on 2026-11-29, in three device calls): the sweep-throughput
 # benchmark, the graph-vs-eager step tests, the packing/MPS benchmark and the bf16 check.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"

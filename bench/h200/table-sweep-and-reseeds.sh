@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Issue 7 on the H200: the paper-preset sweep of one task for all seven models, then the best
+# On the H200 (issue 7): the paper-preset sweep of one task for all seven models, then the best
 # configuration of every model again with three more seeds, in one device call.
-#   bash bench/h200/issue7.sh associative_recall      (or induction)
+#   bash bench/h200/table-sweep-and-reseeds.sh associative_recall      (or induction)
 # The seven models sweep side by side: one Ray head, one sweep driver per model, the packed
 # trials under NVIDIA MPS (4.2x the steps/s of 16 packed trials without it, bench/results/).
 # Each driver runs at most CONC trials at once: with reused trial processes, drivers that get
@@ -11,6 +11,7 @@
 # inside its 10 minutes.
 # A dry run on a CPU: MODELS="lstm gilr" SAMPLES=2 SWEEP_S=30 EXTRA="train.epochs=3" bash ...
 set -u
+# Since 2026-12-02 a results folder takes one sweep driver at a time: each driver here has its own.
 TASK=${1:?task}; OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled SEQICL_CACHE=/tmp/seqicl-cache
 export CUDA_MPS_PIPE_DIRECTORY=/tmp/seqicl-mps/pipe CUDA_MPS_LOG_DIRECTORY=/tmp/seqicl-mps/log
@@ -22,7 +23,7 @@ start=$(date +%s)
 for m in ${MODELS:-transformer s4d h3 gilr lru lstm rwkv}; do
   timeout -s KILL $(( ${SWEEP_S:-360} + 60 )) python3 sweeps/run.py --task "$TASK" --preset paper --address auto \
     --models "$m" --num-samples ${SAMPLES:-64} --max-concurrent ${CONC:-3} --trials-per-gpu ${TPG:-21} --cpus-per-trial 0.75 \
-    --time-budget ${SWEEP_S:-360} --storage "$RES" ${EXTRA:-} > "$OUT/sweep_$m.log" 2>&1 &
+    --time-budget ${SWEEP_S:-360} --storage "$RES/$m" ${EXTRA:-} > "$OUT/sweep_$m.log" 2>&1 &
 done
 wait
 sweep_s=$(( $(date +%s) - start ))

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Issue 3 on the H200, one device call: GPU tests, the kernel benchmark, and an associative-recall
+# On the H200, one device call (issue 3): GPU tests, the kernel benchmark, and an associative-recall
 # sweep of all seven models (two sweep drivers sharing one Ray cluster, so the seven models take
 # half the wall time). Writes everything under $OUT (the device tool's output folder) or ./h200-out.
 # The graph-captured step is used in the sweep only if its GPU tests (tests/test_step.py) pass.
 set -u
+# Since 2026-12-02 a results folder takes one sweep driver at a time: each driver here has its own.
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 RAY_AUTH_MODE=disabled SEQICL_CACHE=/tmp/seqicl-cache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/card.txt"
@@ -17,9 +18,9 @@ timeout 90 python3 bench/kernels.py --out "$OUT/kernels.md" > "$OUT/bench.log" 2
 ray start --head --num-cpus 16 --num-gpus 1 --include-dashboard=false --disable-usage-stats > "$OUT/ray.log" 2>&1
 start=$(date +%s)
 common="--task associative_recall --preset paper --address auto --num-samples 12 --max-concurrent 8
-  --trials-per-gpu 16 --time-budget ${BUDGET_S:-45} --storage $OUT/ar train.epochs=30 train.cuda_graph=$CG"
-timeout -s KILL 220 python3 sweeps/run.py $common --models transformer,s4d,h3,gilr > "$OUT/ar_a.log" 2>&1 &
-timeout -s KILL 220 python3 sweeps/run.py $common --models lru,lstm,rwkv > "$OUT/ar_b.log" 2>&1
+  --trials-per-gpu 16 --time-budget ${BUDGET_S:-45} train.epochs=30 train.cuda_graph=$CG"
+timeout -s KILL 220 python3 sweeps/run.py $common --models transformer,s4d,h3,gilr --storage $OUT/ar/a > "$OUT/ar_a.log" 2>&1 &
+timeout -s KILL 220 python3 sweeps/run.py $common --models lru,lstm,rwkv --storage $OUT/ar/b > "$OUT/ar_b.log" 2>&1
 wait
 echo "sweep wall $(( $(date +%s) - start )) s, cuda_graph=$CG" | tee "$OUT/ar_wall.txt"
 ray stop > /dev/null 2>&1
