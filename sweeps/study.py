@@ -61,6 +61,7 @@ def open_study(path: Path):
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(path)))
     return optuna.create_study(study_name="search", storage=storage, direction="maximize", load_if_exists=True)
 

@@ -37,7 +37,7 @@ def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
         # Read when ray is imported, and inherited by every process the cluster starts.
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
         os.environ["RAY_AUTH_MODE"] = "token"
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(32))  # once per process: Ray caches it
     import ray
     import ray._private.ray_constants as constants
     if not address:
