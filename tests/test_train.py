@@ -128,6 +128,27 @@ def test_a_run_killed_and_started_again_continues_exactly_and_records_each_epoch
     assert again["status"] == "finished" and len(resumed) == 6 - state_epoch
 
 
+@pytest.mark.gpu
+def test_a_graph_captured_run_on_the_gpu_resumes_from_its_state(tmp_path):
+    """On CUDA (graph-captured step, capturable AdamW) the state loads back too, and the run
+    continues to the same numbers."""
+    cfg = compose(["task.num_train=512", "task.num_val=64", "task.num_test=64", "model.d_model=32",
+                   "train.epochs=6", "train.state_every=2", "train.progress=false", "device=cuda"])
+    straight = []
+    train(cfg, on_epoch=straight.append, run_dir=tmp_path / "a")
+
+    def die_after_4(m):
+        if m["epoch"] == 4:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch=die_after_4, run_dir=tmp_path / "b")
+    summary = train(cfg, run_dir=tmp_path / "b")
+    rows = RunRecord(tmp_path / "b").epochs()
+    assert summary["status"] == "finished" and [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(straight, rows):
+        assert b["train_loss"] == a["train_loss"]   # exact on the H200 (bench/results/records-resume-h200-2026-12-02.md)
+
+
 def test_a_run_folder_of_another_config_is_refused(tmp_path):
     cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
                    "train.epochs=1", "train.progress=false", "device=cpu"])

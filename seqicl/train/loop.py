@@ -109,13 +109,21 @@ def save_state(run: Run, path: Path) -> None:
 
 def load_state(run: Run, path: Path) -> None:
     try:
-        state = torch.load(path, map_location=run.device, weights_only=True)
+        # on the CPU: the generator's state must stay a CPU ByteTensor; load_state_dict moves the rest
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise RecordError(f"{path}: not a readable training state ({type(e).__name__})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise RecordError(f"{path}: not a seqicl training state")
     run.model.load_state_dict(state["model"])
+    # a capturable optimizer's learning rate is a device tensor that the captured step reads;
+    # load_state_dict would replace it by the saved (CPU) one, so keep ours and copy the value in
+    lrs = [g["lr"] for g in run.opt.param_groups]
     run.opt.load_state_dict(state["optimizer"])
+    for group, lr in zip(run.opt.param_groups, lrs):
+        if isinstance(lr, torch.Tensor):
+            lr.copy_(torch.as_tensor(group["lr"]))
+            group["lr"] = lr
     run.gen.set_state(state["generator"])
     run.epoch, run.elapsed, run.best = state["epoch"], state["elapsed"], dict(state["best"])
 
