@@ -15,6 +15,7 @@ out of the mean. The report is rewritten at the end.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import sys
 from collections import defaultdict
@@ -76,7 +77,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def main(argv=None) -> int:
-    p = OneLineParser(description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results")
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--full-budget", action="store_true", help="train the sweep's whole epoch budget per re-run")

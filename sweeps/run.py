@@ -11,6 +11,7 @@ given again must match them, except budget, concurrency, packing and more sample
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import shutil
 import sys
@@ -39,7 +40,7 @@ STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "num_samples"
 
 
 def parse_args(argv):
-    p = OneLineParser(description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default=None, help="associative_recall, induction (or induction_head), dfa")
     p.add_argument("--models", default=None, help="comma-separated; default: every registered model")
     p.add_argument("--preset", default=None, help="smoke (CPU minutes) or paper (the original budget)")

@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -306,4 +305,3 @@ def terminate_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, handler)
-    sys.stdout.flush()
