@@ -237,6 +237,8 @@ def sweep(plan: Plan, stored: dict | None) -> int:
                         plan.storage.name, stored)
             if run_all(plan, backend) == "interrupted":
                 raise KeyboardInterrupt
+        if (plan.storage / SCRATCH).is_dir() and not any((plan.storage / SCRATCH).iterdir()):
+            (plan.storage / SCRATCH).rmdir()
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with  python sweeps/run.py --resume --storage {plan.storage}", file=sys.stderr)
         return 130
