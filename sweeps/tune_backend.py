@@ -17,6 +17,8 @@ import signal
 import time
 from pathlib import Path
 
+from seqicl.train.record import RecordError, RunRecord
+
 from .asha import Rungs
 from .locks import locked
 from .study import record_status, trial_dir
@@ -147,13 +149,13 @@ def _classes():
     class RungScheduler(FIFOScheduler):
         """ASHA over the rungs in ``sweeps/asha.py``; remembers whom it stopped and when."""
 
-        def __init__(self, rungs: Rungs):
+        def __init__(self, rungs: Rungs | None, stopped: dict[str, int]):
             super().__init__()
-            self.rungs, self.stopped = rungs, {}
+            self.rungs, self.stopped = rungs, stopped   # rungs None: no early stopping
 
         def on_trial_result(self, tune_controller, trial, result):
             name, score = trial.config["trial"], result.get("best_val")
-            if "epoch" not in result or not isinstance(score, (int, float)) or result.get("diverged"):
+            if self.rungs is None or "epoch" not in result or not isinstance(score, (int, float)) or result.get("diverged"):
                 return TrialScheduler.CONTINUE
             if self.rungs.decide(name, result["epoch"], score):
                 self.stopped[name] = result["epoch"]
@@ -161,31 +163,21 @@ def _classes():
             return TrialScheduler.CONTINUE
 
     class RecordKeeper(Callback):
-        """Writes how each trial ended into its record (where the trial could not: stopped early,
-        or its process died) and tells the source, record first."""
+        """How each trial ended, into its record (where the trial could not say: stopped early,
+        or its process died) and to the source, record first; then its line on the console."""
 
         def __init__(self, keeper):
             self.keeper = keeper
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.keeper.ended(trial.config, died=False)
+            self.keeper.print_line(trial.config["trial"])
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.keeper.ended(trial.config, died=True, why=last_error_line(trial))
-
-    class Progress(Callback):
-        """One line per ended trial instead of Tune's tables."""
-
-        def __init__(self, keeper):
-            self.keeper = keeper
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
             self.keeper.print_line(trial.config["trial"])
 
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.keeper.print_line(trial.config["trial"])
-
-    return TrialSearcher, RungScheduler, RecordKeeper, Progress
+    return TrialSearcher, RungScheduler, RecordKeeper
 
 
 class Keeper:
@@ -196,14 +188,12 @@ class Keeper:
         self.stopped: dict[str, int] = {}
         self.ended_count, self.start, self.told = 0, time.time(), set()
 
-    def record(self, trial: str):
-        from seqicl.train.record import RunRecord
+    def record(self, trial: str) -> RunRecord:
         return RunRecord(trial_dir(self.exp_dir, trial))
 
     def finish(self, trial: str, status: str, reason: str | None, config: dict | None = None) -> None:
         """The record's final status (a trial that failed before training gets a record here,
         so it is listed), then the source is told, record first."""
-        from seqicl.train.record import RecordError
         record = self.record(trial)
         try:
             if not record.exists() and config is not None:
@@ -260,12 +250,9 @@ def run_experiment(*, source, exp_dir: Path, storage: Path, label: str, rungs: R
     remaining = source.remaining()
     if remaining == 0:
         return "complete"
-    TrialSearcher, RungScheduler, RecordKeeper, Progress = _classes()
+    TrialSearcher, RungScheduler, RecordKeeper = _classes()
     keeper = Keeper(exp_dir, label, source, remaining)
-    scheduler = RungScheduler(rungs or Rungs(1, 2, 1))
-    scheduler.stopped = keeper.stopped
-    if rungs is None:  # re-runs: every trial trains its whole budget
-        scheduler.rungs.milestones, scheduler.rungs.recorded = [], {}
+    scheduler = RungScheduler(rungs, keeper.stopped)
     trainable = tune.with_resources(tune.with_parameters(run_trial, exp_dir=str(exp_dir)),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     name = f"{label.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -277,7 +264,7 @@ def run_experiment(*, source, exp_dir: Path, storage: Path, label: str, rungs: R
                                     # import and CUDA context per trial (2.3x the trials/min on a CPU)
                                     reuse_actors=reuse_actors),
         run_config=tune.RunConfig(name=name, storage_path=str(storage / SCRATCH), verbose=0,
-                                  callbacks=[RecordKeeper(keeper), Progress(keeper)],
+                                  callbacks=[RecordKeeper(keeper)],
                                   failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     started = time.time()
