@@ -135,6 +135,8 @@ RULES: dict[str, tuple[str, Any]] = {
     "task.num_val": _POSITIVE_INT,
     "task.num_test": _POSITIVE_INT,
     "model.d_model": _POSITIVE_INT,
+    "task.min_states": ("an integer >= 2 (edges go to other states)", lambda v: _is_int(v) and v >= 2),
+    "task.min_edges": _POSITIVE_INT,
     "model.n_layers": _POSITIVE_INT,
     "train.state_every": ("an integer >= 0", lambda v: _is_int(v) and v >= 0),
     "train.grad_clip": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0),

@@ -1,11 +1,19 @@
-"""Search spaces: ``search_spaces/<task>/<model>.yaml``, a mapping from dotted config keys
-to distributions. The grammar (one entry per key):
+"""Search spaces: ``search_spaces/<model>.yaml``, one per model for every task, a mapping from
+dotted config keys to distributions. The grammar (one entry per key):
 
     optim.lr:            {loguniform: [1.0e-4, 1.0e-3]}   # log-uniform float in [lo, hi]
     model.dropout:       {uniform: [0.0, 0.2]}            # uniform float in [lo, hi]
     model.d_model:       {choice: [32, 64, 128, 256]}     # one of the listed scalars
     model.n_layers:      {randint: [2, 8]}                # integer in [lo, hi], both included
     train.batch_size:    32                               # fixed value
+
+A task that needs other ranges overrides entries, in the model's file under ``tasks:``::
+
+    tasks:
+      dfa:
+        model.n_layers: {choice: [2, 4, 8, 12]}
+
+or in a file ``search_spaces/<task>/<model>.yaml`` laid over the model's file (its entries win).
 
 Every key must exist in the composed config and every value must fit its type; problems
 are ``ConfigError``s raised before Ray starts. No Ray import here: the Ray module turns the
@@ -34,8 +42,15 @@ class Param:
         return f"{self.key}={self.args[0]!r}" if self.kind == "fixed" else f"{self.key}~{self.kind}{list(self.args)}"
 
 
-def space_path(task: str, model: str) -> Path:
-    return ROOT / task / f"{model}.yaml"
+TASKS_KEY = "tasks"
+
+
+def space_path(model: str, root: Path | None = None) -> Path:
+    return (root or ROOT) / f"{model}.yaml"
+
+
+def task_space_path(task: str, model: str, root: Path | None = None) -> Path:
+    return (root or ROOT) / task / f"{model}.yaml"
 
 
 def parse_entry(key: str, spec: Any, default: Any, where: str) -> Param:
@@ -95,11 +110,23 @@ def parse_space(raw: Any, cfg: dict, where: str) -> dict[str, Param]:
     return params
 
 
-def load_space(task: str, model: str, cfg: dict, extra: dict | None = None) -> dict[str, Param]:
-    """The search space for (task, model), with ``extra`` entries (from a preset) on top."""
-    path = space_path(task, model)
-    if not path.is_file():
-        raise ConfigError(f"no search space for model '{model}' on task '{task}' ({path} is missing)")
-    space = parse_space(load_yaml(path), cfg, str(path))
+def load_space(task: str, model: str, cfg: dict, extra: dict | None = None,
+               root: Path | None = None) -> dict[str, Param]:
+    """The search space for (task, model): the model's file, its ``tasks.<task>`` entries, a
+    task file if there is one, then ``extra`` entries (from a preset), each on top of the last."""
+    path, task_path = space_path(model, root), task_space_path(task, model, root)
+    if not path.is_file() and not task_path.is_file():
+        raise ConfigError(f"no search space for model '{model}' ({path} is missing)")
+    space: dict[str, Param] = {}
+    if path.is_file():
+        raw = load_yaml(path)
+        per_task = raw.pop(TASKS_KEY, None) if isinstance(raw, dict) else None
+        if per_task is not None and not (isinstance(per_task, dict) and all(isinstance(v, dict) or v is None
+                                                                           for v in per_task.values())):
+            raise ConfigError(f"{path}: {TASKS_KEY}: expected a mapping of task names to mappings of entries")
+        space.update(parse_space(raw, cfg, str(path)))
+        space.update(parse_space((per_task or {}).get(task), cfg, f"{path} ({TASKS_KEY}.{task})"))
+    if task_path.is_file():
+        space.update(parse_space(load_yaml(task_path), cfg, str(task_path)))
     space.update(parse_space(extra or {}, cfg, f"preset space for {model}"))
     return space

@@ -54,6 +54,24 @@ def test_associative_recall_format_and_masks():
     assert data.info["chance"] == pytest.approx(1 / 9)
 
 
+def test_associative_recall_query_is_uniform_over_distinct_context_keys():
+    """The original's law: the query key is uniform over the DISTINCT keys of the context. Then
+    the queried key occurs, on average, 20 / (distinct keys) times in that example's context;
+    drawing it in proportion to its occurrences (an easier task) makes it sum(c^2) / 20."""
+    data = generate(small_task("associative_recall", num_train=6000, num_val=10, num_test=10))
+    seqs = full_sequences(data.train).tolist()
+    counts, expected, weighted = [], [], []
+    for s in seqs:
+        keys = s[0:40:2]
+        counts.append(keys.count(s[41]))
+        distinct = set(keys)
+        expected.append(len(keys) / len(distinct))
+        weighted.append(sum(keys.count(k) ** 2 for k in distinct) / len(keys))
+    mean = sum(counts) / len(counts)
+    assert abs(mean - sum(expected) / len(expected)) < 0.1
+    assert sum(weighted) / len(weighted) - sum(expected) / len(expected) > 0.4  # the laws are told apart
+
+
 @pytest.mark.parametrize("task", ["induction", "associative_recall", "dfa"])
 def test_deterministic_from_seed_and_splits_disjoint(task):
     a, b = generate(small_task(task)), generate(small_task(task))
@@ -115,6 +133,26 @@ def test_random_dfas_are_minimal_trimmed_and_canonical():
         for s, d in enumerate(raw):
             relabelled[perm[s]] = {a: perm[t] for a, t in d.items()}
         assert minimize(relabelled).key() == dfa.key()
+
+
+def test_raw_automata_have_distinct_targets_per_state():
+    rng = random.Random(1)
+    for _ in range(2000):
+        raw = sample_raw(rng, 18, rng.randint(4, 12), rng.randint(4, 18), 1, 3)
+        for s, edges in enumerate(raw):
+            assert len(set(edges.values())) == len(edges), (s, edges)  # drawn without replacement
+            assert s not in edges.values()
+
+
+def test_regbench_automata_sizes_match_the_original_generator():
+    """2,000 training DFAs of the default task: the original generator gives about 6.9 states
+    after minimisation and 7.45 letters used (design notes, "The tasks")."""
+    data = generate(small_task("dfa", num_train=2000, num_val=1, num_test=1))
+    dfas = [dfa_from_table(t) for t in data.train.dfa_trans]
+    states = sum(d.num_states for d in dfas) / len(dfas)
+    letters = sum(len({a for edges in d.transitions for a, _ in edges}) for d in dfas) / len(dfas)
+    assert abs(states - 6.9) < 0.1, states
+    assert abs(letters - 7.45) < 0.15, letters
 
 
 # ---- RegBench ------------------------------------------------------------------------------
@@ -197,6 +235,22 @@ def test_cache_generates_once_and_replaces_corrupt_entries(tmp_path, monkeypatch
     other = dict(cfg, seed=5)
     assert cache_mod.cache_key(other) != cache_mod.cache_key(cfg)
     assert load_task(cfg, str(tmp_path)).name == "induction"
+
+
+def test_an_older_generators_cache_is_never_read(tmp_path, monkeypatch):
+    """Neither as the same entry nor as a larger set to cut from: its data follow other laws."""
+    calls = []
+
+    def counting(c):
+        calls.append(c["num_train"])
+        return generate(c)
+    monkeypatch.setattr(cache_mod, "GENERATOR_VERSION", cache_mod.GENERATOR_VERSION - 1)
+    cache_mod.cached(small_task("associative_recall", num_train=60), counting, tmp_path)
+    monkeypatch.undo()
+    for n in (25, 60):
+        data = cache_mod.cached(small_task("associative_recall", num_train=n), counting, tmp_path)
+        assert data.info["generator_version"] == cache_mod.GENERATOR_VERSION
+    assert calls == [60, 25, 60]
 
 
 @pytest.mark.parametrize("task", ["dfa", "induction"])

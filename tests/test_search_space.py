@@ -54,11 +54,19 @@ def test_malformed_yaml_file(tmp_path):
     assert "\n" not in str(e.value)
 
 
-def test_every_shipped_space_parses_and_covers_the_original_grid():
-    files = sorted(ROOT.glob("*/*.yaml"))
+def test_one_space_per_model():
+    from seqicl.models import MIXERS
+    assert sorted(f.stem for f in ROOT.glob("*.yaml")) == sorted(MIXERS)
+
+
+@pytest.mark.parametrize("task", ["associative_recall", "induction", "dfa"])
+def test_every_shipped_space_parses_and_covers_the_original_grid(task):
+    files = sorted(ROOT.glob("*.yaml"))
     assert files
     for f in files:
-        task, model = f.parent.name, f.stem
+        model = f.stem
+        text = f.read_text()
+        assert "1e-4, 2.5e-4 and 5e-4" in text.replace("\n#", " ").replace("\n", " ")  # the comment states the grid
         space = load_space(task, model, compose([f"task={task}", f"model={model}"]))
         assert set(space["model.d_model"].args) >= {32, 64, 128, 256}
         assert set(space["model.n_layers"].args) >= {2, 4, 8}
@@ -67,6 +75,27 @@ def test_every_shipped_space_parses_and_covers_the_original_grid():
         assert set(space["optim.weight_decay"].args) >= {0.01, 0.1}
         if model == "transformer":
             assert set(space["model.mixer.n_heads"].args) >= {1, 2}
+
+
+def test_per_task_entries_and_task_files_lie_over_the_model_space(cfg, tmp_path):
+    (tmp_path / "transformer.yaml").write_text(
+        "model.d_model: {choice: [32, 64]}\noptim.lr: {loguniform: [1.0e-4, 1.0e-3]}\n"
+        "tasks:\n  dfa:\n    model.d_model: {choice: [128, 256]}\n")
+    (tmp_path / "induction").mkdir()
+    (tmp_path / "induction" / "transformer.yaml").write_text("optim.lr: {loguniform: [1.0e-5, 1.0e-4]}\n")
+    ar = load_space("associative_recall", "transformer", cfg, root=tmp_path)
+    dfa = load_space("dfa", "transformer", cfg, root=tmp_path)
+    ih = load_space("induction", "transformer", cfg, {"model.n_layers": 2}, root=tmp_path)
+    assert ar["model.d_model"].args == (32, 64) and ar["optim.lr"].args == (1e-4, 1e-3)
+    assert dfa["model.d_model"].args == (128, 256) and dfa["optim.lr"].args == (1e-4, 1e-3)
+    assert ih["model.d_model"].args == (32, 64) and ih["optim.lr"].args == (1e-5, 1e-4)
+    assert ih["model.n_layers"].kind == "fixed"
+    (tmp_path / "transformer.yaml").write_text("tasks: [dfa]\n")
+    with pytest.raises(ConfigError, match="tasks: expected a mapping"):
+        load_space("dfa", "transformer", cfg, root=tmp_path)
+    (tmp_path / "transformer.yaml").write_text("tasks:\n  dfa:\n    model.d_modl: 3\n")
+    with pytest.raises(ConfigError, match=r"tasks\.dfa.*'model.d_modl' is not a key"):
+        load_space("dfa", "transformer", cfg, root=tmp_path)
 
 
 def test_missing_space_file(cfg):

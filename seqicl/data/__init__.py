@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from . import associative_recall, induction_head, regbench
-from .cache import cached
+from .cache import GENERATOR_VERSION, cached
 from .dataset import Split, TaskData
 from .vocab import IGNORE, Vocab
 
@@ -17,7 +17,9 @@ def generate(task_cfg: dict) -> TaskData:
     """Generate a task's data from its config section, without the cache."""
     if task_cfg["name"] not in GENERATORS:
         raise ValueError(f"unknown task '{task_cfg['name']}' (choose from {', '.join(GENERATORS)})")
-    return GENERATORS[task_cfg["name"]](task_cfg)
+    data = GENERATORS[task_cfg["name"]](task_cfg)
+    data.info["generator_version"] = GENERATOR_VERSION  # run records say which data they trained on
+    return data
 
 
 def load_task(task_cfg: dict, cache_dir: str | None = None) -> TaskData:

@@ -2,7 +2,9 @@
 
 Keys are the lower half of the ordinary tokens, values the upper half. Each example draws
 its own random key -> value map, writes ``num_pairs`` pairs of (random key, its value),
-then ``=>`` and a key that occurred earlier; the model must emit that key's value.
+then ``=>`` and a query key drawn uniformly over the DISTINCT keys of the context (as the
+original does: a key that occurs three times is no likelier to be asked than one that occurs
+once); the model must emit that key's value.
 
 Worked example, vocab 20 (keys 0-8, values 9-17, ``=>`` = 18), ``num_pairs=3``::
 
@@ -30,12 +32,12 @@ def sample(rng: random.Random, num_ordinary: int, num_pairs: int) -> tuple[int, 
     values = range(num_keys, num_ordinary)
     kv = [rng.choice(values) for _ in range(num_keys)]
     seq: list[int] = []
-    present = []
+    present: set[int] = set()
     for _ in range(num_pairs):
         k = rng.randrange(num_keys)
         seq += [k, kv[k]]
-        present.append(k)
-    query = rng.choice(present)
+        present.add(k)
+    query = rng.choice(sorted(present))  # uniform over distinct keys, not over occurrences
     return tuple(seq + [num_ordinary, query, kv[query]])
 
 

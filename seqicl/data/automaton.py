@@ -4,7 +4,8 @@ Every state accepts, so a string is in the language exactly when each of its tra
 exists. States are ``0..n-1`` with ``0`` the start; letters are token ids ``0..k-1``.
 
 A random DFA is drawn as the RegBench paper describes (4-12 states, an alphabet of 4-18
-letters, 1-3 outgoing edges per state to *other* states), then trimmed to the states
+letters, 1-3 outgoing edges per state, to DISTINCT other states: targets drawn without
+replacement, no self-loops), then trimmed to the states
 reachable from the start, minimised (Moore's partition refinement, with a missing edge
 meaning "go to a rejecting dead state") and renumbered in breadth-first order, so that two
 automata of the same language have the same ``key()``.
@@ -65,9 +66,11 @@ def sample_raw(rng: random.Random, num_letters: int, num_states: int, alphabet_s
     alphabet = rng.sample(range(num_letters), alphabet_size)
     delta = []
     for s in range(num_states):
-        m = rng.randint(min_edges, min(max_edges, alphabet_size))
         others = [t for t in range(num_states) if t != s]  # no self-loops
-        delta.append({a: rng.choice(others) for a in rng.sample(alphabet, m)})
+        m = rng.randint(min_edges, min(max_edges, alphabet_size, len(others)))
+        # distinct targets: with replacement, two edges often share one and minimisation
+        # then shrinks the automaton (6.6 states on average instead of the original's 6.9)
+        delta.append(dict(zip(rng.sample(alphabet, m), rng.sample(others, m))))
     return delta
 
 

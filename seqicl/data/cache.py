@@ -16,15 +16,24 @@ import torch
 from ..atomic import atomic_write
 from .dataset import TaskData
 
-GENERATOR_VERSION = 2  # bump when a generator's output changes for the same config
+# Bump when a generator's output changes for the same config: the version is part of every
+# cache key and of each entry's description, so an older entry is never read as new data.
+# 3 (2026-12-03): associative recall queries a distinct key uniformly; RegBench edges of one
+# state go to distinct targets.
+GENERATOR_VERSION = 3
 
 
 def cache_dir(configured: str | None = None) -> Path:
     return Path(configured or os.environ.get("SEQICL_CACHE") or Path.home() / ".cache" / "seqicl")
 
 
+def described(task_cfg: dict) -> dict:
+    """What an entry is: the task section and the generator version that made it."""
+    return {"v": GENERATOR_VERSION, **task_cfg}
+
+
 def cache_key(task_cfg: dict) -> str:
-    blob = json.dumps({"v": GENERATOR_VERSION, **task_cfg}, sort_keys=True)
+    blob = json.dumps(described(task_cfg), sort_keys=True)
     return f"{task_cfg['name']}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
@@ -36,8 +45,9 @@ def _read(path: Path) -> TaskData | None:
 
 
 def _from_larger(task_cfg: dict, directory: Path) -> TaskData | None:
-    """Cut the data from a cached entry that differs only by a larger ``num_train``."""
-    rest = {k: v for k, v in task_cfg.items() if k != "num_train"}
+    """Cut the data from a cached entry that differs only by a larger ``num_train`` (and was
+    made by this generator version: an entry without one is older)."""
+    rest = {k: v for k, v in described(task_cfg).items() if k != "num_train"}
     for meta in sorted(directory.glob(f"{task_cfg['name']}-*.json")):
         try:
             other = json.loads(meta.read_text())
@@ -60,5 +70,5 @@ def cached(task_cfg: dict, generate, directory: str | Path | None = None) -> Tas
         return data
     data = (_from_larger(task_cfg, directory) if directory.is_dir() else None) or generate(task_cfg)
     atomic_write(path, lambda f: torch.save(data.state(), f))
-    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(task_cfg, sort_keys=True).encode()))
+    atomic_write(path.with_suffix(".json"), lambda f: f.write(json.dumps(described(task_cfg), sort_keys=True).encode()))
     return data
