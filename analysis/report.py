@@ -31,20 +31,41 @@ def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+def fmt_params(n: int | None) -> str:
+    """A parameter count the way papers print it: 840, 52k, 4.2M."""
+    if n is None:
+        return "?"
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1e3:.0f}k" if n >= 10_000 else f"{n / 1e3:.1f}k"
+    return f"{n / 1e6:.1f}M"
+
+
 def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
     """Mean and sample standard deviation of the test metric over the best configuration's runs:
     the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``), one run per seed.
-    A re-run counts once it trained all its epochs or diverged (a seed that fails is part of the
-    spread, at its last good value); re-runs cut short by a time budget are listed apart
-    (``seed_cut``) until a later re-run of the same seed completes."""
+    A re-run counts once it trained the chosen configuration's whole schedule or diverged (a seed
+    that fails is part of the spread, at its last good value). The others are listed apart
+    (``seed_cut``), never averaged, until a complete re-run of the same seed exists: re-runs cut
+    short by a time budget, and re-runs of a shorter schedule (results made before 2026-12-03
+    re-ran the chosen trial only for the epochs it had trained, annealing to zero there)."""
     mine = [r for r in reseeds if best is not None and rerun_of(r, best) and r.test_at_best is not None]
+    full = best.epochs_budget if best is not None else None
+
+    def complete(r: Trial) -> bool:
+        return r.status == "diverged" or (r.status == "finished" and r.epochs_budget == full)
     done: dict[int, Trial] = {}
-    for r in sorted((r for r in mine if r.status in ("finished", "diverged")), key=lambda r: r.epochs_run):
-        done[r.seed] = r  # the longest completed run of each seed
+    for r in sorted((r for r in mine if complete(r)), key=lambda r: r.epochs_run):
+        done[r.seed] = r  # the longest complete run of each seed
     values = [best.test_at_best] + [r.test_at_best for r in done.values()] \
         if best is not None and best.test_at_best is not None else []
-    cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": r.epochs_budget, "seed": r.seed}
-           for r in mine if r.status == "stopped" and r.seed not in done]
+    short: dict[int, Trial] = {}
+    for r in sorted((r for r in mine if not complete(r) and r.status in ("finished", "stopped")
+                     and r.seed not in done), key=lambda r: r.epochs_run):
+        short[r.seed] = r  # the longest of each seed
+    cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": full, "seed": r.seed}
+           for _, r in sorted(short.items())]
     if len(values) < 2:
         return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut}
     mean = sum(values) / len(values)
@@ -68,6 +89,7 @@ def summarize(trials: list[Trial]) -> list[dict]:
             "test": best.test_at_best if best else None, "val": best.best_val if best else None,
             "test_tvd": best.test_at_best_all.get("tvd") if best else None,
             "best_epoch": best.best_epoch if best else None, "chance": next((t.chance for t in ts if t.chance is not None), None),
+            "n_params": best.n_params if best else None,
             "trials": len(ts), **count, "best_trial": str(best.path) if best else None,
             "params": best.params if best else {}, "baselines": next((t.baselines for t in ts if t.baselines), {}),
             **seed_stats(best, reseeds.get((task, size, model), [])),
@@ -114,8 +136,11 @@ def main_table(g: Grid) -> str:
         base = [pct(first["baselines"].get(b, {}).get(first["metric"])) if first["baselines"] else ""
                 for b in g.baselines]
         body.append([g.label(task, size)] + vals + [pct(first["chance"])] + base)
+        body.append(["parameters"] + [fmt_params(g.cell[(task, size, m)]["n_params"]) if (task, size, m) in g.cell else ""
+                                      for m in g.models] + [""] * (1 + len(g.baselines)))
     return ("## Test accuracy (%) of the best trial per model, chosen on validation\n\n"
-            "RegBench cells are DFA accuracy. Random: chance computed from the task.\n\n"
+            "RegBench cells are DFA accuracy. Random: chance computed from the task. Under each task, "
+            "the parameter count of each cell's chosen configuration.\n\n"
             + md_table(["task"] + g.names + ["Random"] + g.baselines,
                        ["---"] + [":---:"] * (len(g.models) + 1 + len(g.baselines)), body))
 
@@ -140,11 +165,11 @@ def seed_table(g: Grid) -> str:
             return ""
         text = (f"best {pct(r['test'])}" if r["seed_mean"] is None else
                 f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); best {pct(r['test'])}")
-        if r["seed_cut"]:  # shown, never averaged: they trained fewer epochs than the chosen run
+        if r["seed_cut"]:  # shown, never averaged: cut short, or a shorter schedule than the chosen config's
             cut = r["seed_cut"]
             epochs = sorted(c["epochs"] for c in cut)
             span = f"{epochs[0]}" if epochs[0] == epochs[-1] else f"{epochs[0]}-{epochs[-1]}"
-            text += f"; {len(cut)} cut short at {span} of {cut[0]['of']} epochs: " + " ".join(pct(c["test"]) for c in cut)
+            text += f"; {len(cut)} not counted, trained {span} of {cut[0]['of']} epochs: " + " ".join(pct(c["test"]) for c in cut)
         return text
     body = [[g.label(task, size)] + [fmt(g.cell.get((task, size, m))) for m in g.models] for task, size in g.keys]
     return ("\n## Over seeds: mean ± std of the best configuration's runs (n runs), best single run\n\n"
@@ -179,12 +204,13 @@ def per_model_tables(g: Grid) -> str:
             if r is None:
                 continue
             conf = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(r["params"].items()))
-            body.append([MODEL_NAMES.get(m, m), pct(r["test"]), pct(r["val"]), str(r["best_epoch"] or "-"),
+            body.append([MODEL_NAMES.get(m, m), pct(r["test"]), pct(r["val"]), fmt_params(r["n_params"]),
+                         str(r["best_epoch"] or "-"),
                          str(r["trials"]), str(r["finished"]), str(r["stopped"]), str(r["diverged"]),
                          str(r["errored"]), conf or "-"])
         out.append(f"\n### {g.label(task, size)}: {METRIC_NAMES.get(metric, metric)} per model\n\n" + md_table(
-            ["model", "test (%)", "val (%)", "best epoch", "trials", "finished", "stopped early", "diverged",
-             "errored", "best configuration"], ["---"] + ["---:"] * 8 + ["---"], body))
+            ["model", "test (%)", "val (%)", "parameters", "best epoch", "trials", "finished", "stopped early",
+             "diverged", "errored", "best configuration"], ["---"] + ["---:"] * 9 + ["---"], body))
     return "".join(out)
 
 
@@ -275,12 +301,13 @@ def write_report(root: str | Path) -> str:
     atomic_write_text(root / "table.md", md)
     atomic_write_text(root / "table.json", json.dumps(rows, indent=1))
     atomic_write_text(root / "table.csv", to_csv(rows, ["task", "num_train", "model", "metric", "test", "val",
-                                                         "test_tvd", "best_epoch", "chance", "trials", "finished",
+                                                         "test_tvd", "n_params", "best_epoch", "chance", "trials", "finished",
                                                          "stopped", "diverged", "errored", "seed_mean", "seed_std",
                                                          "seed_n", "params", "best_trial"]))
     trial_rows = [{"task": t.task, "num_train": t.num_train, "model": t.model, "trial_id": t.trial_id,
                    "role": t.role, "seed": t.seed, "status": t.status, "epochs_run": t.epochs_run, "best_val": t.best_val,
-                   "test_at_best": t.test_at_best, "best_epoch": t.best_epoch, "params": t.params,
+                   "test_at_best": t.test_at_best, "best_epoch": t.best_epoch, "n_params": t.n_params,
+                   "params": t.params,
                    "error": t.error, "path": rel(t.path, root)} for t in trials]
     atomic_write_text(root / "trials.csv", to_csv(trial_rows, list(trial_rows[0])))
     best = {}
@@ -288,7 +315,8 @@ def write_report(root: str | Path) -> str:
         if r["best_trial"]:
             t = next(t for t in trials if rel(t.path, root) == r["best_trial"])
             best.setdefault(r["task"], {}).setdefault(r["model"], {})[r["num_train"]] = {
-                "val": r["val"], "test": r["test"], "best_epoch": r["best_epoch"], "trial": t.trial_id,
+                "val": r["val"], "test": r["test"], "best_epoch": r["best_epoch"], "n_params": t.n_params,
+                "trial": t.trial_id,
                 "checkpoint": rel(t.path / "best.pt", root), "params": t.params, "config": t.config}
     atomic_write_text(root / "best_configs.yaml", yaml.safe_dump(best, sort_keys=False))
     write_compact(root, trials, title)

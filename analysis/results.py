@@ -50,6 +50,7 @@ class Trial:
     epochs: list = field(default_factory=list)             # one dict per evaluated epoch
     task_info: dict = field(default_factory=dict)
     summary: dict | None = None   # converted older results: the numbers their report used
+    n_params: int | None = None   # the model's parameter count (None where the record lacks it)
 
     @property
     def rankable(self) -> bool:
@@ -84,7 +85,7 @@ def make_trial(line: dict, root: Path) -> Trial:
                  params=line.get("sampled") or {}, config=cfg, reason=line.get("reason"),
                  role=line.get("role", cfg.get("role", "sweep")), seed=line.get("seed", cfg.get("seed", 0)),
                  test_at_best_all=at_best, baselines=info.get("baselines", {}), epochs=rows, task_info=info,
-                 summary=line.get("summary"))
+                 summary=line.get("summary"), n_params=line.get("n_params"))
 
 
 def read_run_folder(folder: Path, root: Path) -> dict:
@@ -97,7 +98,8 @@ def read_run_folder(folder: Path, root: Path) -> dict:
     experiment = Path(*rel.parts[:-2]) if in_sweep else rel.parent
     return {"path": rel.as_posix(), "experiment": experiment.as_posix(), "trial_id": run.get("trial", folder.name),
             "config": run["config"], "sampled": run.get("sampled", {}), "task_info": run.get("task_info", {}),
-            "status": status["status"], "reason": status.get("reason"), "epochs": rows}
+            "status": status["status"], "reason": status.get("reason"), "epochs": rows,
+            "n_params": run.get("n_params")}
 
 
 def read_compact(root: Path) -> tuple[list[dict], dict, list[str]]:
@@ -162,6 +164,8 @@ def compact_line(t: Trial, root: Path) -> dict:
                     epochs_budget=t.epochs_budget)
     if t.summary is not None:
         line["summary"] = t.summary
+    if t.n_params is not None:
+        line["n_params"] = t.n_params
     return line
 
 

@@ -14,6 +14,14 @@ kinds of legacy folder:
 Each line keeps the numbers the old report used (``summary``), so the tables come out the same.
 Generation files under ``generation/`` move to ``exports/<name>/`` with their summary rebuilt
 from the per-string lines. Afterwards the trial folders can be deleted; ``--delete`` does so.
+
+    python -m sweeps.convert_legacy --params results/2026-11-29-h200
+
+fills in the parameter count of every line that has a config but no count (records written before
+2026-12-03 did not carry it into the compact file), from the config and today's model code. A
+count that depends on the sequence length (learned positions) is filled in only where the task
+fixes that length (associative recall, induction head), not for RegBench, whose length came from
+that run's data.
 """
 from __future__ import annotations
 
@@ -150,6 +158,39 @@ def move_generations(root: Path) -> None:
         (root / "generation").rmdir()
 
 
+def params_of(cfg: dict, cache: dict) -> int | None:
+    """The parameter count of ``cfg``'s model, or None where it depends on an unknown length."""
+    import torch
+    from seqicl.data import generate
+    from seqicl.models.lm import build_model
+
+    def n(length: int) -> int:
+        key = (json.dumps(cfg["model"], sort_keys=True), cfg["task"]["vocab_size"], length)
+        if key not in cache:
+            with torch.device("meta"):   # shapes only: no memory, no init
+                cache[key] = sum(p.numel() for p in build_model(cfg["model"], cfg["task"]["vocab_size"], length).parameters())
+        return cache[key]
+    if n(1) == n(2):
+        return n(1)
+    if cfg["task"]["name"] in ("associative_recall", "induction"):  # the format fixes the length
+        return n(generate({**cfg["task"], "num_train": 1, "num_val": 1, "num_test": 1}).train.inputs.shape[1])
+    return None
+
+
+def backfill_params(root: Path) -> int:
+    """Parameter counts into the compact record where a line has a config and no count."""
+    from analysis.results import load_results
+    results = load_results(root)
+    cache: dict = {}
+    filled = 0
+    for t in results.trials:
+        if t.n_params is None and t.config:
+            t.n_params = params_of(t.config, cache)
+            filled += t.n_params is not None
+    write_compact(root, results.trials, results.title or root.name)
+    return filled
+
+
 def convert(root: Path, delete: bool = False) -> int:
     title = re.match(r"# seqicl results: (.*)", (root / "table.md").read_text()).group(1)
     lines = from_trial_folders(root) or from_report_files(root)
@@ -163,6 +204,9 @@ def convert(root: Path, delete: bool = False) -> int:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--delete"]
+    args = [a for a in sys.argv[1:] if a not in ("--delete", "--params")]
     for folder in args:
-        print(f"{folder}: {convert(Path(folder), '--delete' in sys.argv)} trials")
+        if "--params" in sys.argv:
+            print(f"{folder}: {backfill_params(Path(folder))} parameter counts filled in")
+        else:
+            print(f"{folder}: {convert(Path(folder), '--delete' in sys.argv)} trials")

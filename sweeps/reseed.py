@@ -1,17 +1,18 @@
 """Re-run the best configuration of every (task, model) pair of a results folder with other
 seeds, so the tables can show mean ± std beside the best single run.
 
-    python sweeps/reseed.py <results dir> [--seeds 1,2,3] [--full-budget] [the packing and
-                            cluster flags of run.py: --max-concurrent, --trials-per-gpu, --mps, ...]
+    python sweeps/reseed.py <results dir> [--seeds 1,2,3] [the packing and cluster flags of
+                            run.py: --max-concurrent, --trials-per-gpu, --mps, --time-budget, ...]
 
 Every pair's chosen trial runs again with each seed, all side by side in one experiment per
 task, ``<task>/reseeds``: the chosen trial's full config with ``role: reseed`` and ``seed`` set,
 no early stopping. A (pair, seed) that already has a completed re-run of that config is skipped
 and one that was cut short continues from its training state, so running the same command
-again trains only what is missing. Each re-run trains as many epochs as the chosen trial did
-(ASHA may have stopped it before the sweep's budget); ``--full-budget`` trains the sweep's whole
-epoch budget instead. ``--time-budget`` ends the re-runs after S seconds; those cut short stay
-out of the mean. The report is rewritten at the end.
+again trains only what is missing. Each re-run trains the chosen configuration's whole schedule
+(``train.epochs`` is part of the configuration: ASHA may have stopped the chosen trial early, but
+its learning rate was on the way to its full-length cosine; a re-run cut to that epoch would
+anneal to zero there, another recipe). ``--time-budget`` ends the re-runs after S seconds; those
+cut short are listed apart and stay out of the mean. The report is rewritten at the end.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from sweeps.run import LOCK  # noqa: E402
 EXPERIMENT = "reseeds"
 
 
-def plan(root: Path, seeds: list[int], full_budget: bool = False) -> dict[Path, dict[str, dict]]:
+def plan(root: Path, seeds: list[int]) -> dict[Path, dict[str, dict]]:
     """Task folder -> {"<experiment>-seed<k>-e<epochs>": config to train}: the best trial of
     every sweep experiment, once per seed that has no completed re-run of that config yet."""
     groups, done = defaultdict(list), defaultdict(list)
@@ -56,8 +57,6 @@ def plan(root: Path, seeds: list[int], full_budget: bool = False) -> dict[Path, 
         folder = Path(experiment).parent
         cfg = copy.deepcopy(best.config)
         cfg["role"] = "reseed"
-        if not full_budget:
-            cfg["train"]["epochs"] = max(1, best.epochs_run)
         for seed in seeds:
             if not any(r.seed == seed and rerun_of(r, best) and r.epochs_budget == cfg["train"]["epochs"]
                        for r in done[folder]):
@@ -80,7 +79,6 @@ def main(argv=None) -> int:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results")
     p.add_argument("--seeds", default="1,2,3")
-    p.add_argument("--full-budget", action="store_true", help="train the sweep's whole epoch budget per re-run")
     add_cluster_args(p)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(args.results).resolve()
@@ -90,7 +88,7 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
         cluster = resolve_cluster(args, has_gpu(), default_concurrent=16)
         with locked(root / LOCK, what=f"results folder {root}"):
-            jobs = plan(root, seeds, args.full_budget)
+            jobs = plan(root, seeds)
             if not jobs:
                 print(f"nothing to re-run: every chosen configuration has completed runs with seeds {args.seeds}")
                 return 0

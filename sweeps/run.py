@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from seqicl.cli import OneLineParser  # noqa: E402
-from seqicl.config import ConfigError, canonical_task, check_value, load_yaml, options, set_dotted, validate  # noqa: E402
+from seqicl.config import ConfigError, canonical_task, check_value, get_dotted, load_yaml, options, set_dotted, validate  # noqa: E402
 from sweeps.asha import Rungs  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
 from sweeps.locks import locked  # noqa: E402
@@ -36,7 +36,7 @@ PRESETS = ROOT / "sweeps" / "presets"
 TASKS = ("associative_recall", "induction", "dfa")
 LOCK = ".lock"
 # what --resume takes from sweep.json when the command line leaves it out
-STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "num_samples", "overrides")
+STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "num_samples", "grace_period", "overrides")
 
 
 def parse_args(argv):
@@ -47,6 +47,8 @@ def parse_args(argv):
     p.add_argument("--num-samples", type=int, default=None, help="trials per model (preset's default)")
     p.add_argument("--storage", default=None, help="results folder (default: runs/<task>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored in --storage")
+    p.add_argument("--grace-period", type=int, default=None,
+                   help="epochs before ASHA's first rung (preset's default); must come after the warm-up")
     p.add_argument("--seed", type=int, default=None, help="seed of the Optuna sampler and of every trial (0)")
     p.add_argument("--num-examples", default=None,
                    help="learning curve: comma-separated training sizes, one experiment per size and model")
@@ -135,9 +137,13 @@ def make_plan(args) -> tuple[Plan, dict | None]:
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     seed = args.seed if args.seed is not None else 0
     sizes = parse_sizes(args.num_examples)
+    grace = args.grace_period if args.grace_period is not None else preset["grace_period"]
+    if grace < 1:
+        raise ConfigError(f"--grace-period must be at least 1, got {grace}")
     saved_args = {"task": task, "models": models, "preset": preset_name, "num_examples": args.num_examples,
-                  "seed": seed, "num_samples": num_samples, "overrides": list(args.overrides)}
-    plan = Plan(task, models, preset_name, storage, num_samples, seed, preset["grace_period"],
+                  "seed": seed, "num_samples": num_samples, "grace_period": args.grace_period,
+                  "overrides": list(args.overrides)}
+    plan = Plan(task, models, preset_name, storage, num_samples, seed, grace,
                 preset["reduction_factor"], cluster, saved_args)
     overrides = list(preset.get("overrides") or []) + list(args.overrides)
     overridden = {o.lstrip("+").split("=", 1)[0] for o in overrides}
@@ -161,6 +167,7 @@ def make_plan(args) -> tuple[Plan, dict | None]:
                 validate(c)
             name = m if size is None else f"{m}-n{size}"
             plan.experiments[name] = Experiment(name, m, c, space)
+            check_first_rung(plan, plan.experiments[name])
     check_storage(plan, args.resume)
     if stored is not None:
         check_resume(stored, plan.defining())
@@ -168,6 +175,26 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         if num_samples < started:
             raise ConfigError(f"--num-samples {num_samples} is below the {started} trials this sweep already started")
     return plan, stored
+
+
+def largest(e: Experiment, key: str) -> float:
+    """The largest value ``key`` takes in the experiment's trials (fixed, or searched)."""
+    p = e.space.get(key)
+    if p is None:
+        return get_dotted(e.cfg, key)
+    return max(p.args)
+
+
+def check_first_rung(plan: Plan, e: Experiment) -> None:
+    """ASHA compares trials at its first rung: one inside the learning-rate warm-up ranks trials
+    by how far their warm-up got (a low rate is still near zero there), not by what they learn."""
+    epochs = e.cfg["train"]["epochs"]
+    first = Rungs(plan.grace_period, plan.reduction_factor, epochs).milestones[0]
+    warmup = largest(e, "optim.warmup_frac") * largest(e, "train.epochs")
+    if first < epochs and first <= warmup:
+        raise ConfigError(f"ASHA's first rung (epoch {first}) falls inside the learning-rate warm-up of {e.name} "
+                          f"({warmup:g} of {epochs} epochs): pass --grace-period above {warmup:g} "
+                          "or lower optim.warmup_frac")
 
 
 def trials_started(plan: Plan, name: str) -> int:

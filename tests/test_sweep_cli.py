@@ -14,6 +14,16 @@ from sweeps import search_space
 from conftest import ROOT
 
 
+@pytest.mark.parametrize("preset", ["smoke", "paper"])
+@pytest.mark.parametrize("task", ["associative_recall", "induction", "dfa"])
+def test_every_presets_first_rung_comes_after_the_warm_up(preset, task, tmp_path):
+    plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", task, "--preset", preset,
+                                                        "--storage", str(tmp_path / "s")]))
+    for e in plan.experiments.values():
+        first = sweep_run.Rungs(plan.grace_period, plan.reduction_factor, e.cfg["train"]["epochs"]).milestones[0]
+        assert first > e.cfg["optim"]["warmup_frac"] * e.cfg["train"]["epochs"]
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--task", "nope"], "unknown task 'nope'"),
     (["--models", "lstm"], "--task is required"),
@@ -47,6 +57,11 @@ from conftest import ROOT
     (["--task", "induction", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
     (["--task", "induction", "--address", "nonsense"], "--address must be auto or host:port"),
     (["--task", "induction", "--resume"], "--resume needs --storage"),
+    # ASHA's first rung inside the warm-up: smoke's grace of 2 against 5 warm-up epochs
+    (["--task", "induction", "train.epochs=50"], "ASHA's first rung (epoch 2) falls inside the learning-rate warm-up"),
+    (["--task", "dfa", "--preset", "paper", "--grace-period", "20"], "(20 of 200 epochs): pass --grace-period above 20"),
+    (["--task", "induction", "--grace-period", "3", "optim.warmup_frac=0.5"], "(3 of 6 epochs)"),
+    (["--task", "induction", "--grace-period", "0"], "--grace-period must be at least 1"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys):
     storage = tmp_path / "out"
@@ -187,11 +202,12 @@ def test_tiny_sweep_end_to_end(tmp_path):
     assert reseed.returncode == 0, reseed.stdout[-3000:] + reseed.stderr[-3000:]
     rows = {r["model"]: r for r in json.loads((storage / "table.json").read_text())}
     assert all(r["seed_n"] == 2 and r["trials"] == 2 for r in rows.values())
-    # each re-run trains as many epochs as the chosen trial did
+    # each re-run trains the chosen configuration's whole schedule, to its last epoch
     trials = load_trials(storage)
     reruns = [t for t in trials if t.role == "reseed"]
     chosen = {t.model: best_trial([s for s in trials if s.role == "sweep" and s.model == t.model]) for t in reruns}
-    assert len(reruns) == 2 and all(t.epochs_budget == t.epochs_run == chosen[t.model].epochs_run for t in reruns)
+    assert len(reruns) == 2 and all(t.epochs_budget == t.epochs_run == chosen[t.model].config["train"]["epochs"] == 2
+                                    for t in reruns)
     assert all(t.experiment == "induction/reseeds" and t.status == "finished" for t in reruns)
     assert "## Over seeds" in (storage / "table.md").read_text()
     again = subprocess.run([sys.executable, "sweeps/reseed.py", str(storage), "--seeds", "7"], cwd=ROOT,
