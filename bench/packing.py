@@ -49,10 +49,14 @@ def worker(rank: int, opts: dict, barrier, results) -> None:
         torch.set_num_threads(1)  # N processes share the CPU cores, as packed trials do
         device = torch.device("cpu" if opts["cpu"] else "cuda")
         torch.manual_seed(rank)
-        model = build_model({"name": opts["model"], "d_model": 64, "n_layers": 2}, 20, 31).to(device)
-        opt = make_optimizer(model, {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.98}, device,
-                             capturable=opts["graph"])
-        x = torch.randint(0, 20, (32, 31), device=device)
+        # a trial's shape (bench/sweep_efficiency.py packs the sweep's own trials), or the default
+        shape = opts["shapes"][rank % len(opts["shapes"])] if opts.get("shapes") else {
+            "model": {"name": opts["model"], "d_model": 64, "n_layers": 2}, "vocab": 20, "length": 31, "batch": 32}
+        vocab = shape["vocab"]
+        model = build_model(shape["model"], vocab, shape["length"]).to(device)
+        opt = make_optimizer(model, shape.get("optim", {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.98}),
+                             device, capturable=opts["graph"])
+        x = torch.randint(0, vocab, (shape["batch"], shape["length"]), device=device)
         step, why = make_step(model, opt, 1.0, x, x, opts["graph"])
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         for _ in range(10):
@@ -67,7 +71,8 @@ def worker(rank: int, opts: dict, barrier, results) -> None:
                 step(x, x)
             steps += 10
         sync()
-        results.put({"rank": rank, "steps": steps, "seconds": time.perf_counter() - start, "why": why, "card": card})
+        results.put({"rank": rank, "steps": steps, "seconds": time.perf_counter() - start, "why": why, "card": card,
+                     "name": shape["model"]["name"]})
     except BaseException:
         barrier.abort()  # the others stop waiting
         results.put({"rank": rank, "error": traceback.format_exc()})
@@ -100,7 +105,8 @@ def run_row(n: int, opts: dict) -> dict:
     if errors:
         raise RuntimeError(f"worker {errors[0]['rank']} of {n} failed:\n{errors[0]['error']}")
     return {"total": sum(g["steps"] / g["seconds"] for g in got), "card": got[0]["card"],
-            "why": next((g["why"] for g in got if g["why"]), None)}
+            "why": next((g["why"] for g in got if g["why"]), None),
+            "per_rank": {g["rank"]: g["steps"] / g["seconds"] for g in got}}
 
 
 def ratio(row: dict, base: dict | None) -> str:

@@ -106,9 +106,10 @@ def sweep_side(style: str, model: str, args, storage: Path) -> dict:
         source = OptunaTrials(exp_dir, cfg, space, seed=0, num_samples=10_000)
         rungs = Rungs(max(1, args.epochs // 10), 3, args.epochs)
     started = time.time()
-    tune_backend.run_experiment(
-        source=source, exp_dir=exp_dir, storage=storage, label=f"{style}/{model}", rungs=rungs,
-        max_concurrent=concurrent, cpus_per_trial=1, gpus_per_trial=gpus, max_failures=0,
+    lane = tune_backend.Lane(f"{style}/{model}", exp_dir, source, rungs, source.remaining())
+    tune_backend.run_lanes(
+        [lane], storage=storage, name=f"{style}-{model}", max_concurrent=concurrent, cpus_per_trial=1,
+        gpus_per_trial=gpus, max_failures=0,
         time_budget_s=args.original_seconds if style == "original" else args.seconds,
         reuse_actors=style != "original")
     wall = time.time() - started

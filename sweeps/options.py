@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,13 +19,13 @@ MIN_TIME_BUDGET_S = 30  # Ray and the first trials take about that long to start
 
 @dataclass
 class Cluster:
-    max_concurrent: int
+    max_concurrent: int | None  # None: every slot of the cluster, counted once Ray is up
     gpus_per_trial: float
     cpus_per_trial: float
     max_failures: int
     time_budget: float | None
     address: str | None
-    mps: bool
+    mps: str                    # "on" (required), "auto" (where it helps and can start), "off"
     dashboard: bool
 
     def settings(self) -> dict:
@@ -33,9 +34,17 @@ class Cluster:
                 "cpus_per_trial": self.cpus_per_trial, "max_failures": self.max_failures,
                 "time_budget": self.time_budget, "address": self.address, "mps": self.mps}
 
+    def slots(self, resources: dict) -> int:
+        """Trials at once on a cluster with these resources (ray.cluster_resources())."""
+        by_cpu = int(resources.get("CPU", 1) // self.cpus_per_trial)
+        if self.gpus_per_trial > 0:
+            return max(1, min(by_cpu, int(resources.get("GPU", 0) / self.gpus_per_trial + 1e-9)))
+        return max(1, by_cpu)
+
 
 def add_cluster_args(p) -> None:
-    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (per experiment)")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at once, all experiments together (default: every slot, e.g. 16 per GPU)")
     p.add_argument("--gpus-per-trial", type=float, default=None,
                    help="GPU fraction per trial, e.g. 0.0625 packs 16 trials on a GPU (default: 1/16 with a GPU)")
     p.add_argument("--trials-per-gpu", type=int, default=None, help="pack N trials on each GPU: --gpus-per-trial 1/N")
@@ -44,17 +53,21 @@ def add_cluster_args(p) -> None:
                    help="an existing Ray cluster (e.g. auto); default: start a local one on 127.0.0.1")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that fails")
     p.add_argument("--time-budget", type=float, default=None,
-                   help=f"seconds per experiment (at least {MIN_TIME_BUDGET_S}); its unfinished trials then count as stopped")
+                   help=f"seconds for the whole run (at least {MIN_TIME_BUDGET_S}); unfinished trials then count as stopped")
     p.add_argument("--dashboard", action="store_true", help="start Ray's dashboard on 127.0.0.1 (needs ray[default])")
-    p.add_argument("--mps", action="store_true",
-                   help="run the trials under NVIDIA MPS: start nvidia-cuda-mps-control before Ray and stop it "
-                        "at the end (a daemon already running is used and left running); local cluster only")
+    use = p.add_mutually_exclusive_group()
+    use.add_argument("--mps", dest="mps", action="store_const", const="on", default="auto",
+                     help="require NVIDIA MPS (exit if it cannot start). Default: on a local cluster that packs "
+                          "several trials per GPU, start nvidia-cuda-mps-control before Ray when it is there "
+                          "(a daemon already running is used and left running) and stop it at the end")
+    use.add_argument("--no-mps", dest="mps", action="store_const", const="off", help="never start MPS")
 
 
 def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
-    """Check the shared flags; raises ConfigError (one line)."""
-    max_concurrent = args.max_concurrent if args.max_concurrent is not None else default_concurrent
-    if max_concurrent < 1:
+    """Check the shared flags; raises ConfigError (one line). ``default_concurrent``: trials at
+    once on a local machine without a GPU."""
+    max_concurrent = args.max_concurrent
+    if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     if args.trials_per_gpu is not None:
         if args.gpus_per_trial is not None:
@@ -80,14 +93,26 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
         from .tune_backend import dashboard_missing
         if why := dashboard_missing():
             raise ConfigError(f"--dashboard {why}")
-    if args.mps:
+    use_mps = getattr(args, "mps", "auto")
+    if use_mps == "on":
         if args.address:  # the daemon would run here, not on the cluster's nodes
             raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
                               "each node before `ray start`")
         if why := mps.mps_available():
             raise ConfigError(f"--mps: {why}")
+    elif use_mps == "auto":
+        # MPS pays off where several trials share a GPU (4.2x the steps/s with 16 on the H200)
+        # and costs a little with one per GPU; a cluster's nodes start their own daemon
+        packed = 0 < gpus < 1 and gpu and not args.address
+        use_mps = "auto" if packed and mps.mps_available() is None else "off"
+    if max_concurrent is None and not args.address:
+        if gpu:
+            import torch
+            max_concurrent = torch.cuda.device_count() * max(1, int(1 / gpus + 1e-9)) if gpus > 0 else default_concurrent
+        else:
+            max_concurrent = default_concurrent
     return Cluster(max_concurrent, gpus, args.cpus_per_trial, args.max_failures, args.time_budget,
-                   args.address, args.mps, args.dashboard)
+                   args.address, use_mps, args.dashboard)
 
 
 def check_address(address: str) -> None:
@@ -129,8 +154,11 @@ def cluster_session(cluster: Cluster, root: Path):
     initialises CUDA."""
     from . import tune_backend
     tune_backend.terminate_on_sigterm()
-    if cluster.mps and not mps.start_mps():
-        raise ConfigError(f"--mps: {mps.last_error}")
+    if cluster.mps != "off" and not mps.start_mps():
+        if cluster.mps == "on":
+            raise ConfigError(f"--mps: {mps.last_error}")
+        print(f"note: running without MPS ({mps.last_error}); --no-mps skips the attempt", file=sys.stderr)
+        cluster.mps = "off"
     try:
         try:
             tune_backend.init_ray(cluster.address, root, dashboard=cluster.dashboard)
@@ -138,10 +166,12 @@ def cluster_session(cluster: Cluster, root: Path):
             raise ConfigError(f"cannot start or reach Ray at {cluster.address or 'a local cluster'}: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         tune_backend.terminate_on_sigterm()  # again: ray.init installs a handler of its own
+        if cluster.max_concurrent is None:
+            cluster.max_concurrent = cluster.slots(tune_backend.cluster_resources())
         try:
             yield tune_backend
         finally:
             tune_backend.shutdown_ray()
     finally:
-        if cluster.mps:
+        if cluster.mps != "off":
             mps.stop_mps()

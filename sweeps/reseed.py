@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
         if not root.is_dir():
             raise ConfigError(f"{root}: no such results folder")
         seeds = parse_seeds(args.seeds)
-        cluster = resolve_cluster(args, has_gpu(), default_concurrent=16)
+        cluster = resolve_cluster(args, has_gpu(), default_concurrent=os.cpu_count() or 1)
         with locked(root / LOCK, what=f"results folder {root}"):
             jobs = plan(root, seeds)
             if not jobs:
@@ -103,15 +104,14 @@ def run_jobs(root: Path, jobs: dict[Path, dict[str, dict]], cluster) -> int:
     from sweeps.study import FixedTrials
     try:
         with cluster_session(cluster, ROOT) as backend:
-            for folder, configs in jobs.items():
-                exp_dir = folder / EXPERIMENT
-                ended = backend.run_experiment(
-                    source=FixedTrials(exp_dir, configs), exp_dir=exp_dir, storage=root,
-                    label=f"{folder.name}/{EXPERIMENT}", rungs=None, max_concurrent=cluster.max_concurrent,
-                    cpus_per_trial=cluster.cpus_per_trial, gpus_per_trial=cluster.gpus_per_trial,
-                    max_failures=cluster.max_failures, time_budget_s=cluster.time_budget)
-                if ended == "interrupted":
-                    raise KeyboardInterrupt
+            lanes = [backend.Lane(f"{folder.name}/{EXPERIMENT}", folder / EXPERIMENT,
+                                  FixedTrials(folder / EXPERIMENT, configs), None, len(configs))
+                     for folder, configs in jobs.items()]
+            ended = backend.run_lanes(lanes, storage=root, name=EXPERIMENT, max_concurrent=cluster.max_concurrent,
+                                      cpus_per_trial=cluster.cpus_per_trial, gpus_per_trial=cluster.gpus_per_trial,
+                                      max_failures=cluster.max_failures, time_budget_s=cluster.time_budget)
+            if ended == "interrupted":
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130

@@ -250,17 +250,18 @@ def sweep(plan: Plan, stored: dict | None) -> int:
     from sweeps.tune_backend import SCRATCH
 
     fixed = f" fixed by override: {', '.join(plan.fixed)}" if plan.fixed else ""
-    print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
-          f"samples={plan.num_samples} concurrent={plan.cluster.max_concurrent} "
-          f"gpu/trial={plan.cluster.gpus_per_trial:g}{' mps' if plan.cluster.mps else ''}{fixed} -> {plan.storage}\n"
-          f"watch it: tensorboard --logdir {plan.storage}", flush=True)
     start = time.time()
     shutil.rmtree(plan.storage / SCRATCH, ignore_errors=True)  # Tune's files of an earlier, killed run
     for e in plan.experiments.values():  # generate the data once, before any trial asks for it
         load_task(e.cfg["task"], e.cfg["data"]["cache_dir"])
     try:
         with cluster_session(plan.cluster, ROOT) as backend:
-            write_sweep(plan.storage, plan.defining(), {"args": plan.args, **plan.cluster.settings()},
+            c = plan.cluster
+            print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
+                  f"samples={plan.num_samples} concurrent={c.max_concurrent} gpu/trial={c.gpus_per_trial:g}"
+                  f"{' mps' if c.mps != 'off' else ''}{fixed} -> {plan.storage}\n"
+                  f"watch it: tensorboard --logdir {plan.storage}", flush=True)
+            write_sweep(plan.storage, plan.defining(), {"args": plan.args, **c.settings()},
                         plan.storage.name, stored)
             if run_all(plan, backend) == "interrupted":
                 raise KeyboardInterrupt
@@ -275,21 +276,19 @@ def sweep(plan: Plan, stored: dict | None) -> int:
 
 
 def run_all(plan: Plan, backend) -> str:
-    """Every experiment of the plan in turn; "interrupted" as soon as one is."""
+    """Every experiment of the plan side by side in one Tune run, sharing the slots."""
     from sweeps.study import OptunaTrials
+    lanes = []
     for e in plan.experiments.values():
         exp_dir = plan.storage / plan.task / e.name
         exp_dir.mkdir(parents=True, exist_ok=True)
         rungs = rungs_of(plan, e, exp_dir)  # first: it may end trials the source would resume
         source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
-        ended = backend.run_experiment(
-            source=source, exp_dir=exp_dir, storage=plan.storage, label=f"{plan.task}/{e.name}",
-            rungs=rungs, max_concurrent=plan.cluster.max_concurrent,
-            cpus_per_trial=plan.cluster.cpus_per_trial, gpus_per_trial=plan.cluster.gpus_per_trial,
-            max_failures=plan.cluster.max_failures, time_budget_s=plan.cluster.time_budget)
-        if ended == "interrupted":
-            return ended
-    return "complete"
+        lanes.append(backend.Lane(f"{plan.task}/{e.name}", exp_dir, source, rungs, plan.num_samples))
+    c = plan.cluster
+    return backend.run_lanes(lanes, storage=plan.storage, name=plan.task, max_concurrent=c.max_concurrent,
+                             cpus_per_trial=c.cpus_per_trial, gpus_per_trial=c.gpus_per_trial,
+                             max_failures=c.max_failures, time_budget_s=c.time_budget)
 
 
 def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:

@@ -15,13 +15,15 @@ import secrets
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from seqicl.train.record import RecordError, RunRecord
+from seqicl.train.record import FINAL, RecordError, RunRecord
 
 from .asha import Rungs
 from .locks import locked
-from .study import record_status, trial_dir
+from .progress import Progress
+from .study import last_score, record_status, trial_dir
 
 SCRATCH = ".ray"
 
@@ -32,6 +34,9 @@ def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
     ``seqicl`` and ``sweeps`` from the repository: locally through PYTHONPATH, on a cluster by
     shipping the repository as the job's working directory (results and caches left out)."""
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"  # Tune's JSON/CSV/TBX copies of our record
+    # Tune's own console (its experiment box, and a TensorBoard hint naming its scratch folder):
+    # the old output engine at verbose=0 prints nothing; sweeps/progress.py is the console
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if not address:
         # Ray binds its servers to the node address; without "cluster mode" that is 127.0.0.1.
@@ -60,6 +65,11 @@ def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
     ray.init(address="local", object_store_memory=256 * 1024 ** 2, runtime_env={"env_vars": env}, **kwargs)
 
 
+def cluster_resources() -> dict:
+    import ray
+    return ray.cluster_resources()
+
+
 def shutdown_ray() -> None:
     import ray
     if ray.is_initialized():
@@ -83,16 +93,18 @@ def injected_fault(trial: str) -> str | None:
     return None
 
 
-def run_trial(config: dict, exp_dir: str) -> None:
+def run_trial(config: dict) -> None:
     """The Tune trainable: train ``config["cfg"]`` into the trial's folder of the results,
     continuing from its training state when the trial ran before (a retry, a resumed sweep).
+    Tune hears of the trial only at ASHA's rungs (``config["rungs"]``): each report is a round
+    trip to the driver that the trial waits for, so reporting every epoch would stall it.
     The folder's lock waits for a process of an earlier attempt that may still be alive."""
     import torch
     from ray import tune
     from seqicl.train import train
 
-    trial, cfg = config["trial"], config["cfg"]
-    folder = trial_dir(Path(exp_dir), trial)
+    trial, cfg, rungs = config["trial"], config["cfg"], list(config["rungs"])
+    folder = trial_dir(Path(config["exp_dir"]), trial)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     fault = injected_fault(trial)
@@ -101,14 +113,44 @@ def run_trial(config: dict, exp_dir: str) -> None:
     if fault == "nan":
         cfg["optim"].update(lr=1e30, warmup_frac=0.0)
         cfg["train"]["grad_clip"] = 0.0
+
+    reported = []
+
+    def at_rungs(metrics: dict) -> None:
+        if rungs and metrics["epoch"] >= rungs[0]:
+            while rungs and metrics["epoch"] >= rungs[0]:
+                rungs.pop(0)
+            tune.report({k: metrics[k] for k in ("epoch", "best_val", "test_at_best")})
+            reported.append(metrics["epoch"])
+
     with locked(folder / ".lock", wait_s=120, what=f"trial folder {folder}"):
         try:
-            summary = train(cfg, run_dir=folder, on_epoch=tune.report,
+            summary = train(cfg, run_dir=folder, on_epoch=at_rungs, save_at=config["rungs"],
                             meta={"trial": trial, "sampled": config["sampled"]})
         except torch.cuda.OutOfMemoryError as e:
             raise RuntimeError(f"CUDA out of memory with {config['sampled']}: {str(e).splitlines()[0]}") from None
     if summary["status"] == "diverged":  # ranked below every healthy trial by ASHA and the searcher
         tune.report({"epoch": summary["epochs"], "best_val": -1.0, "diverged": 1})
+    elif not reported or reported[-1] != summary["epochs"]:  # Tune's last word: the trial's end
+        tune.report({"epoch": summary["epochs"], "best_val": summary["best_val"], "test_at_best": summary["test_at_best"]})
+
+
+@dataclass
+class Lane:
+    """One experiment inside a sweep run: where its trials come from and go, and its rungs."""
+    label: str                 # e.g. induction/transformer
+    exp_dir: Path
+    source: object             # sweeps.study.OptunaTrials or FixedTrials
+    rungs: Rungs | None        # None: no early stopping
+    total: int                 # the experiment's trials in all, for the progress lines
+
+
+def pick_lane(lanes: list[Lane], running: list[int], launched: list[int]) -> int | None:
+    """The experiment the next free slot goes to: among those with trials left to start, the one
+    with the fewest trials running, then the fewest started in this run (so with fewer slots
+    than experiments they take turns), then the first. None when every experiment is started."""
+    open_ = [i for i, lane in enumerate(lanes) if lane.source.remaining() > 0]
+    return min(open_, key=lambda i: (running[i], launched[i], i)) if open_ else None
 
 
 def _classes():
@@ -118,21 +160,31 @@ def _classes():
     from ray.tune.search import Searcher
 
     class TrialSearcher(Searcher):
-        """Hands Tune the trials of a seqicl trial source, one config per trial."""
+        """Hands Tune the trials of every experiment's source, sharing the slots fairly
+        (``pick_lane``): one experiment's tail (ASHA's few survivors) leaves its slots to the others."""
 
-        def __init__(self, source):
+        def __init__(self, lanes: list[Lane]):
             super().__init__(metric="best_val", mode="max")
-            self.source = source
+            self.lanes = lanes
+            self.running, self.launched = [0] * len(lanes), [0] * len(lanes)
+            self.lane_of: dict[str, int] = {}
 
         def suggest(self, trial_id):
-            nxt = self.source.next()
-            if nxt is None:
+            i = pick_lane(self.lanes, self.running, self.launched)
+            if i is None:
                 return Searcher.FINISHED
-            name, cfg, sampled = nxt
-            return {"trial": name, "cfg": cfg, "sampled": sampled}
+            name, cfg, sampled = self.lanes[i].source.next()
+            self.running[i] += 1
+            self.launched[i] += 1
+            self.lane_of[trial_id] = i
+            rungs = self.lanes[i].rungs.milestones if self.lanes[i].rungs else []
+            return {"lane": i, "trial": name, "exp_dir": str(self.lanes[i].exp_dir), "rungs": rungs,
+                    "cfg": cfg, "sampled": sampled}
 
         def on_trial_complete(self, trial_id, result=None, error=False):
-            pass  # RecordKeeper tells the source, once the record says how the trial ended
+            # the slot is free; RecordKeeper tells the source, once the record says how the trial ended
+            if trial_id in self.lane_of:
+                self.running[self.lane_of.pop(trial_id)] -= 1
 
         def save(self, checkpoint_path):
             pass  # the state is in the journal and the records
@@ -141,41 +193,52 @@ def _classes():
             pass
 
         def save_to_dir(self, *args, **kwargs):
-            pass  # Tune would pickle the searcher (and its study) into its scratch folder
+            pass  # Tune would pickle the searcher (and its studies) into its scratch folder
 
         def restore_from_dir(self, *args, **kwargs):
             pass
 
     class RungScheduler(FIFOScheduler):
-        """ASHA over the rungs in ``sweeps/asha.py``; remembers whom it stopped and when."""
+        """ASHA over each experiment's rungs (``sweeps/asha.py``); remembers whom it stopped and when."""
 
-        def __init__(self, rungs: Rungs | None, stopped: dict[str, int]):
+        def __init__(self, lanes: list[Lane], keepers: list["Keeper"]):
             super().__init__()
-            self.rungs, self.stopped = rungs, stopped   # rungs None: no early stopping
+            self.lanes, self.keepers = lanes, keepers
 
         def on_trial_result(self, tune_controller, trial, result):
-            name, score = trial.config["trial"], result.get("best_val")
-            if self.rungs is None or "epoch" not in result or not isinstance(score, (int, float)) or result.get("diverged"):
+            lane, name, score = trial.config["lane"], trial.config["trial"], result.get("best_val")
+            rungs = self.lanes[lane].rungs
+            if rungs is None or "epoch" not in result or not isinstance(score, (int, float)) or result.get("diverged"):
                 return TrialScheduler.CONTINUE
-            if self.rungs.decide(name, result["epoch"], score):
-                self.stopped[name] = result["epoch"]
+            self.keepers[lane].progress.result(lane, score)
+            if rungs.decide(name, result["epoch"], score):
+                self.keepers[lane].stopped[name] = result["epoch"]
                 return TrialScheduler.STOP
             return TrialScheduler.CONTINUE
 
     class RecordKeeper(Callback):
         """How each trial ended, into its record (where the trial could not say: stopped early,
-        or its process died) and to the source, record first; then its line on the console."""
+        or its process died) and to its source, record first; then the console."""
 
-        def __init__(self, keeper):
-            self.keeper = keeper
+        def __init__(self, keepers: list["Keeper"], progress: Progress):
+            self.keepers, self.progress = keepers, progress
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.progress.started(trial.config["lane"])
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.keeper.ended(trial.config, died=False)
-            self.keeper.print_line(trial.config["trial"])
+            self._ended(trial, died=False)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self.keeper.ended(trial.config, died=True, why=last_error_line(trial))
-            self.keeper.print_line(trial.config["trial"])
+            self._ended(trial, died=True, why=last_error_line(trial))
+
+        def _ended(self, trial, died, why=None):
+            keeper = self.keepers[trial.config["lane"]]
+            keeper.ended(trial.config, died=died, why=why)
+            keeper.report_end(trial.config["trial"])
+
+        def on_step(self, iteration, trials, **info):
+            self.progress.tick()
 
     return TrialSearcher, RungScheduler, RecordKeeper
 
@@ -183,21 +246,32 @@ def _classes():
 class Keeper:
     """The driver's side of one experiment's records: final statuses, the source, the console."""
 
-    def __init__(self, exp_dir: Path, label: str, source, total: int):
-        self.exp_dir, self.label, self.source, self.total = exp_dir, label, source, total
+    def __init__(self, lane_index: int, lane: Lane, progress: Progress):
+        self.index, self.exp_dir, self.label, self.source = lane_index, lane.exp_dir, lane.label, lane.source
+        self.progress = progress
         self.stopped: dict[str, int] = {}
-        self.ended_count, self.start, self.told = 0, time.time(), set()
+        self.told: set[str] = set()
+        folder = self.exp_dir / "trials"
+        over = [t.name for t in sorted(folder.iterdir())] if folder.is_dir() else []
+        over = [t for t in over if record_status(self.exp_dir, t) in FINAL]
+        scores = [s for t in over if isinstance(s := last_score(self.exp_dir, t), float)]
+        progress.preset(lane_index, len(over), max(scores, default=None))
 
     def record(self, trial: str) -> RunRecord:
         return RunRecord(trial_dir(self.exp_dir, trial))
 
-    def finish(self, trial: str, status: str, reason: str | None, config: dict | None = None) -> None:
+    def finish(self, trial: str, status: str, reason: str | None, config: dict | None = None,
+               keep_to_state: bool = False) -> None:
         """The record's final status (a trial that failed before training gets a record here,
-        so it is listed), then the source is told, record first."""
+        so it is listed), then the source is told, record first. ``keep_to_state``: the trial
+        was cut off between saved states, so its record keeps the epochs up to its last state
+        (those its best.pt and state.pt belong to)."""
         record = self.record(trial)
         try:
             if not record.exists() and config is not None:
                 record.start(config["cfg"], {}, 0, "unknown", {"trial": trial, "sampled": config["sampled"]})
+            if keep_to_state:
+                record.truncate(record.status().get("epochs", 0))
             rows = record.epochs()
             if record_status(self.exp_dir, trial) != status:
                 record.set_status(status, reason)
@@ -216,19 +290,17 @@ class Keeper:
         elif trial in self.stopped:
             self.finish(trial, "stopped", f"early stopping: below the rung cutoff at epoch {self.stopped[trial]}")
             (trial_dir(self.exp_dir, trial) / "state.pt").unlink(missing_ok=True)  # never continued
-        # else: the sweep is being interrupted or its time budget ran out (see run_experiment)
+        # else: the sweep is being interrupted or its time budget ran out (see run_lanes)
 
-    def print_line(self, trial: str) -> None:
+    def report_end(self, trial: str) -> None:
         if trial not in self.told:
             return
-        self.ended_count += 1
         status = record_status(self.exp_dir, trial)
         rows = self.record(trial).epochs()
         last = rows[-1] if rows else {}
-        score = (f": best val {last['best_val']:.3f}, test {last.get('test_at_best', 0):.3f}"
-                 if status not in ("errored", "diverged") and isinstance(last.get("best_val"), float) else "")
-        print(f"[{self.label}] {self.ended_count}/{self.total} trial {trial} {status} after {last.get('epoch', 0)} "
-              f"epochs{score} ({time.time() - self.start:.0f} s)", flush=True)
+        score = last.get("best_val") if status not in ("errored", "diverged") else None
+        self.progress.ended(self.index, trial, status, last.get("epoch", 0),
+                            score if isinstance(score, float) else None, last.get("test_at_best"))
 
 
 def last_error_line(trial) -> str | None:
@@ -240,50 +312,56 @@ def last_error_line(trial) -> str | None:
         return None
 
 
-def run_experiment(*, source, exp_dir: Path, storage: Path, label: str, rungs: Rungs | None,
-                   max_concurrent: int, cpus_per_trial: float, gpus_per_trial: float, max_failures: int,
-                   time_budget_s: float | None = None, reuse_actors: bool = True) -> str:
-    """Run the remaining trials of one experiment. Returns "complete", "budget" (the time budget
-    ended it: its unfinished trials are recorded as stopped) or "interrupted"."""
+def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: int, cpus_per_trial: float,
+              gpus_per_trial: float, max_failures: int, time_budget_s: float | None = None,
+              reuse_actors: bool = True, progress: Progress | None = None) -> str:
+    """Run the remaining trials of every experiment in one Tune run, side by side. Returns
+    "complete", "budget" (the time budget ended it: unfinished trials are recorded as stopped)
+    or "interrupted"."""
     from ray import tune
 
-    remaining = source.remaining()
+    remaining = sum(lane.source.remaining() for lane in lanes)
     if remaining == 0:
         return "complete"
+    progress = progress or Progress([(lane.label, lane.total) for lane in lanes])
+    keepers = [Keeper(i, lane, progress) for i, lane in enumerate(lanes)]
     TrialSearcher, RungScheduler, RecordKeeper = _classes()
-    keeper = Keeper(exp_dir, label, source, remaining)
-    scheduler = RungScheduler(rungs, keeper.stopped)
-    trainable = tune.with_resources(tune.with_parameters(run_trial, exp_dir=str(exp_dir)),
-                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    name = f"{label.replace('/', '-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    trainable = tune.with_resources(run_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=TrialSearcher(source), scheduler=scheduler, num_samples=remaining,
-                                    max_concurrent_trials=max_concurrent, time_budget_s=time_budget_s,
+        tune_config=tune.TuneConfig(search_alg=TrialSearcher(lanes), scheduler=RungScheduler(lanes, keepers),
+                                    num_samples=remaining, max_concurrent_trials=max_concurrent,
+                                    time_budget_s=time_budget_s,
                                     # a trial's process goes on to the next trial: no new Python, torch
                                     # import and CUDA context per trial (2.3x the trials/min on a CPU)
                                     reuse_actors=reuse_actors),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage / SCRATCH), verbose=0,
-                                  callbacks=[RecordKeeper(keeper)],
+        run_config=tune.RunConfig(name=run_name, storage_path=str(storage / SCRATCH), verbose=0,
+                                  callbacks=[RecordKeeper(keepers, progress)],
                                   failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     started = time.time()
-    tuner.fit()
-    shutil.rmtree(storage / SCRATCH / name, ignore_errors=True)
-    if source.remaining() == 0 and not _untold(keeper, exp_dir):
+    progress.begin()
+    try:
+        tuner.fit()
+    finally:
+        progress.close()
+        shutil.rmtree(storage / SCRATCH / run_name, ignore_errors=True)
+    untold = [(k, t) for k in keepers for t in _untold(k)]
+    if all(lane.source.remaining() == 0 for lane in lanes) and not untold:
         return "complete"
     if time_budget_s is not None and time.time() - started >= time_budget_s:
-        for trial in _untold(keeper, exp_dir):
-            keeper.finish(trial, "stopped", f"the time budget of {time_budget_s:g} s ran out")
+        for keeper, trial in untold:
+            keeper.finish(trial, "stopped", f"the time budget of {time_budget_s:g} s ran out", keep_to_state=True)
         return "budget"
     return "interrupted"
 
 
-def _untold(keeper: Keeper, exp_dir: Path) -> list[str]:
+def _untold(keeper: Keeper) -> list[str]:
     """Trials started in this run whose end the source has not heard of."""
-    folder = exp_dir / "trials"
+    folder = keeper.exp_dir / "trials"
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    return [n for n in names if n not in keeper.told and record_status(exp_dir, n) == "running"]
+    return [n for n in names if n not in keeper.told and record_status(keeper.exp_dir, n) == "running"]
 
 
 def terminate_on_sigterm() -> None:

@@ -54,7 +54,7 @@ def test_evaluate_accuracy_only_counts_unmasked_and_batches():
     targets[:, -1] = torch.tensor([1, 2, 3])
     preds = torch.zeros((3, 4), dtype=torch.long)
     preds[:, -1] = torch.tensor([1, 0, 3])
-    m = evaluate(FixedLogits(preds), Split(inputs, targets), batch_size=2)
+    m = evaluate(FixedLogits(preds), Split(inputs, targets), max_tokens=8)  # batches of 2
     assert m["accuracy"] == pytest.approx(2 / 3) and "dfa_accuracy" not in m
 
 

@@ -184,3 +184,24 @@ def test_packing_refuses_mps_on_cpu():
     proc = subprocess.run([sys.executable, "bench/packing.py", "--cpu", "--mps"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "--cpu runs eager steps without MPS" in proc.stderr
+
+
+@pytest.mark.parametrize("start_rc", [0, 3])
+def test_default_mps_starts_and_stops_or_runs_without_it(fake, start_rc, tmp_path, monkeypatch, capsys):
+    """The default ("auto", chosen where trials share a GPU): the daemon starts before Ray and
+    stops after it; one that fails to start is a note, and the sweep runs without MPS."""
+    from sweeps import tune_backend
+    from sweeps.options import Cluster, cluster_session
+    record, _ = fake
+    monkeypatch.setenv("FAKE_START_RC", str(start_rc))
+    monkeypatch.setattr(tune_backend, "init_ray", lambda *a, **k: None)
+    monkeypatch.setattr(tune_backend, "shutdown_ray", lambda: None)
+    cluster = Cluster(16, 1 / 16, 1.0, 1, None, None, "auto", False)
+    with cluster_session(cluster, ROOT):
+        inside = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
+    if start_rc == 0:
+        assert inside and cluster.mps == "auto" and calls(record)[-1] == "stdin quit"
+    else:
+        assert inside is None and cluster.mps == "off"
+        assert "note: running without MPS" in capsys.readouterr().err
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ

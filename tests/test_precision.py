@@ -62,8 +62,8 @@ def test_bf16_evaluate_is_close_to_fp32():
     for _ in range(150):  # fp32 training until the predictions are confident, so argmax is stable
         step(x, y)
     seen = head_dtypes(model)
-    fp32 = evaluate(model, Split(x, y), batch_size=3)
-    bf16 = evaluate(model, Split(x, y), batch_size=3, bf16=True)
+    fp32 = evaluate(model, Split(x, y), max_tokens=3 * x.shape[1])
+    bf16 = evaluate(model, Split(x, y), max_tokens=3 * x.shape[1], bf16=True)
     assert set(seen[: len(seen) // 2]) == {torch.float32} and set(seen[len(seen) // 2:]) == {torch.bfloat16}
     assert fp32["accuracy"] > 0.5, fp32
     assert bf16["accuracy"] == pytest.approx(fp32["accuracy"], abs=0.05)

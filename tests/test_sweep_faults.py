@@ -28,7 +28,7 @@ SWEEP = ["--task", "induction", "--models", "lstm", "--max-concurrent", "1", "--
 FAULTS = dict(os.environ, SEQICL_FAULTS="crash:0002,nan:0003", PYTHONUNBUFFERED="1")
 HEALTHY = {k: v for k, v in FAULTS.items() if k != "SEQICL_FAULTS"}
 TABLES = ("table.md", "table.json", "table.csv", "trials.csv", "best_configs.yaml")
-TIMING = ("time_total_s", "timestamp")
+TIMING = ("time_total_s", "timestamp", "setup_s", "eval_s", "save_s")
 
 
 def start(storage: Path, *extra: str, log: Path, env=FAULTS) -> subprocess.Popen:

@@ -67,7 +67,7 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(bad)
     real = tmp_path / "real.pt"
-    save_checkpoint(real, torch.nn.Linear(2, 2), {"model": {}}, ["a"], 4, 1, {})
+    save_checkpoint(real, torch.nn.Linear(2, 2).state_dict(), {"model": {}}, ["a"], 4, 1, {})
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
@@ -180,3 +180,32 @@ def test_nan_loss_stops_the_run_as_diverged(tmp_path):
     assert summary["status"] == "diverged" and len(seen) < 5
     status = RunRecord(tmp_path).status()
     assert status["status"] == "diverged" and "became nan" in status["reason"]
+
+
+def test_state_and_best_checkpoint_are_saved_at_the_given_epochs_only(tmp_path):
+    """save_at (a sweep's rungs) and the end: best.pt and state.pt are written there and nowhere
+    else, best.pt always the best epoch up to the state, and a run killed between saves resumes
+    from the last one to the numbers and weights of a run that never stopped."""
+    cfg = compose(["task.num_train=256", "task.num_val=32", "task.num_test=32", "model.d_model=16",
+                   "train.epochs=5", "train.state_every=0", "train.progress=false", "device=cpu"])
+    straight = []
+    train(cfg, on_epoch=straight.append, run_dir=tmp_path / "a", save_at=[2])
+    seen = {}
+
+    def kill_after_3(m):
+        seen[m["epoch"]] = ((tmp_path / "b" / "state.pt").exists(), (tmp_path / "b" / "best.pt").exists())
+        if m["epoch"] == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch=kill_after_3, run_dir=tmp_path / "b", save_at=[2])
+    assert seen == {1: (False, False), 2: (True, True), 3: (True, True)}
+    assert torch.load(tmp_path / "b" / "state.pt", weights_only=True)["epoch"] == 2
+    best_by_2 = max(straight[:2], key=lambda m: m["val_accuracy"])["epoch"]
+    assert load_checkpoint(tmp_path / "b" / "best.pt")[1]["epoch"] == best_by_2 == straight[1]["best_epoch"]
+    assert RunRecord(tmp_path / "b").status()["epochs"] == 2     # what the driver truncates a cut-off trial to
+    summary = train(cfg, run_dir=tmp_path / "b", save_at=[2])
+    assert summary["best_epoch"] == straight[-1]["best_epoch"]
+    a, _ = load_checkpoint(tmp_path / "a" / "best.pt")
+    b, ckpt = load_checkpoint(tmp_path / "b" / "best.pt")
+    assert ckpt["epoch"] == summary["best_epoch"]
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -21,9 +21,10 @@ def atomic_save(obj, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def save_checkpoint(path, model: torch.nn.Module, cfg: dict, vocab: list[str], max_len: int,
+def save_checkpoint(path, weights: dict, cfg: dict, vocab: list[str], max_len: int,
                     epoch: int, metrics: dict) -> None:
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    """``weights``: the model's state dict (or a copy of it)."""
+    state = {k: v.detach().cpu() for k, v in weights.items()}
     atomic_save({"format": FORMAT, "model": state, "config": cfg, "vocab": list(vocab),
                  "max_len": max_len, "epoch": epoch, "metrics": metrics}, path)
 

@@ -60,6 +60,12 @@ class Run:
     epoch: int = 0                          # epochs done
     elapsed: float = 0.0                    # training seconds, summed over resumptions
     best: dict = field(default_factory=lambda: {"best_val": -1.0, "test_at_best": 0.0, "best_epoch": -1})
+    # the best epoch's weights, kept on the device and written to best.pt only when the state is
+    # saved (copying tensors on the GPU costs microseconds; a checkpoint file, milliseconds)
+    best_weights: dict | None = None
+    best_metrics: dict | None = None        # None: best.pt already holds the best epoch
+    # where this attempt's wall time went (seconds): building and capturing, evaluating, saving
+    timing: dict = field(default_factory=lambda: {"setup_s": 0.0, "eval_s": 0.0, "save_s": 0.0})
 
     @property
     def metric(self) -> str:
@@ -154,7 +160,30 @@ def evaluate_epoch(run: Run, train_loss: float) -> tuple[dict, bool]:
                     "best_epoch": run.epoch}
         # every test metric at the chosen epoch (RegBench reports tvd beside dfa_accuracy)
         run.best.update({f"{k}_at_best": v for k, v in metrics.items() if k.startswith("test_")})
+        keep_best_weights(run)
     return {**metrics, **run.best}, improved
+
+
+def keep_best_weights(run: Run) -> None:
+    weights = run.model.state_dict()
+    if run.best_weights is None:
+        run.best_weights = {k: v.detach().clone() for k, v in weights.items()}
+    else:
+        torch._foreach_copy_(list(run.best_weights.values()), [v.detach() for v in weights.values()])
+
+
+def save_best_and_state(run: Run, record: RunRecord, log, last: bool) -> None:
+    """best.pt (when a new best came since the last save), then the training state (unless the
+    run is over), in that order: a state never runs ahead of best.pt."""
+    if run.best_metrics is not None and run.cfg["train"]["checkpoint"]:
+        save_checkpoint(record.dir / "best.pt", run.best_weights, run.cfg, run.data.vocab,
+                        run.data.train.inputs.shape[1], run.best["best_epoch"], run.best_metrics)
+        run.best_metrics = None
+    record.sync()
+    log.flush()
+    if not last and run.cfg["train"]["checkpoint"]:
+        save_state(run, record.dir / "state.pt")
+        record.set_status("running", epochs=run.epoch)
 
 
 def summary_of(record: RunRecord, status: dict) -> dict:
@@ -186,7 +215,7 @@ def open_record(cfg: dict, run: Run, run_dir: Path, meta: dict | None) -> tuple[
 
 
 def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback | None = None,
-          meta: dict | None = None) -> dict:
+          meta: dict | None = None, save_at=()) -> dict:
     """Train one model on one task as ``cfg`` says; returns a summary of the best epoch.
 
     Metrics per evaluation: ``train_loss``, ``lr``, ``{val,test}_{loss,accuracy[,dfa_accuracy,tvd]}``,
@@ -194,7 +223,10 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
     what early stopping needs), ``test_at_best`` (test metric at that epoch), ``best_epoch``,
     ``time_total_s`` (training seconds so far) and ``timestamp``. A NaN or infinite training
     loss ends the run with status "diverged". A run already over in ``run_dir`` is not
-    trained again: its summary is returned; a stopped or errored one continues from its state. ``meta`` adds fields to ``run.json``.
+    trained again: its summary is returned; a stopped or errored one continues from its state.
+    ``meta`` adds fields to ``run.json``. The training state (and ``best.pt``, when a better
+    epoch came since) is saved at the epochs in ``save_at`` (a sweep passes ASHA's rungs, where
+    its trials may be stopped), every ``train.state_every`` epochs, and at the end.
     """
     tcfg = cfg["train"]
     run_dir = Path(run_dir or tcfg.get("run_dir") or default_run_dir(cfg))
@@ -204,18 +236,21 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
             raise RecordError(f"{run_dir} holds a run of another config: choose another run directory")
         if (status := record.status())["status"] in DONE:
             return summary_of(record, status)
+    setup_started = time.time()
     run = build_run(cfg)
     record, resumed = open_record(cfg, run, run_dir, meta)
     try:
-        return train_epochs(run, record, resumed, on_epoch)
+        return train_epochs(run, record, resumed, on_epoch, frozenset(save_at), setup_started)
     except Exception as e:  # the reason stays in the record; Ray's stop (SystemExit) is not an error
         record.set_status("errored", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
         raise
 
 
-def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCallback | None) -> dict:
+def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCallback | None,
+                 save_at: frozenset[int] = frozenset(), setup_started: float | None = None) -> dict:
     tcfg = run.cfg["train"]
     capture_step(run)
+    run.timing["setup_s"] = time.time() - (setup_started or time.time())
     log = ScalarLog(record.dir / "tb", purge_step=run.epoch + 1 if resumed else None)  # drop repeated steps
     bar = tqdm(range(run.epoch, tcfg["epochs"]), disable=not tcfg["progress"], unit="ep", dynamic_ncols=True,
                desc=f"{run.cfg['task']['name']}/{run.cfg['model']['name']}", initial=run.epoch, total=tcfg["epochs"])
@@ -227,24 +262,31 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
             status, reason = "diverged", f"training loss became {train_loss} at epoch {run.epoch}"
             break
         last = run.epoch == tcfg["epochs"]
-        if run.epoch % tcfg["eval_every"] and not last:
+        # the state is saved at the caller's epochs (a sweep's rungs, where a trial may be
+        # stopped) and every state_every epochs; a resumed run repeats at most the epochs since
+        save = last or run.epoch in save_at or bool(tcfg["state_every"] and run.epoch % tcfg["state_every"] == 0)
+        if run.epoch % tcfg["eval_every"] and not save:
             run.elapsed += time.time() - started
             continue
+        evaluated = time.time()
         metrics, improved = evaluate_epoch(run, train_loss)
         run.elapsed += time.time() - started
-        metrics.update(time_total_s=run.elapsed, timestamp=time.time())
-        if improved and tcfg["checkpoint"]:
-            save_checkpoint(record.dir / "best.pt", run.model, run.cfg, run.data.vocab,
-                            run.data.train.inputs.shape[1], run.epoch, metrics)
+        run.timing["eval_s"] += time.time() - evaluated
+        metrics.update(time_total_s=run.elapsed, timestamp=time.time(), **run.timing)
+        if improved:
+            run.best_metrics = metrics
         record.append_epoch(metrics)
         log.epoch(run.epoch, metrics)
-        # a state at every new best (so best.pt never runs ahead of it) and every state_every epochs
-        if tcfg["checkpoint"] and not last and (improved or (tcfg["state_every"] and run.epoch % tcfg["state_every"] == 0)):
-            save_state(run, record.dir / "state.pt")
+        if save:
+            saving = time.time()
+            save_best_and_state(run, record, log, last)
+            run.timing["save_s"] += time.time() - saving
         bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics[f'val_{run.metric}']:.3f}",
                         test=f"{metrics[f'test_{run.metric}']:.3f}")
         if on_epoch is not None:
             on_epoch(metrics)
+    if status == "diverged":
+        save_best_and_state(run, record, log, last=True)
     record.set_status(status, reason, epochs=run.epoch)
     (record.dir / "state.pt").unlink(missing_ok=True)  # the run is over: nothing left to resume
     log.close(run.cfg, {k: float(v) for k, v in run.best.items()})

@@ -31,13 +31,15 @@ def tvd(probs: torch.Tensor, trans: torch.Tensor, state: torch.Tensor) -> torch.
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, batch_size: int = 256, bf16: bool = False) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, split: Split, max_tokens: int = 65536, bf16: bool = False) -> dict[str, float]:
     """Mean loss and ``accuracy`` over positions whose target is not -100; for RegBench
     splits also ``dfa_accuracy`` (see ``dfa_correct``) and ``tvd`` over the same positions.
-    ``bf16``: the forward runs under bfloat16 autocast, as the training step does."""
+    ``bf16``: the forward runs under bfloat16 autocast, as the training step does. Batches of
+    up to ``max_tokens`` tokens: one or two forward passes for the short tasks."""
     was_training = model.training
     model.eval()
     dev = split.inputs.device
+    batch_size = max(1, max_tokens // split.inputs.shape[1])
     loss = torch.zeros((), device=dev)
     hits = torch.zeros((), device=dev)
     dfa_hits = torch.zeros((), device=dev)

@@ -67,9 +67,14 @@ class RunRecord:
             {"status": status, "reason": reason, "epochs": epochs, "updated": time.time()}))
 
     def append_epoch(self, metrics: dict) -> None:
+        # no fsync per line: a resumed run drops every line after its saved state anyway, and
+        # sync() makes the lines up to a saved state durable
         with open(self.dir / "epochs.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
-            f.flush()
+
+    def sync(self) -> None:
+        """Make the epoch lines written so far durable (called before a state is saved)."""
+        with open(self.dir / "epochs.jsonl", "rb+") as f:
             os.fsync(f.fileno())
 
     def truncate(self, last_epoch: int) -> None:

@@ -23,9 +23,11 @@ class ScalarLog:
 
     def epoch(self, epoch: int, metrics: dict) -> None:
         for name, value in metrics.items():
-            if "_" in name and isinstance(value, float):
-                split, metric = name.split("_", 1)
+            split, _, metric = name.partition("_")
+            if metric and split in ("train", "val", "test", "best") and isinstance(value, float):
                 self.writer.add_scalar(f"{split}/{metric}", value, epoch)
+
+    def flush(self) -> None:
         self.writer.flush()
 
     def close(self, cfg: dict, summary: dict) -> None:

@@ -1,0 +1,138 @@
+"""One driver for every experiment: how slots are shared (sweeps.tune_backend.pick_lane), the
+progress lines (sweeps/progress.py), and when MPS is on by default (sweeps.options)."""
+import io
+import os
+import types
+from pathlib import Path
+
+import pytest
+
+from sweeps import mps, options
+from sweeps.progress import Progress, clock
+from sweeps.tune_backend import Lane, pick_lane
+
+
+class Source:
+    def __init__(self, n):
+        self.n = n
+
+    def remaining(self):
+        return self.n
+
+
+def lanes(*left):
+    return [Lane(f"t/m{i}", Path("."), Source(n), None, n) for i, n in enumerate(left)]
+
+
+def fill(ls, slots):
+    """Hand out ``slots`` free slots one by one as the searcher does; returns the lanes chosen."""
+    running, launched, got = [0] * len(ls), [0] * len(ls), []
+    for _ in range(slots):
+        i = pick_lane(ls, running, launched)
+        if i is None:
+            break
+        ls[i].source.n -= 1
+        running[i] += 1
+        launched[i] += 1
+        got.append(i)
+    return got, running, launched
+
+
+def test_slots_are_shared_evenly():
+    got, running, _ = fill(lanes(64, 64, 64), 16)
+    assert running == [6, 5, 5] and got[:3] == [0, 1, 2]
+
+
+def test_an_experiment_out_of_trials_leaves_its_slots_to_the_others():
+    ls = lanes(2, 64)
+    got, running, _ = fill(ls, 16)
+    assert running == [2, 14]          # the first has only two trials left: its tail frees the rest
+    assert pick_lane(ls, running, [2, 14]) == 1
+    ls[1].source.n = 0
+    assert pick_lane(ls, running, [2, 14]) is None
+
+
+def test_fewer_slots_than_experiments_take_turns():
+    ls = lanes(5, 5, 5, 5)
+    running, launched = [0, 0, 0, 0], [0, 0, 0, 0]
+    order = []
+    for _ in range(8):   # one slot: each trial ends before the next starts
+        i = pick_lane(ls, running, launched)
+        ls[i].source.n -= 1
+        launched[i] += 1
+        order.append(i)
+    assert order == [0, 1, 2, 3, 0, 1, 2, 3]   # nobody waits for another experiment to finish
+
+
+def test_progress_lines_in_a_log():
+    out = io.StringIO()
+    p = Progress([("induction/transformer", 4), ("induction/lstm", 4)], stream=out, live=False, every_s=0)
+    p.preset(1, 1, 0.25)
+    p.begin()
+    p.started(0)
+    p.started(0)
+    p.result(0, 0.5)
+    p.ended(0, "0000", "stopped", 10, 0.5, 0.45)
+    p.ended(0, "0001", "finished", 200, 0.98, 0.97)
+    p.tick()
+    text = out.getvalue()
+    assert "[induction/transformer] 2/4 trial 0001 finished after 200 epochs: best val 0.980, test 0.970" in text
+    last = text.strip().splitlines()[-2:]
+    assert last[0].startswith("induction/transformer    2/4 done,  0 running  best val 0.980")
+    assert "left" in last[0]                    # two trials ended in this run: an estimate
+    assert last[1].startswith("induction/lstm           1/4 done,  0 running  best val 0.250")
+    assert last[1].endswith("time left: ?")     # none ended in this run yet
+
+
+def test_progress_redraws_in_place_on_a_terminal():
+    out = io.StringIO()
+    p = Progress([("a/x", 2), ("a/y", 2)], stream=out, live=True)
+    p.begin()
+    p.ended(1, "0000", "finished", 3, 0.1, 0.1)
+    text = out.getvalue()
+    assert "\x1b[2F\x1b[J" in text                 # the block of two lines is erased, then redrawn
+    assert text.rstrip().splitlines()[-1].startswith("a/y    1/2 done")
+
+
+def test_clock():
+    assert [clock(5), clock(65), clock(3700)] == ["5s", "1m05s", "1h01m"]
+
+
+def cluster_args(**kw):
+    base = dict(max_concurrent=None, trials_per_gpu=None, gpus_per_trial=None, cpus_per_trial=1.0,
+                address=None, max_failures=1, time_budget=None, dashboard=False, mps="auto")
+    return types.SimpleNamespace(**{**base, **kw})
+
+
+@pytest.fixture
+def fake_binary(tmp_path, monkeypatch):
+    b = tmp_path / "bin"
+    b.mkdir()
+    (b / mps.BINARY).write_text("#!/bin/sh\nexit 1\n")
+    (b / mps.BINARY).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{b}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_mps_default_is_off_without_a_gpu_or_without_the_binary(tmp_path, monkeypatch, fake_binary):
+    assert options.resolve_cluster(cluster_args(), gpu=False, default_concurrent=2).mps == "off"   # no GPU
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(mps.Path, "glob", lambda self, pattern: iter([Path("/dev/nvidia0")]))
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    assert options.resolve_cluster(cluster_args(), gpu=True, default_concurrent=2).mps == "off"    # no binary
+
+
+def test_mps_default_is_on_with_a_gpu_and_the_binary(monkeypatch, fake_binary):
+    monkeypatch.setattr(mps.Path, "glob", lambda self, pattern: iter([Path("/dev/nvidia0")]))
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 2)
+    c = options.resolve_cluster(cluster_args(), gpu=True, default_concurrent=2)
+    assert c.mps == "auto" and c.gpus_per_trial == 1 / 16 and c.max_concurrent == 32   # 16 per GPU, 2 GPUs
+    assert options.resolve_cluster(cluster_args(mps="off"), gpu=True, default_concurrent=2).mps == "off"
+    one = options.resolve_cluster(cluster_args(trials_per_gpu=1), gpu=True, default_concurrent=2)
+    assert one.mps == "off" and one.max_concurrent == 2                    # one trial per GPU: nothing to share
+    assert options.resolve_cluster(cluster_args(address="auto"), gpu=True, default_concurrent=2).mps == "off"
+
+
+def test_cluster_slots_from_resources():
+    c = options.Cluster(None, 1 / 16, 1.0, 1, None, "auto", "off", False)
+    assert c.slots({"CPU": 64, "GPU": 2}) == 32 and c.slots({"CPU": 8, "GPU": 2}) == 8
+    assert options.Cluster(None, 0.0, 2.0, 1, None, "auto", "off", False).slots({"CPU": 7}) == 3
