@@ -5,7 +5,7 @@
     python sweeps/run.py --resume --storage runs/induction-...  # continue a sweep where it stopped
 
 Arguments of the form key=value are Hydra overrides of the run config (seqicl/conf); one that
-names a searched key fixes that key. Without a GPU the default preset is ``smoke`` (minutes on
+names a searched key fixes that key. Without a GPU the default preset is ``cpu`` (about 5 minutes on
 a CPU); with one it is ``paper``. ``--resume`` takes the stored settings of the sweep; settings
 given again must match them, except budget, concurrency, packing and more samples.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import shutil
 import sys
 import time
@@ -119,12 +120,15 @@ def make_plan(args) -> tuple[Plan, dict | None]:
     task = canonical_task(args.task)
     if task not in TASKS:
         raise ConfigError(f"unknown task '{args.task}' (choose from {', '.join(TASKS)}, induction_head)")
-    models = args.models.split(",") if isinstance(args.models, str) else list(args.models or sorted(MIXERS))
+    from analysis.names import model_order
+    # the original table's order: with fewer slots than models, the experiments start in this order
+    models = args.models.split(",") if isinstance(args.models, str) else list(args.models or model_order(MIXERS))
     for m in models:
         if m not in MIXERS or m not in options("model"):
             raise ConfigError(f"unknown model '{m}' (choose from {', '.join(sorted(MIXERS))})")
     gpu = has_gpu()
-    preset_name = args.preset or ("paper" if gpu else "smoke")
+    # the default: paper with a GPU, cpu (about 5 minutes on a laptop) without; $SEQICL_PRESET overrides
+    preset_name = args.preset or os.environ.get("SEQICL_PRESET") or ("paper" if gpu else "cpu")
     preset_path = PRESETS / f"{preset_name}.yaml"
     if not preset_path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
@@ -134,6 +138,8 @@ def make_plan(args) -> tuple[Plan, dict | None]:
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
     cluster = resolve_cluster(args, gpu, preset["max_concurrent"])
+    if cluster.time_budget is None and preset.get("time_budget"):
+        cluster.time_budget = float(preset["time_budget"])
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     seed = args.seed if args.seed is not None else 0
     sizes = parse_sizes(args.num_examples)
@@ -151,7 +157,8 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         cfg = compose(task, m, overrides)
         cfg["seed"] = seed
         cfg["train"]["progress"] = False
-        space = load_space(task, m, cfg, preset.get("space"))
+        # the preset's space narrows every model's, then its per-model entries that model's
+        space = load_space(task, m, cfg, {**(preset.get("space") or {}), **((preset.get("models") or {}).get(m) or {})})
         for key in sorted(set(space) & overridden):  # the override wins: the key is no longer searched
             if space.pop(key).kind != "fixed" and key not in plan.fixed:
                 plan.fixed.append(key)
@@ -271,8 +278,20 @@ def sweep(plan: Plan, stored: dict | None) -> int:
         print(f"\ninterrupted: continue with  python sweeps/run.py --resume --storage {plan.storage}", file=sys.stderr)
         return 130
     report = write_report(plan.storage)
-    print(f"\n{report}\nsweep wall time: {time.time() - start:.0f} s; report files in {plan.storage}")
+    print(f"\n{report}\n{ending(plan, time.time() - start)}")
     return 0
+
+
+def ending(plan: Plan, wall_s: float) -> str:
+    """What a finished sweep tells its user last: where things are, and what to run next."""
+    here = f"python sweeps/run.py --task {plan.task}"
+    nxt = [f"python -m analysis.export {plan.storage} --all        # the best checkpoint of every pair"]
+    if plan.task == "dfa":
+        nxt.append(f"python -m analysis.generate {plan.storage}/exports/<export> --num-dfas 50   # checked against each DFA")
+    if plan.preset != "paper":
+        nxt.append(f"{here} --preset paper   # on a GPU: the original's budget (200 epochs, 64 trials per model)")
+    return (f"sweep wall time: {wall_s:.0f} s (preset {plan.preset}); tables in {plan.storage}/table.md "
+            f"(.csv, .json), every trial in trials.csv\nnext:\n" + "\n".join(f"  {line}" for line in nxt))
 
 
 def run_all(plan: Plan, backend) -> str:

@@ -17,6 +17,8 @@ sys.path.insert(0, str(ROOT))
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test generates into a private data cache, never ~/.cache."""
     monkeypatch.setenv("SEQICL_CACHE", str(tmp_path_factory.getbasetemp() / "data-cache"))
+    # sweeps without --preset run the small smoke preset in tests, not the 5-minute cpu default
+    monkeypatch.setenv("SEQICL_PRESET", "smoke")
 
 
 def small_task(name: str, **kw) -> dict:

@@ -251,3 +251,21 @@ def test_regbench_end_to_end_sweep_export_generate_report(tmp_path):
     rows = json.loads((storage / "table.json").read_text())
     assert {(r["model"], r["num_train"]) for r in rows} == {(m, n) for m in ("transformer", "lstm") for n in (48, 96)}
     assert all(0 <= r["test"] <= 1 and 0 <= r["test_tvd"] <= 1 for r in rows)
+
+
+def test_the_cpu_default_preset_gives_the_transformer_its_jump_and_a_time_budget(tmp_path, monkeypatch):
+    monkeypatch.delenv("SEQICL_PRESET")
+    monkeypatch.setattr(sweep_run, "has_gpu", lambda: False)
+    plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", "induction", "--storage", str(tmp_path / "s")]))
+    assert plan.preset == "cpu" and plan.cluster.time_budget == 255 and plan.num_samples == 1
+    assert list(plan.experiments)[0] == "transformer"          # the original table's order: it starts first
+    t, lstm = plan.experiments["transformer"].cfg, plan.experiments["lstm"].cfg
+    assert (t["model"]["d_model"], t["train"]["epochs"], lstm["model"]["d_model"], lstm["train"]["epochs"]) == (128, 18, 64, 16)
+    assert t["optim"]["warmup_frac"] == 1.0 and t["optim"]["lr"] == 5e-4
+    # --time-budget on the command line wins over the preset's
+    plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", "induction", "--time-budget", "60",
+                                                        "--storage", str(tmp_path / "t")]))
+    assert plan.cluster.time_budget == 60
+    text = sweep_run.ending(plan, 12.3)
+    assert f"tables in {plan.storage}/table.md" in text and "wall time: 12 s" in text
+    assert f"python -m analysis.export {plan.storage} --all" in text and "--preset paper" in text
