@@ -269,3 +269,46 @@ def test_the_cpu_default_preset_gives_the_transformer_its_jump_and_a_time_budget
     text = sweep_run.ending(plan, 12.3)
     assert f"tables in {plan.storage}/table.md" in text and "wall time: 12 s" in text
     assert f"python -m analysis.export {plan.storage} --all" in text and "--preset paper" in text
+
+
+def sweep_output(storage, tty: bool) -> str:
+    """A tiny two-model sweep's console output, through a pseudo-terminal or a pipe."""
+    import os
+    import pty
+    argv = [sys.executable, "sweeps/run.py", "--task", "induction", "--models", "transformer,lstm",
+            "--num-samples", "2", "--storage", str(storage), "train.epochs=2", "task.num_train=128",
+            "task.num_val=32", "task.num_test=32"]
+    if not tty:
+        proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=follower, stderr=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=600) == 0
+    os.close(leader)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tty", [False, True], ids=["plain", "terminal"])
+def test_progress_lines_and_the_tensorboard_hint(tmp_path, tty):
+    storage = tmp_path / "sweep"
+    out = sweep_output(storage, tty)
+    lines = out.replace("\r", "").splitlines()
+    assert lines[0].endswith(f"-> {storage}") and lines[1] == f"watch it: tensorboard --logdir {storage}"
+    assert "View detailed results here" not in out and ".ray" not in out      # Ray's own hint is off
+    block = [l for l in lines if l.lstrip("\x1b[0123456789FJ").startswith("induction/lstm")]
+    assert block and "2/2 done,  0 running  best val 0." in block[-1]          # ended / running / total, best val
+    assert any("left" in l for l in block)                                    # an estimate, or "done" at the end
+    assert ("\x1b[2F\x1b[J" in out) == tty                                    # redrawn in place only on a terminal
+    assert "next:" in out and f"python -m analysis.export {storage} --all" in out
