@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 SWEEP = ["--task", "induction", "--models", "lstm", "--max-concurrent", "1", "--max-failures", "1",
          "train.epochs=6", "train.state_every=2", "task.num_train=4096", "task.num_val=64",
          "task.num_test=64", "model.d_model=16"]
-FAULTS = dict(os.environ, SEQICL_FAULTS="crash:0002,nan:0003", PYTHONUNBUFFERED="1")
+FAULTS = dict(os.environ, SEQICL_FAULTS="crash:0002,nan:0003", PYTHONUNBUFFERED="1", SEQICL_PRESET="smoke")
 HEALTHY = {k: v for k, v in FAULTS.items() if k != "SEQICL_FAULTS"}
 TABLES = ("table.md", "table.json", "table.csv", "trials.csv", "best_configs.yaml")
 TIMING = ("time_total_s", "timestamp", "setup_s", "eval_s", "save_s")
