@@ -21,7 +21,7 @@ from seqicl.train.record import RecordError, RunRecord
 
 COMPACT = "trials.jsonl.gz"
 COMPACT_FORMAT = "seqicl.trials/1"
-IGNORED = {".ray", "exports"}   # Tune's scratch folder; exported models are not trials
+IGNORED = {"exports"}   # exported models are not trials; nor is anything in a hidden folder (scratch files)
 
 
 @dataclass
@@ -134,7 +134,8 @@ def load_results(root: str | Path) -> Results:
     by_path = {line["path"]: line for line in lines}
     for run_json in sorted(root.rglob("run.json")):
         folder = run_json.parent
-        if IGNORED & set(folder.relative_to(root).parts):
+        parts = folder.relative_to(root).parts
+        if IGNORED & set(parts) or any(part.startswith(".") for part in parts):
             continue
         try:
             line = read_run_folder(folder, root)

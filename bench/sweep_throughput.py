@@ -44,6 +44,7 @@ from sweeps import mps, tune_backend  # noqa: E402
 from seqicl.config import set_dotted  # noqa: E402
 from sweeps.asha import Rungs  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
+from sweeps.options import Cluster  # noqa: E402
 from sweeps.search_space import Param, load_space  # noqa: E402
 from sweeps.study import FixedTrials, OptunaTrials  # noqa: E402
 
@@ -105,13 +106,19 @@ def sweep_side(style: str, model: str, args, storage: Path) -> dict:
     else:
         source = OptunaTrials(exp_dir, cfg, space, seed=0, num_samples=10_000)
         rungs = Rungs(max(1, args.epochs // 10), 3, args.epochs)
-    started = time.time()
     lane = tune_backend.Lane(f"{style}/{model}", exp_dir, source, rungs, source.remaining())
-    tune_backend.run_lanes(
-        [lane], storage=storage, name=f"{style}-{model}", max_concurrent=concurrent, cpus_per_trial=1,
-        gpus_per_trial=gpus, max_failures=0,
-        time_budget_s=args.original_seconds if style == "original" else args.seconds,
-        reuse_actors=style != "original")
+    # each side on its own cluster: MPS only under seqicl's, and only with --mps
+    cluster = Cluster(concurrent, gpus, 1.0, 0, args.original_seconds if style == "original" else args.seconds,
+                      None, "on" if style == "seqicl" and args.mps else "off", False)
+    clock = {}
+
+    def prepare(_cluster):  # the clock starts once Ray is up, as the trials can
+        clock["start"] = time.time()
+        return [lane]
+
+    tune_backend.run_experiments(prepare, cluster, storage=storage, name=f"{style}-{model}", root=ROOT,
+                                 reuse_actors=style != "original")
+    started = clock["start"]
     wall = time.time() - started
     return side_stats(exp_dir, started, wall, cfg["task"]["num_train"] // cfg["train"]["batch_size"])
 
@@ -215,19 +222,9 @@ def main() -> int:
              f"seqicl packs {args.trials_per_gpu} trials per GPU with graph-captured steps"
              f"{' under MPS' if args.mps else ''}; results in {storage}", ""]
     sides: dict[str, dict[str, dict]] = {"original": {}, "seqicl": {}}
-    for style in ("original", "seqicl"):  # each side on its own Ray cluster: MPS only under seqicl's
-        use_mps = style == "seqicl" and args.mps
-        if use_mps and not mps.start_mps():
-            print(f"error: --mps: {mps.last_error}", file=sys.stderr)
-            return 2
-        tune_backend.init_ray(None, ROOT)
-        try:
-            for model in models:
-                sides[style][model] = sweep_side(style, model, args, storage)
-        finally:
-            tune_backend.shutdown_ray()
-            if use_mps:
-                mps.stop_mps()
+    for style in ("original", "seqicl"):
+        for model in models:
+            sides[style][model] = sweep_side(style, model, args, storage)
     for model in models:
         block = [f"## {model}", ""] + comparison(sides["original"][model], sides["seqicl"][model]) + [""]
         print("\n".join(block), flush=True)

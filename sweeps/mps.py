@@ -28,6 +28,10 @@ from pathlib import Path
 
 BINARY = "nvidia-cuda-mps-control"
 ENV_KEYS = ("CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
+# Volta and later MPS serves at most 48 client CUDA contexts per GPU (NVIDIA's MPS guide, "Volta
+# MPS"); each trial process is one. Tune starts a trial's process only once its GPU share is
+# free, and a reused process keeps its share, so a GPU never has more clients than trials per GPU.
+MAX_CLIENTS = 48
 
 last_error = ""   # why the last start_mps() returned False
 _ours: dict | None = None  # the daemon this process started: its environment and the previous values

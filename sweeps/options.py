@@ -1,12 +1,9 @@
-"""The flags ``run.py`` and ``reseed.py`` share (packing, cluster, budget), their checks, and
-the cluster session both run their experiments in. No Ray import until a session starts."""
+"""The flags ``run.py`` and ``reseed.py`` share (packing, cluster, budget) and their checks,
+into a ``Cluster`` that ``sweeps.tune_backend.run_experiments`` runs on. No Ray here."""
 from __future__ import annotations
 
-import os
 import socket
-import sys
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +46,9 @@ def add_cluster_args(p) -> None:
                    help="GPU fraction per trial, e.g. 0.0625 packs 16 trials on a GPU (default: 1/16 with a GPU)")
     p.add_argument("--trials-per-gpu", type=int, default=None, help="pack N trials on each GPU: --gpus-per-trial 1/N")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
-                   help="an existing Ray cluster (e.g. auto); default: start a local one on 127.0.0.1")
+    p.add_argument("--address", default=None,
+                   help="an existing Ray cluster (e.g. auto; default: Ray's address variable if set, "
+                        "else start a local one on 127.0.0.1)")
     p.add_argument("--max-failures", type=int, default=1, help="retries of a trial that fails")
     p.add_argument("--time-budget", type=float, default=None,
                    help=f"seconds for the whole run (at least {MIN_TIME_BUDGET_S}); unfinished trials then count as stopped")
@@ -66,6 +64,8 @@ def add_cluster_args(p) -> None:
 def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
     """Check the shared flags; raises ConfigError (one line). ``default_concurrent``: trials at
     once on a local machine without a GPU."""
+    from .tune_backend import dashboard_missing, default_address
+    address = args.address or default_address()
     max_concurrent = args.max_concurrent
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be at least 1, got {max_concurrent}")
@@ -78,7 +78,7 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
     if explicit is not None and not 0 < explicit <= 1:
         raise ConfigError(f"--gpus-per-trial must be a fraction in (0, 1], got {explicit}")
     gpus = explicit if explicit is not None else (1 / 16 if gpu else 0.0)
-    if gpus > 0 and not gpu and not args.address:
+    if gpus > 0 and not gpu and not address:
         raise ConfigError("--gpus-per-trial asks for a GPU but this machine has none (use --address for a cluster)")
     if args.max_failures < 0:
         raise ConfigError(f"--max-failures must be 0 or more, got {args.max_failures}")
@@ -87,15 +87,14 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
                           f"first trials takes about that long), got {args.time_budget:g}")
     if not args.cpus_per_trial > 0:
         raise ConfigError(f"--cpus-per-trial must be positive, got {args.cpus_per_trial}")
-    if args.address:
-        check_address(args.address)
+    if address:
+        check_address(address)
     if args.dashboard:
-        from .tune_backend import dashboard_missing
         if why := dashboard_missing():
             raise ConfigError(f"--dashboard {why}")
     use_mps = getattr(args, "mps", "auto")
     if use_mps == "on":
-        if args.address:  # the daemon would run here, not on the cluster's nodes
+        if address:  # the daemon would run here, not on the cluster's nodes
             raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
                               "each node before `ray start`")
         if why := mps.mps_available():
@@ -103,16 +102,20 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
     elif use_mps == "auto":
         # MPS pays off where several trials share a GPU (4.2x the steps/s with 16 on the H200)
         # and costs a little with one per GPU; a cluster's nodes start their own daemon
-        packed = 0 < gpus < 1 and gpu and not args.address
+        packed = 0 < gpus < 1 and gpu and not address
         use_mps = "auto" if packed and mps.mps_available() is None else "off"
-    if max_concurrent is None and not args.address:
+    per_gpu = int(1 / gpus + 1e-9) if gpus > 0 else 0
+    if use_mps != "off" and per_gpu > mps.MAX_CLIENTS:  # one CUDA context per trial process
+        raise ConfigError(f"{per_gpu} trials per GPU is more than MPS serves ({mps.MAX_CLIENTS} client processes "
+                          f"per GPU): pass --trials-per-gpu {mps.MAX_CLIENTS} or less, or --no-mps")
+    if max_concurrent is None and not address:
         if gpu:
             import torch
-            max_concurrent = torch.cuda.device_count() * max(1, int(1 / gpus + 1e-9)) if gpus > 0 else default_concurrent
+            max_concurrent = torch.cuda.device_count() * max(1, per_gpu) if gpus > 0 else default_concurrent
         else:
             max_concurrent = default_concurrent
     return Cluster(max_concurrent, gpus, args.cpus_per_trial, args.max_failures, args.time_budget,
-                   args.address, use_mps, args.dashboard)
+                   address, use_mps, args.dashboard)
 
 
 def check_address(address: str) -> None:
@@ -145,33 +148,3 @@ def check_writable(folder: Path) -> None:
 def has_gpu() -> bool:
     import torch
     return torch.cuda.is_available()
-
-
-@contextmanager
-def cluster_session(cluster: Cluster, root: Path):
-    """MPS (when asked), then Ray; both stopped on the way out, also after Ctrl-C or SIGTERM.
-    MPS comes first: a trial process joins MPS only if the daemon runs when it first
-    initialises CUDA."""
-    from . import tune_backend
-    tune_backend.terminate_on_sigterm()
-    if cluster.mps != "off" and not mps.start_mps():
-        if cluster.mps == "on":
-            raise ConfigError(f"--mps: {mps.last_error}")
-        print(f"note: running without MPS ({mps.last_error}); --no-mps skips the attempt", file=sys.stderr)
-        cluster.mps = "off"
-    try:
-        try:
-            tune_backend.init_ray(cluster.address, root, dashboard=cluster.dashboard)
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"cannot start or reach Ray at {cluster.address or 'a local cluster'}: "
-                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-        tune_backend.terminate_on_sigterm()  # again: ray.init installs a handler of its own
-        if cluster.max_concurrent is None:
-            cluster.max_concurrent = cluster.slots(tune_backend.cluster_resources())
-        try:
-            yield tune_backend
-        finally:
-            tune_backend.shutdown_ray()
-    finally:
-        if cluster.mps != "off":
-            mps.stop_mps()

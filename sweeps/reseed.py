@@ -31,7 +31,7 @@ from analysis.results import best_trial, load_trials, rerun_of  # noqa: E402
 from seqicl.cli import OneLineParser  # noqa: E402
 from seqicl.config import ConfigError  # noqa: E402
 from sweeps.locks import locked  # noqa: E402
-from sweeps.options import add_cluster_args, cluster_session, has_gpu, resolve_cluster  # noqa: E402
+from sweeps.options import add_cluster_args, has_gpu, resolve_cluster  # noqa: E402
 from sweeps.run import LOCK  # noqa: E402
 
 EXPERIMENT = "reseeds"
@@ -101,17 +101,17 @@ def main(argv=None) -> int:
 
 def run_jobs(root: Path, jobs: dict[Path, dict[str, dict]], cluster) -> int:
     from analysis.report import write_report
+    from sweeps import tune_backend
     from sweeps.study import FixedTrials
-    try:
-        with cluster_session(cluster, ROOT) as backend:
-            lanes = [backend.Lane(f"{folder.name}/{EXPERIMENT}", folder / EXPERIMENT,
+
+    def prepare(_cluster) -> list:
+        return [tune_backend.Lane(f"{folder.name}/{EXPERIMENT}", folder / EXPERIMENT,
                                   FixedTrials(folder / EXPERIMENT, configs), None, len(configs))
-                     for folder, configs in jobs.items()]
-            ended = backend.run_lanes(lanes, storage=root, name=EXPERIMENT, max_concurrent=cluster.max_concurrent,
-                                      cpus_per_trial=cluster.cpus_per_trial, gpus_per_trial=cluster.gpus_per_trial,
-                                      max_failures=cluster.max_failures, time_budget_s=cluster.time_budget)
-            if ended == "interrupted":
-                raise KeyboardInterrupt
+                for folder, configs in jobs.items()]
+
+    try:
+        if tune_backend.run_experiments(prepare, cluster, storage=root, name=EXPERIMENT, root=ROOT) == "interrupted":
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130

@@ -29,7 +29,7 @@ from seqicl.config import ConfigError, canonical_task, check_value, get_dotted, 
 from sweeps.asha import Rungs  # noqa: E402
 from sweeps.compose import compose  # noqa: E402
 from sweeps.locks import locked  # noqa: E402
-from sweeps.options import Cluster, add_cluster_args, check_writable, cluster_session, has_gpu, resolve_cluster  # noqa: E402
+from sweeps.options import Cluster, add_cluster_args, check_writable, has_gpu, resolve_cluster  # noqa: E402
 from sweeps.search_space import Param, load_space  # noqa: E402
 from sweeps.sweep_state import check_resume, read_sweep, write_sweep  # noqa: E402
 
@@ -254,26 +254,25 @@ def main(argv=None) -> int:
 def sweep(plan: Plan, stored: dict | None) -> int:
     from analysis.report import write_report
     from seqicl.data import load_task
-    from sweeps.tune_backend import SCRATCH
+    from sweeps import tune_backend
 
     fixed = f" fixed by override: {', '.join(plan.fixed)}" if plan.fixed else ""
     start = time.time()
-    shutil.rmtree(plan.storage / SCRATCH, ignore_errors=True)  # Tune's files of an earlier, killed run
     for e in plan.experiments.values():  # generate the data once, before any trial asks for it
         load_task(e.cfg["task"], e.cfg["data"]["cache_dir"])
+
+    def prepare(c: Cluster) -> list:  # the cluster is up: its slots are known
+        print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
+              f"samples={plan.num_samples} concurrent={c.max_concurrent} gpu/trial={c.gpus_per_trial:g}"
+              f"{' mps' if c.mps != 'off' else ''}{fixed} -> {plan.storage}\n"
+              f"watch it: tensorboard --logdir {plan.storage}", flush=True)
+        write_sweep(plan.storage, plan.defining(), {"args": plan.args, **c.settings()}, plan.storage.name, stored)
+        return lanes_of(plan, tune_backend.Lane)
+
     try:
-        with cluster_session(plan.cluster, ROOT) as backend:
-            c = plan.cluster
-            print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
-                  f"samples={plan.num_samples} concurrent={c.max_concurrent} gpu/trial={c.gpus_per_trial:g}"
-                  f"{' mps' if c.mps != 'off' else ''}{fixed} -> {plan.storage}\n"
-                  f"watch it: tensorboard --logdir {plan.storage}", flush=True)
-            write_sweep(plan.storage, plan.defining(), {"args": plan.args, **c.settings()},
-                        plan.storage.name, stored)
-            if run_all(plan, backend) == "interrupted":
-                raise KeyboardInterrupt
-        if (plan.storage / SCRATCH).is_dir() and not any((plan.storage / SCRATCH).iterdir()):
-            (plan.storage / SCRATCH).rmdir()
+        ended = tune_backend.run_experiments(prepare, plan.cluster, storage=plan.storage, name=plan.task, root=ROOT)
+        if ended == "interrupted":
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         print(f"\ninterrupted: continue with  python sweeps/run.py --resume --storage {plan.storage}", file=sys.stderr)
         return 130
@@ -294,8 +293,8 @@ def ending(plan: Plan, wall_s: float) -> str:
             f"(.csv, .json), every trial in trials.csv\nnext:\n" + "\n".join(f"  {line}" for line in nxt))
 
 
-def run_all(plan: Plan, backend) -> str:
-    """Every experiment of the plan side by side in one Tune run, sharing the slots."""
+def lanes_of(plan: Plan, Lane) -> list:
+    """One lane per experiment of the plan: its trial source (the Optuna study) and its rungs."""
     from sweeps.study import OptunaTrials
     lanes = []
     for e in plan.experiments.values():
@@ -303,11 +302,8 @@ def run_all(plan: Plan, backend) -> str:
         exp_dir.mkdir(parents=True, exist_ok=True)
         rungs = rungs_of(plan, e, exp_dir)  # first: it may end trials the source would resume
         source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
-        lanes.append(backend.Lane(f"{plan.task}/{e.name}", exp_dir, source, rungs, plan.num_samples))
-    c = plan.cluster
-    return backend.run_lanes(lanes, storage=plan.storage, name=plan.task, max_concurrent=c.max_concurrent,
-                             cpus_per_trial=c.cpus_per_trial, gpus_per_trial=c.gpus_per_trial,
-                             max_failures=c.max_failures, time_budget_s=c.time_budget)
+        lanes.append(Lane(f"{plan.task}/{e.name}", exp_dir, source, rungs, plan.num_samples))
+    return lanes
 
 
 def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:

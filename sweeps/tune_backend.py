@@ -6,6 +6,10 @@ an Optuna study kept in a journal file (``sweeps/study.py``), and the early-stop
 are rebuilt from the trial records (``sweeps/asha.py``). So a sweep resumes with a fresh
 Tuner, never from Tune's pickled experiment state, and Tune's own files live in a scratch
 folder (``<results>/.ray``) that seqicl never reads and deletes when an experiment ends.
+
+The rest of seqicl calls one function, ``run_experiments``: it starts MPS (where asked) and Ray,
+runs every experiment in one Tuner, and stops both again. Nothing outside this module names Ray,
+its folders or its environment variables.
 """
 from __future__ import annotations
 
@@ -14,18 +18,27 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqicl.config import ConfigError
 from seqicl.train.record import FINAL, RecordError, RunRecord
 
+from . import mps
 from .asha import Rungs
 from .locks import locked
 from .progress import Progress
 from .study import last_score, record_status, trial_dir
 
 SCRATCH = ".ray"
+
+
+def default_address() -> str | None:
+    """The cluster a driver joins when ``--address`` is left out: Ray's own variable, if set."""
+    return os.environ.get("RAY_ADDRESS") or None
 
 
 def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
@@ -123,16 +136,34 @@ def run_trial(config: dict) -> None:
             tune.report({k: metrics[k] for k in ("epoch", "best_val", "test_at_best")})
             reported.append(metrics["epoch"])
 
+    stopped = False
     with locked(folder / ".lock", wait_s=120, what=f"trial folder {folder}"):
         try:
             summary = train(cfg, run_dir=folder, on_epoch=at_rungs, save_at=config["rungs"],
                             meta={"trial": trial, "sampled": config["sampled"]})
         except torch.cuda.OutOfMemoryError as e:
             raise RuntimeError(f"CUDA out of memory with {config['sampled']}: {str(e).splitlines()[0]}") from None
+        except SystemExit:  # Tune stopped the trial at a rung (its report raised in this thread)
+            stopped = True  # freed below, once the exception no longer holds the trial's frames
+    release_memory()  # this process may go on to another trial (reused actors): give the GPU back
+    if stopped:
+        raise SystemExit(0)
     if summary["status"] == "diverged":  # ranked below every healthy trial by ASHA and the searcher
         tune.report({"epoch": summary["epochs"], "best_val": -1.0, "diverged": 1})
     elif not reported or reported[-1] != summary["epochs"]:  # Tune's last word: the trial's end
         tune.report({"epoch": summary["epochs"], "best_val": summary["best_val"], "test_at_best": summary["test_at_best"]})
+
+
+def release_memory() -> None:
+    """Free what the last trial left on the GPU (its model, optimiser, captured graph and data
+    are garbage once ``train`` has returned or unwound): the next trial in this process starts
+    from an empty cache, and an idle process holds no memory the others could use."""
+    import gc
+
+    import torch
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -326,6 +357,10 @@ def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: in
     progress = progress or Progress([(lane.label, lane.total) for lane in lanes])
     keepers = [Keeper(i, lane, progress) for i, lane in enumerate(lanes)]
     TrialSearcher, RungScheduler, RecordKeeper = _classes()
+    # Trials start in parallel up to the slot count: Tune 2.60 keeps at most this many pending
+    # (read when the controller is built; with max_concurrent_trials its own default is that
+    # number too, through the ConcurrencyLimiter it wraps the searcher in; said here, not assumed)
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent)
     trainable = tune.with_resources(run_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tuner = tune.Tuner(
@@ -362,6 +397,53 @@ def _untold(keeper: Keeper) -> list[str]:
     folder = keeper.exp_dir / "trials"
     names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     return [n for n in names if n not in keeper.told and record_status(keeper.exp_dir, n) == "running"]
+
+
+def run_experiments(prepare, cluster, *, storage: Path, name: str, root: Path,
+                    reuse_actors: bool = True, progress: Progress | None = None) -> str:
+    """The one entry point: start MPS (``cluster.mps``) and Ray, call ``prepare(cluster)`` once
+    the cluster is up (``cluster.max_concurrent`` is then known) for the experiments' lanes, run
+    them all in one Tune run (``run_lanes``), and stop Ray and MPS, also after Ctrl-C or SIGTERM.
+    ``prepare`` comes after the start so a cluster that will not start leaves nothing on disk.
+    Returns "complete", "budget" or "interrupted"; raises ConfigError if Ray or MPS will not start."""
+    shutil.rmtree(storage / SCRATCH, ignore_errors=True)  # Tune's files of an earlier, killed run
+    with _session(cluster, root):
+        lanes = prepare(cluster)
+        ended = run_lanes(lanes, storage=storage, name=name, max_concurrent=cluster.max_concurrent,
+                          cpus_per_trial=cluster.cpus_per_trial, gpus_per_trial=cluster.gpus_per_trial,
+                          max_failures=cluster.max_failures, time_budget_s=cluster.time_budget,
+                          reuse_actors=reuse_actors, progress=progress)
+    if (storage / SCRATCH).is_dir() and not any((storage / SCRATCH).iterdir()):
+        (storage / SCRATCH).rmdir()
+    return ended
+
+
+@contextmanager
+def _session(cluster, root: Path):
+    """MPS (when asked), then Ray; both stopped on the way out. MPS comes first: a trial process
+    joins MPS only if the daemon runs when it first initialises CUDA."""
+    terminate_on_sigterm()
+    if cluster.mps != "off" and not mps.start_mps():
+        if cluster.mps == "on":
+            raise ConfigError(f"--mps: {mps.last_error}")
+        print(f"note: running without MPS ({mps.last_error}); --no-mps skips the attempt", file=sys.stderr)
+        cluster.mps = "off"
+    try:
+        try:
+            init_ray(cluster.address, root, dashboard=cluster.dashboard)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"cannot start or reach Ray at {cluster.address or 'a local cluster'}: "
+                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        terminate_on_sigterm()  # again: ray.init installs a handler of its own
+        if cluster.max_concurrent is None:
+            cluster.max_concurrent = cluster.slots(cluster_resources())
+        try:
+            yield
+        finally:
+            shutdown_ray()
+    finally:
+        if cluster.mps != "off":
+            mps.stop_mps()
 
 
 def terminate_on_sigterm() -> None:

@@ -121,7 +121,8 @@ def test_run_mps_starts_before_and_stops_after_the_sweep(fake, outcome, tmp_path
     monkeypatch.setattr(mps, "mps_available", lambda: None)  # no GPU needed: nothing trains here
     seen = {}
 
-    def run_all(plan, backend):
+    def run_lanes(lanes, **kwargs):
+        seen["lanes"] = [lane.label for lane in lanes]
         seen["pipe"] = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
         seen["daemon"] = any(" -d " in line for line in calls(record))
         if outcome == "interrupted":
@@ -132,11 +133,12 @@ def test_run_mps_starts_before_and_stops_after_the_sweep(fake, outcome, tmp_path
     monkeypatch.setattr(tune_backend, "init_ray", lambda *a, **k: seen.setdefault("ray_saw_daemon", any(
         " -d " in line for line in calls(record))))
     monkeypatch.setattr(tune_backend, "shutdown_ray", lambda: seen.setdefault("ray_stopped_before", calls(record)[-1]))
-    monkeypatch.setattr(sweep_run, "run_all", run_all)
+    monkeypatch.setattr(tune_backend, "run_lanes", run_lanes)
     monkeypatch.setattr("analysis.report.write_report", lambda root: "report")
     argv = ["--task", "induction", "--models", "lstm", "--mps", "--storage", str(tmp_path / "o")]
     assert sweep_run.main(argv) == (0 if outcome == "done" else 130)
     assert seen["daemon"] and seen["pipe"] and seen["ray_saw_daemon"]   # MPS first, then Ray
+    assert seen["lanes"] == ["induction/lstm"]
     assert seen["ray_stopped_before"] != "stdin quit"                     # Ray stopped, then MPS
     assert calls(record)[-1] == "stdin quit"
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
@@ -145,7 +147,8 @@ def test_run_mps_starts_before_and_stops_after_the_sweep(fake, outcome, tmp_path
 def test_run_mps_start_failure_one_line_exit_2(fake, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mps, "mps_available", lambda: None)
     monkeypatch.setenv("FAKE_START_RC", "3")
-    monkeypatch.setattr(sweep_run, "run_all", lambda plan, backend: pytest.fail("the sweep must not run"))
+    from sweeps import tune_backend
+    monkeypatch.setattr(tune_backend, "run_lanes", lambda *a, **k: pytest.fail("the sweep must not run"))
     storage = tmp_path / "o"
     assert sweep_run.main(["--task", "induction", "--models", "lstm", "--mps", "--storage", str(storage)]) == 2
     err = capsys.readouterr().err.strip()
@@ -191,13 +194,13 @@ def test_default_mps_starts_and_stops_or_runs_without_it(fake, start_rc, tmp_pat
     """The default ("auto", chosen where trials share a GPU): the daemon starts before Ray and
     stops after it; one that fails to start is a note, and the sweep runs without MPS."""
     from sweeps import tune_backend
-    from sweeps.options import Cluster, cluster_session
+    from sweeps.options import Cluster
     record, _ = fake
     monkeypatch.setenv("FAKE_START_RC", str(start_rc))
     monkeypatch.setattr(tune_backend, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(tune_backend, "shutdown_ray", lambda: None)
     cluster = Cluster(16, 1 / 16, 1.0, 1, None, None, "auto", False)
-    with cluster_session(cluster, ROOT):
+    with tune_backend._session(cluster, ROOT):
         inside = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
     if start_rc == 0:
         assert inside and cluster.mps == "auto" and calls(record)[-1] == "stdin quit"

@@ -2,6 +2,7 @@
 progress lines (sweeps/progress.py), and when MPS is on by default (sweeps.options)."""
 import io
 import os
+import re
 import types
 from pathlib import Path
 
@@ -136,3 +137,42 @@ def test_cluster_slots_from_resources():
     c = options.Cluster(None, 1 / 16, 1.0, 1, None, "auto", "off", False)
     assert c.slots({"CPU": 64, "GPU": 2}) == 32 and c.slots({"CPU": 8, "GPU": 2}) == 8
     assert options.Cluster(None, 0.0, 2.0, 1, None, "auto", "off", False).slots({"CPU": 7}) == 3
+
+
+def test_rays_address_variable_is_the_default_cluster_and_the_flag_wins(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    assert options.resolve_cluster(cluster_args(), gpu=False, default_concurrent=2).address == "auto"
+    monkeypatch.setattr(options, "check_address", lambda address: None)
+    c = options.resolve_cluster(cluster_args(address="10.0.0.1:6379"), gpu=False, default_concurrent=2)
+    assert c.address == "10.0.0.1:6379" and c.max_concurrent is None   # counted once Ray is up
+    monkeypatch.delenv("RAY_ADDRESS")
+    assert options.resolve_cluster(cluster_args(), gpu=False, default_concurrent=2).address is None
+
+
+def test_only_the_engine_module_names_ray():
+    """One engine boundary: Ray's imports, its scratch folder and its variables appear in
+    sweeps/tune_backend.py alone (tests aside)."""
+    pattern = re.compile(r"import ray|from ray|\.ray\b|RAY_")
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
+        if rel.parts[0] in ("tests", "build", "runs") or any(p.startswith(".") for p in rel.parts):
+            continue
+        if rel.as_posix() == "sweeps/tune_backend.py":
+            continue
+        found += [f"{rel}:{i}" for i, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert found == []
+
+
+def test_more_trials_per_gpu_than_mps_serves_is_one_line(monkeypatch, fake_binary):
+    monkeypatch.setattr(mps.Path, "glob", lambda self, pattern: iter([Path("/dev/nvidia0")]))
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    for use in ("auto", "on"):
+        with pytest.raises(options.ConfigError, match="more than MPS serves"):
+            options.resolve_cluster(cluster_args(trials_per_gpu=mps.MAX_CLIENTS + 1, mps=use), gpu=True,
+                                    default_concurrent=2)
+    c = options.resolve_cluster(cluster_args(trials_per_gpu=mps.MAX_CLIENTS), gpu=True, default_concurrent=2)
+    assert c.mps == "auto" and c.max_concurrent == mps.MAX_CLIENTS
+    c = options.resolve_cluster(cluster_args(trials_per_gpu=64, mps="off"), gpu=True, default_concurrent=2)
+    assert c.mps == "off" and c.max_concurrent == 64                   # without MPS: time-sliced contexts

@@ -209,3 +209,51 @@ def test_state_and_best_checkpoint_are_saved_at_the_given_epochs_only(tmp_path):
     b, ckpt = load_checkpoint(tmp_path / "b" / "best.pt")
     assert ckpt["epoch"] == summary["best_epoch"]
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def writer_threads() -> list:
+    """TensorBoard's background writer threads that are still running."""
+    import threading
+    return [t for t in threading.enumerate() if t.is_alive() and "event_file_writer" in type(t).__module__]
+
+
+def test_a_stopped_run_closes_its_tensorboard_writer_and_keeps_its_events(tmp_path):
+    """Tune stops a trial by raising SystemExit from its report (on_epoch): the run's writer must
+    end there too, or a reused process collects one live writer thread per stopped trial."""
+    cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
+                   "train.epochs=5", "train.progress=false", "device=cpu"])
+    before = len(writer_threads())
+
+    def stop_at_2(m):
+        if m["epoch"] == 2:
+            raise SystemExit(0)
+    for i in range(3):
+        with pytest.raises(SystemExit):
+            train(cfg, on_epoch=stop_at_2, run_dir=tmp_path / str(i))
+    assert len(writer_threads()) == before
+    acc = EventAccumulator(str(tmp_path / "0" / "tb"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    assert RunRecord(tmp_path / "0").status()["status"] == "running"   # stopped, not errored: Tune says how it ended
+
+
+@pytest.mark.gpu
+def test_a_stopped_trial_gives_its_gpu_memory_back(tmp_path):
+    """What a trial stopped at a rung held on the GPU is freed before its process takes the next
+    trial (sweeps.tune_backend.run_trial does this after train unwinds)."""
+    from sweeps.tune_backend import release_memory
+    cfg = compose(["task.num_train=512", "task.num_val=64", "task.num_test=64", "model.d_model=64",
+                   "train.epochs=4", "train.progress=false", "device=cuda"])
+    release_memory()
+    base = torch.cuda.memory_allocated()
+
+    def stop_at_2(m):
+        if m["epoch"] == 2:
+            assert torch.cuda.memory_allocated() > base   # the run holds memory while it trains
+            raise SystemExit(0)
+    try:
+        train(cfg, on_epoch=stop_at_2, run_dir=tmp_path / "a")
+    except SystemExit:
+        pass
+    release_memory()
+    assert torch.cuda.memory_allocated() == base

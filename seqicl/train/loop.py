@@ -255,36 +255,41 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
     bar = tqdm(range(run.epoch, tcfg["epochs"]), disable=not tcfg["progress"], unit="ep", dynamic_ncols=True,
                desc=f"{run.cfg['task']['name']}/{run.cfg['model']['name']}", initial=run.epoch, total=tcfg["epochs"])
     status, reason = "finished", None
-    for _ in bar:
-        started = time.time()
-        train_loss = train_epoch(run)
-        if not math.isfinite(train_loss):
-            status, reason = "diverged", f"training loss became {train_loss} at epoch {run.epoch}"
-            break
-        last = run.epoch == tcfg["epochs"]
-        # the state is saved at the caller's epochs (a sweep's rungs, where a trial may be
-        # stopped) and every state_every epochs; a resumed run repeats at most the epochs since
-        save = last or run.epoch in save_at or bool(tcfg["state_every"] and run.epoch % tcfg["state_every"] == 0)
-        if run.epoch % tcfg["eval_every"] and not save:
+    try:
+        for _ in bar:
+            started = time.time()
+            train_loss = train_epoch(run)
+            if not math.isfinite(train_loss):
+                status, reason = "diverged", f"training loss became {train_loss} at epoch {run.epoch}"
+                break
+            last = run.epoch == tcfg["epochs"]
+            # the state is saved at the caller's epochs (a sweep's rungs, where a trial may be
+            # stopped) and every state_every epochs; a resumed run repeats at most the epochs since
+            save = last or run.epoch in save_at or bool(tcfg["state_every"] and run.epoch % tcfg["state_every"] == 0)
+            if run.epoch % tcfg["eval_every"] and not save:
+                run.elapsed += time.time() - started
+                continue
+            evaluated = time.time()
+            metrics, improved = evaluate_epoch(run, train_loss)
             run.elapsed += time.time() - started
-            continue
-        evaluated = time.time()
-        metrics, improved = evaluate_epoch(run, train_loss)
-        run.elapsed += time.time() - started
-        run.timing["eval_s"] += time.time() - evaluated
-        metrics.update(time_total_s=run.elapsed, timestamp=time.time(), **run.timing)
-        if improved:
-            run.best_metrics = metrics
-        record.append_epoch(metrics)
-        log.epoch(run.epoch, metrics)
-        if save:
-            saving = time.time()
-            save_best_and_state(run, record, log, last)
-            run.timing["save_s"] += time.time() - saving
-        bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics[f'val_{run.metric}']:.3f}",
-                        test=f"{metrics[f'test_{run.metric}']:.3f}")
-        if on_epoch is not None:
-            on_epoch(metrics)
+            run.timing["eval_s"] += time.time() - evaluated
+            metrics.update(time_total_s=run.elapsed, timestamp=time.time(), **run.timing)
+            if improved:
+                run.best_metrics = metrics
+            record.append_epoch(metrics)
+            log.epoch(run.epoch, metrics)
+            if save:
+                saving = time.time()
+                save_best_and_state(run, record, log, last)
+                run.timing["save_s"] += time.time() - saving
+            bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics[f'val_{run.metric}']:.3f}",
+                            test=f"{metrics[f'test_{run.metric}']:.3f}")
+            if on_epoch is not None:
+                on_epoch(metrics)
+    except BaseException:  # stopped (Ray's stop is a SystemExit from on_epoch) or failed: the events
+        log.close()        # so far are on disk and the writer's thread ends with the trial, even in a reused process
+        bar.close()
+        raise
     if status == "diverged":
         save_best_and_state(run, record, log, last=True)
     record.set_status(status, reason, epochs=run.epoch)

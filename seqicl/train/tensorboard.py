@@ -30,7 +30,10 @@ class ScalarLog:
     def flush(self) -> None:
         self.writer.flush()
 
-    def close(self, cfg: dict, summary: dict) -> None:
-        self.writer.add_hparams(flatten(cfg), {f"hparam/{k}": v for k, v in summary.items()
-                                               if isinstance(v, float)}, run_name=".")
+    def close(self, cfg: dict | None = None, summary: dict | None = None) -> None:
+        """Write the hparams of a finished run (when given) and end the writer and its thread;
+        closing again does nothing."""
+        if cfg is not None and summary is not None:
+            self.writer.add_hparams(flatten(cfg), {f"hparam/{k}": v for k, v in summary.items()
+                                                   if isinstance(v, float)}, run_name=".")
         self.writer.close()
