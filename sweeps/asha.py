@@ -24,18 +24,19 @@ class Rungs:
         grace = max(1, min(grace, max_t))
         count = int(math.log(max_t / grace) / math.log(rf) + 1 + 1e-9) if max_t > grace else 1
         self.milestones = [int(round(grace * rf ** k)) for k in range(count)]
-        self.rf = rf
+        self.rf, self.max_t = rf, max_t
         self.recorded: dict[int, dict[str, float]] = {m: {} for m in self.milestones}
 
     def decide(self, trial: str, epoch: int, score: float) -> bool:
-        """Record ``score`` at the highest rung reached and not yet recorded; True: stop."""
+        """Record ``score`` at the highest rung reached and not yet recorded; True: stop. A rung
+        at the last epoch ranks but stops nothing: the trial has trained its whole schedule."""
         for m in reversed(self.milestones):
             if epoch < m or trial in self.recorded[m]:
                 continue
             seen = list(self.recorded[m].values())
             cutoff = float(np.percentile(seen, (1 - 1 / self.rf) * 100)) if seen else None
             self.recorded[m][trial] = score
-            return cutoff is not None and score < cutoff
+            return cutoff is not None and score < cutoff and epoch < self.max_t
         return False
 
     def replay(self, trial: str, rows: list[dict]) -> int | None:

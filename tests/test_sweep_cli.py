@@ -312,3 +312,15 @@ def test_progress_lines_and_the_tensorboard_hint(tmp_path, tty):
     assert any("left" in l for l in block)                                    # an estimate, or "done" at the end
     assert ("\x1b[2F\x1b[J" in out) == tty                                    # redrawn in place only on a terminal
     assert "next:" in out and f"python -m analysis.export {storage} --all" in out
+
+
+def test_a_rung_at_the_last_epoch_ranks_but_stops_nothing():
+    """With the budget on a rung (grace 2, rf 2, 4 epochs: rungs 2 and 4), a trial below the
+    cutoff at epoch 4 has trained its whole schedule: it finishes, it is not "stopped early"."""
+    from sweeps.asha import Rungs
+    r = Rungs(grace=2, rf=2, max_t=4)
+    assert r.milestones == [2, 4]
+    assert [r.decide("a", 4, 0.9), r.decide("b", 4, 0.1)] == [False, False]
+    assert r.recorded[4] == {"a": 0.9, "b": 0.1}
+    assert [r.decide("c", 2, 0.9), r.decide("d", 2, 0.1)] == [False, True]   # earlier rungs still stop
+    assert r.replay("e", [{"epoch": 2, "best_val": 0.95}, {"epoch": 4, "best_val": 0.05}]) is None
