@@ -36,3 +36,14 @@ def test_counts_first_starts_and_busy_slots(tmp_path):
     assert "in the first 60 s: 1 of 2" in text
     # at 0..100 s every 10 s: 0 1 1 1 1 1 1 2 2 2 0 -> mean 12/11
     assert "every 10 s: 0 1 1 1 1 1 1 2 2 2 0" in text and "mean over the window: 1.1 of 2 slots (55% busy)" in text
+
+
+def test_trial_breakdown_shares_of_the_wall_time(tmp_path):
+    import trial_breakdown
+    trial(tmp_path, "lstm", "0000", 1000.0, 1010.0, "finished", 2)
+    path = tmp_path / "induction" / "lstm" / "trials" / "0000" / "epochs.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    rows[-1].update(time_total_s=8.0, eval_s=2.0, save_s=1.0, setup_s=0.5)   # train 6, other 10-6-2-1 = 1
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trial(tmp_path, "lstm", "0001", 1000.0, 1005.0, "running", 1)            # not over: left out
+    assert "| lstm | 1 | 2 | 10.0 | 60% | 20% | 10% | 10% | 0.5 |" in trial_breakdown.breakdown(tmp_path)
