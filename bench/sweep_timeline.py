@@ -38,14 +38,20 @@ class Span:
     steps: int
 
 
-def spans(root: Path) -> list[Span]:
-    out = []
+def trial_records(root: Path):
+    """(experiment folder, trial folder, run.json, status.json, epoch rows) of every readable
+    trial record of a sweep's results folder, in path order."""
     for run_json in sorted(root.glob("*/*/trials/*/run.json")):
         record = RunRecord(run_json.parent)
         try:
-            run, status, rows = record.run(), record.status(), record.epochs()
+            yield run_json.parent.parent.parent, run_json.parent, record.run(), record.status(), record.epochs()
         except RecordError:
             continue
+
+
+def spans(root: Path) -> list[Span]:
+    out = []
+    for exp_dir, folder, run, status, rows in trial_records(root):
         epochs = max(status.get("epochs") or 0, rows[-1]["epoch"] if rows else 0)
         if status["status"] in FINAL:
             end = status["updated"]
@@ -53,8 +59,7 @@ def spans(root: Path) -> list[Span]:
             end = rows[-1].get("timestamp", run["started"]) if rows else run["started"]
         cfg = run["config"]
         per_epoch = -(-cfg["task"]["num_train"] // cfg["train"]["batch_size"])
-        experiment = run_json.parent.parent.parent.relative_to(root).as_posix()
-        out.append(Span(experiment, run_json.parent.name, run["started"], end, status["status"], epochs,
+        out.append(Span(exp_dir.relative_to(root).as_posix(), folder.name, run["started"], end, status["status"], epochs,
                         epochs * per_epoch))
     return out
 

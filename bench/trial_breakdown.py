@@ -20,17 +20,13 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from seqicl.train.record import FINAL, RecordError, RunRecord  # noqa: E402
+from seqicl.train.record import FINAL  # noqa: E402
+from sweep_timeline import trial_records  # noqa: E402  (beside this file)
 
 
 def breakdown(root: Path) -> str:
     rows = {}
-    for run_json in sorted(root.glob("*/*/trials/*/run.json")):
-        record = RunRecord(run_json.parent)
-        try:
-            run, status, epochs = record.run(), record.status(), record.epochs()
-        except RecordError:
-            continue
+    for exp_dir, _, run, status, epochs in trial_records(root):
         if status["status"] not in FINAL or not epochs:
             continue
         last = epochs[-1]
@@ -38,7 +34,7 @@ def breakdown(root: Path) -> str:
         train = last["time_total_s"] - last.get("eval_s", 0.0)
         parts = (wall, train, last.get("eval_s", 0.0), last.get("save_s", 0.0), last.get("setup_s", 0.0),
                  status["epochs"])
-        rows.setdefault(run_json.parent.parent.parent.name, []).append(parts)
+        rows.setdefault(exp_dir.name, []).append(parts)
     lines = ["| experiment | trials | epochs/trial | wall s | train | eval | save | other | setup s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, parts in rows.items():

@@ -36,3 +36,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def sessions():
+    """Driver sessions a test started (subprocess.Popen, each in its own session); every process
+    left in them is killed at the end, also when the test fails."""
+    from procs import kill_session
+    started = []
+    yield started
+    for p in started:
+        kill_session(p.pid)

@@ -21,7 +21,6 @@ from analysis.results import load_trials
 from sweeps.study import open_study
 
 from conftest import ROOT
-from procs import kill_session
 
 pytestmark = pytest.mark.slow
 
@@ -75,15 +74,6 @@ def run(argv: list[str], log: Path, sessions: list) -> None:
     proc = start(argv, log)
     sessions.append(proc)
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
-
-
-@pytest.fixture
-def sessions():
-    """Driver sessions the test started; every process left in them is killed at the end."""
-    started = []
-    yield started
-    for p in started:
-        kill_session(p.pid)
 
 
 def records(storage: Path) -> dict[str, list[dict]]:

@@ -70,15 +70,6 @@ def comparable(storage: Path) -> dict:
     return out
 
 
-@pytest.fixture
-def sessions():
-    """Driver sessions the test started; every process left in them is killed at the end."""
-    started = []
-    yield started
-    for p in started:
-        kill_session(p.pid)
-
-
 def test_killed_twice_and_a_worker_killed_then_resumed_equals_a_clean_run(tmp_path, sessions):
     clean = tmp_path / "clean" / "sweep"
     done = finish(clean, "--num-samples", "6")
