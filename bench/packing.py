@@ -57,7 +57,7 @@ def worker(rank: int, opts: dict, barrier, results) -> None:
         opt = make_optimizer(model, shape.get("optim", {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.98}),
                              device, capturable=opts["graph"])
         x = torch.randint(0, vocab, (shape["batch"], shape["length"]), device=device)
-        step, why = make_step(model, opt, 1.0, x, x, opts["graph"])
+        step, why = make_step(model, opt, shape.get("grad_clip", 1.0), x, x, opts["graph"], bf16=shape.get("bf16", False))
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         for _ in range(10):
             step(x, x)

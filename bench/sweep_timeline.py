@@ -58,7 +58,7 @@ def spans(root: Path) -> list[Span]:
         else:
             end = rows[-1].get("timestamp", run["started"]) if rows else run["started"]
         cfg = run["config"]
-        per_epoch = -(-cfg["task"]["num_train"] // cfg["train"]["batch_size"])
+        per_epoch = cfg["task"]["num_train"] // cfg["train"]["batch_size"]  # full batches only, as seqicl.train
         out.append(Span(exp_dir.relative_to(root).as_posix(), folder.name, run["started"], end, status["status"], epochs,
                         epochs * per_epoch))
     return out

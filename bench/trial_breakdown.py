@@ -7,7 +7,8 @@ ended trials of the recorded timings (``seqicl.train`` writes them into every ep
 - train:  ``time_total_s`` minus ``eval_s``: the training steps;
 - eval:   ``eval_s``, every evaluation of validation and test;
 - save:   ``save_s``, checkpoints and training states;
-- setup:  ``setup_s``, from building the run to the captured step (partly before "started");
+- setup:  ``setup_s``, from building the run to the captured step (partly before "started"), and
+          within it ``build_s`` (task data, model, optimiser) and ``capture_s`` (warm-up and capture);
 - other:  wall - train - eval - save: waiting on Tune's reports, record and TensorBoard writes,
           the capture after "started".
 """
@@ -32,18 +33,18 @@ def breakdown(root: Path) -> str:
         last = epochs[-1]
         wall = status["updated"] - run["started"]
         train = last["time_total_s"] - last.get("eval_s", 0.0)
-        parts = (wall, train, last.get("eval_s", 0.0), last.get("save_s", 0.0), last.get("setup_s", 0.0),
+        parts = (wall, train, *(last.get(k, 0.0) for k in ("eval_s", "save_s", "setup_s", "build_s", "capture_s")),
                  status["epochs"])
         rows.setdefault(exp_dir.name, []).append(parts)
-    lines = ["| experiment | trials | epochs/trial | wall s | train | eval | save | other | setup s |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| experiment | trials | epochs/trial | wall s | train | eval | save | other | setup s | build s | capture s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, parts in rows.items():
         n = len(parts)
-        wall, train, ev, save, setup, epochs = (sum(p[i] for p in parts) / n for i in range(6))
+        wall, train, ev, save, setup, build, capture, epochs = (sum(p[i] for p in parts) / n for i in range(8))
         other = wall - train - ev - save
         pct = lambda x: f"{100 * x / wall:.0f}%" if wall > 0 else "?"  # noqa: E731
         lines.append(f"| {name} | {n} | {epochs:.0f} | {wall:.1f} | {pct(train)} | {pct(ev)} | {pct(save)} | "
-                     f"{pct(other)} | {setup:.1f} |")
+                     f"{pct(other)} | {setup:.1f} | {build:.1f} | {capture:.1f} |")
     return "\n".join(lines) if rows else f"{root}: no ended trials"
 
 

@@ -48,3 +48,25 @@ class Rungs:
             if isinstance(row.get("best_val"), (int, float)) and self.decide(trial, row["epoch"], row["best_val"]):
                 stop = stop or row["epoch"]
         return stop
+
+
+class RungReports:
+    """Which of a trial's evaluated epochs the driver hears of: the first at or past each rung
+    (a trial evaluates at every rung, so that is the rung itself). ``decide`` only acts at a rung,
+    so these reports give the same decisions as reporting every epoch, without a round trip to
+    the driver per epoch.
+
+    >>> due = RungReports([2, 6])
+    >>> [e for e in range(1, 9) if due(e)]
+    [2, 6]
+    """
+
+    def __init__(self, milestones: list[int]):
+        self.left = sorted(milestones)
+
+    def __call__(self, epoch: int) -> bool:
+        if not self.left or epoch < self.left[0]:
+            return False
+        while self.left and epoch >= self.left[0]:
+            self.left.pop(0)
+        return True

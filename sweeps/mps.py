@@ -67,6 +67,17 @@ def start_mps(pipe_dir: str | os.PathLike | None = None, wait_s: float = 10.0) -
     if _ours is not None or running():
         return True
     root = Path(pipe_dir) if pipe_dir is not None else Path(tempfile.mkdtemp(prefix="seqicl-mps-"))
+    made = root if pipe_dir is None else None  # ours to remove when the daemon is gone
+    if not _start(root, wait_s):
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        return False
+    _ours["made"] = made
+    return True
+
+
+def _start(root: Path, wait_s: float) -> bool:
+    global last_error, _ours
     dirs = {"CUDA_MPS_PIPE_DIRECTORY": root / "pipe", "CUDA_MPS_LOG_DIRECTORY": root / "log"}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
@@ -89,8 +100,10 @@ def start_mps(pipe_dir: str | os.PathLike | None = None, wait_s: float = 10.0) -
     deadline = time.time() + wait_s  # -d returns once it forked; the pipes come a moment later
     while not running(env):
         if time.time() > deadline:
-            last_error = (f"the MPS control daemon did not answer within {wait_s:g} s "
-                          f"(logs in {dirs['CUDA_MPS_LOG_DIRECTORY']})")
+            log = dirs["CUDA_MPS_LOG_DIRECTORY"] / "control.log"  # the folder may be removed: quote its end
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
+            last_error = f"the MPS control daemon did not answer within {wait_s:g} s" + (
+                f" (its log ends: {tail[0]})" if tail else "")
             subprocess.run([BINARY], input="quit\n", env=env, capture_output=True, text=True, timeout=10)
             return False
         time.sleep(0.2)
@@ -117,6 +130,8 @@ def stop_mps() -> None:
         ok = done.returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         ok = False
+    if ok and ours.get("made") is not None:  # a folder of our own: its pipes and logs go with the daemon
+        shutil.rmtree(ours["made"], ignore_errors=True)
     if not ok:
         print(f"warning: could not stop the MPS control daemon at {ours['env']['CUDA_MPS_PIPE_DIRECTORY']}; "
               f"stop it with: CUDA_MPS_PIPE_DIRECTORY={ours['env']['CUDA_MPS_PIPE_DIRECTORY']} "

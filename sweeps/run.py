@@ -44,7 +44,8 @@ def parse_args(argv):
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default=None, help="associative_recall, induction (or induction_head), dfa")
     p.add_argument("--models", default=None, help="comma-separated; default: every registered model")
-    p.add_argument("--preset", default=None, help="smoke (CPU minutes) or paper (the original budget)")
+    p.add_argument("--preset", default=None, help="cpu, smoke (seconds), paper (64 trials of 50 epochs per model) "
+                   "or long (64 of the original 200 epochs): sweeps/presets/*.yaml")
     p.add_argument("--num-samples", type=int, default=None, help="trials per model (preset's default)")
     p.add_argument("--storage", default=None, help="results folder (default: runs/<task>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored in --storage")
@@ -288,7 +289,7 @@ def ending(plan: Plan, wall_s: float) -> str:
     if plan.task == "dfa":
         nxt.append(f"python -m analysis.generate {plan.storage}/exports/<export> --num-dfas 50   # checked against each DFA")
     if plan.preset != "paper":
-        nxt.append(f"{here} --preset paper   # on a GPU: the original's budget (200 epochs, 64 trials per model)")
+        nxt.append(f"{here} --preset paper   # on a GPU: 64 trials per model, 50 epochs each at most")
     return (f"sweep wall time: {wall_s:.0f} s (preset {plan.preset}); tables in {plan.storage}/table.md "
             f"(.csv, .json), every trial in trials.csv\nnext:\n" + "\n".join(f"  {line}" for line in nxt))
 

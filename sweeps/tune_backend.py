@@ -28,7 +28,7 @@ from seqicl.config import ConfigError
 from seqicl.train.record import FINAL, RecordError, RunRecord
 
 from . import mps
-from .asha import Rungs
+from .asha import RungReports, Rungs
 from .locks import locked
 from .progress import Progress
 from .study import last_score, record_status, trial_dir
@@ -116,7 +116,7 @@ def run_trial(config: dict) -> None:
     from ray import tune
     from seqicl.train import train
 
-    trial, cfg, rungs = config["trial"], config["cfg"], list(config["rungs"])
+    trial, cfg, rungs = config["trial"], config["cfg"], config["rungs"]
     folder = trial_dir(Path(config["exp_dir"]), trial)
     cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -127,12 +127,10 @@ def run_trial(config: dict) -> None:
         cfg["optim"].update(lr=1e30, warmup_frac=0.0)
         cfg["train"]["grad_clip"] = 0.0
 
-    reported = []
+    reported, due = [], RungReports(rungs)
 
     def at_rungs(metrics: dict) -> None:
-        if rungs and metrics["epoch"] >= rungs[0]:
-            while rungs and metrics["epoch"] >= rungs[0]:
-                rungs.pop(0)
+        if due(metrics["epoch"]):
             tune.report({k: metrics[k] for k in ("epoch", "best_val", "test_at_best")})
             reported.append(metrics["epoch"])
 

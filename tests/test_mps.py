@@ -1,6 +1,7 @@
 """sweeps/mps.py against a fake nvidia-cuda-mps-control that behaves as the man page says (the
 front end exits non-zero when no daemon answers), sweeps/run.py --mps, and bench/packing.py."""
 import os
+import tempfile
 import subprocess
 import sys
 
@@ -208,3 +209,20 @@ def test_default_mps_starts_and_stops_or_runs_without_it(fake, start_rc, tmp_pat
         assert inside is None and cluster.mps == "off"
         assert "note: running without MPS" in capsys.readouterr().err
     assert "CUDA_MPS_PIPE_DIRECTORY" not in os.environ
+
+
+@pytest.mark.parametrize("env", [{}, {"FAKE_START_RC": "1"}, {"FAKE_NEVER_UP": "1"}])
+def test_a_temporary_pipe_folder_goes_with_the_daemon(fake, env, tmp_path, monkeypatch):
+    """Without a pipe_dir, start_mps makes a temporary folder: stop_mps (or a failed start)
+    removes it, so that runs leave nothing behind in /tmp."""
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    started = mps.start_mps(wait_s=0.5)
+    assert started is not bool(env)
+    if started:
+        assert [p.name.startswith("seqicl-mps-") for p in scratch.iterdir()] == [True]
+        mps.stop_mps()
+    assert list(scratch.iterdir()) == []

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from analysis.results import load_trials
+from seqicl.train.loop import TIMING_KEYS
 from sweeps.study import open_study
 
 from conftest import ROOT
@@ -30,7 +31,7 @@ TINY = ["train.epochs=6", "train.state_every=2", "task.num_train=2048", "task.nu
         "model.d_model=16"]
 LONGER = [*TINY, "task.num_train=4096"]   # the last override wins: trials long beside TOL
 TABLES = ("table.md", "table.json", "table.csv", "trials.csv", "best_configs.yaml")
-TIMING = ("time_total_s", "timestamp", "setup_s", "eval_s", "save_s")
+TIMING = ("time_total_s", "timestamp", *TIMING_KEYS)
 TOL = 0.5     # seconds: a record's start or end is at most this far from its slot's (measured: < 0.1 s)
 
 # run.py's lanes_of, but with a number of samples of each experiment's own: --num-samples is one

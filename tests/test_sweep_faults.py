@@ -14,6 +14,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from analysis.results import load_trials
+from seqicl.train.loop import TIMING_KEYS
 
 from conftest import ROOT
 from procs import is_loopback, kill_session, listeners_of, session_pids
@@ -28,7 +29,7 @@ SWEEP = ["--task", "induction", "--models", "lstm", "--max-concurrent", "1", "--
 FAULTS = dict(os.environ, SEQICL_FAULTS="crash:0002,nan:0003", PYTHONUNBUFFERED="1", SEQICL_PRESET="smoke")
 HEALTHY = {k: v for k, v in FAULTS.items() if k != "SEQICL_FAULTS"}
 TABLES = ("table.md", "table.json", "table.csv", "trials.csv", "best_configs.yaml")
-TIMING = ("time_total_s", "timestamp", "setup_s", "eval_s", "save_s")
+TIMING = ("time_total_s", "timestamp", *TIMING_KEYS)
 
 
 def start(storage: Path, *extra: str, log: Path, env=FAULTS) -> subprocess.Popen:

@@ -262,3 +262,51 @@ def test_a_stopped_trial_gives_its_gpu_memory_back(tmp_path):
     assert after[1] == after[0] and after[2] == after[0], (peak, after)
     assert after[0][0] < peak[0][0], (peak, after)   # the run's model, optimiser and data were freed
     assert after[0][1] < peak[0][1], (peak, after)   # and the allocator's cache given back to the GPU
+
+
+def test_evaluation_every_k_epochs_is_forced_at_the_rungs_and_the_last_epoch(tmp_path):
+    """eval_every 3 over 8 epochs with rungs at 2 and 5: evaluated at 2, 3, 5, 6 and 8, with the
+    numbers of a run evaluated every epoch (evaluation changes no weights and draws no batches);
+    killed after epoch 6 (state at 5), it resumes to the rows of the uninterrupted run."""
+    base = ["task.num_train=256", "task.num_val=32", "task.num_test=32", "model.d_model=16", "train.epochs=8",
+            "train.state_every=0", "train.progress=false", "device=cpu"]
+    every = []
+    train(compose(base), on_epoch=every.append, run_dir=tmp_path / "every", save_at=[2, 5])
+    cfg = compose([*base, "train.eval_every=3"])
+    sparse = []
+    train(cfg, on_epoch=sparse.append, run_dir=tmp_path / "sparse", save_at=[2, 5])
+    assert [m["epoch"] for m in sparse] == [2, 3, 5, 6, 8]
+    for m in sparse:
+        e = every[m["epoch"] - 1]
+        assert (m["train_loss"], m["val_accuracy"], m["test_accuracy"]) == \
+            (e["train_loss"], e["val_accuracy"], e["test_accuracy"])
+    assert [r["epoch"] for r in RunRecord(tmp_path / "sparse").epochs()] == [2, 3, 5, 6, 8]
+
+    def kill_after_6(m):
+        if m["epoch"] == 6:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch=kill_after_6, run_dir=tmp_path / "killed", save_at=[2, 5])
+    assert torch.load(tmp_path / "killed" / "state.pt", weights_only=True)["epoch"] == 5
+    resumed = []
+    summary = train(cfg, on_epoch=resumed.append, run_dir=tmp_path / "killed", save_at=[2, 5])
+    assert [m["epoch"] for m in resumed] == [6, 8]
+    keys = ("epoch", "train_loss", "val_accuracy", "test_accuracy", "best_val", "test_at_best", "best_epoch")
+    assert [[r[k] for k in keys] for r in RunRecord(tmp_path / "killed").epochs()] == [[m[k] for k in keys] for m in sparse]
+    assert summary["best_epoch"] == sparse[-1]["best_epoch"]
+
+
+def test_a_process_keeps_one_tasks_data_on_its_device_for_the_next_run(tmp_path):
+    """A reused sweep worker trains trial after trial of one task: the second build reads no file."""
+    from seqicl.train import loop
+    cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "device=cpu",
+                   f"data.cache_dir={tmp_path / 'cache'}"])
+    first = loop.task_data(cfg, torch.device("cpu"))
+    for f in (tmp_path / "cache").iterdir():
+        f.unlink()                                             # gone from disk: only the kept copy remains
+    assert loop.task_data(cfg, torch.device("cpu")) is first
+    other = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "task.seed=1", "device=cpu",
+                     f"data.cache_dir={tmp_path / 'cache'}"])
+    second = loop.task_data(other, torch.device("cpu"))
+    assert second is not first and not torch.equal(second.train.inputs, first.train.inputs)
+    assert list(loop._DATA_ON_DEVICE.values()) == [second]   # one task at a time

@@ -33,6 +33,10 @@ EpochCallback = Callable[[dict], None]
 STATE_FORMAT = "seqicl.train-state/2"
 PRECISIONS = CHOICES["train.precision"]
 DONE = ("finished", "diverged")  # a run that ended by itself; stopped or errored ones may continue
+# an epoch row's timings of its attempt (seconds): setup (build_s: task data, model and optimiser on
+# the device, then capture_s: the captured step; both inside setup_s), evaluations, state writes
+TIMING_KEYS = ("setup_s", "build_s", "capture_s", "eval_s", "save_s")
+_DATA_ON_DEVICE: dict = {}  # the last task's data on its device, for the next trial in this process
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,8 +68,8 @@ class Run:
     # saved (copying tensors on the GPU costs microseconds; a checkpoint file, milliseconds)
     best_weights: dict | None = None
     best_metrics: dict | None = None        # None: best.pt already holds the best epoch
-    # where this attempt's wall time went (seconds): building and capturing, evaluating, saving
-    timing: dict = field(default_factory=lambda: {"setup_s": 0.0, "eval_s": 0.0, "save_s": 0.0})
+    # where this attempt's wall time went (seconds): TIMING_KEYS
+    timing: dict = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
 
     @property
     def metric(self) -> str:
@@ -87,7 +91,7 @@ def build_run(cfg: dict) -> Run:
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = resolve_device(cfg["device"])
-    data = load_task(cfg["task"], cfg["data"]["cache_dir"]).to(device)
+    data = task_data(cfg, device)
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], len(data.vocab), data.train.inputs.shape[1]).to(device)
     use_graph = tcfg["cuda_graph"] and device.type == "cuda"
@@ -97,6 +101,17 @@ def build_run(cfg: dict) -> Run:
         raise ValueError(f"train.batch_size ({bs}) must be between 1 and the training set size ({len(data.train)})")
     return Run(cfg, data, model, opt, None, torch.Generator().manual_seed(cfg["seed"]), device,
                precision == "bf16", len(data.train) // bs)  # full batches only: every step has one shape
+
+
+def task_data(cfg: dict, device: torch.device) -> TaskData:
+    """The task's data on ``device``; a process that trains trial after trial of one task (a
+    reused sweep worker) keeps it there instead of reading and copying it again. Nothing writes
+    into these tensors: batches and evaluations index them."""
+    key = (repr(sorted(cfg["task"].items())), cfg["data"]["cache_dir"], str(device))
+    if key not in _DATA_ON_DEVICE:
+        _DATA_ON_DEVICE.clear()  # one task at a time: a worker that moves on frees the last one
+        _DATA_ON_DEVICE[key] = load_task(cfg["task"], cfg["data"]["cache_dir"]).to(device)
+    return _DATA_ON_DEVICE[key]
 
 
 def capture_step(run: Run) -> None:
@@ -238,6 +253,7 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
             return summary_of(record, status)
     setup_started = time.time()
     run = build_run(cfg)
+    run.timing["build_s"] = time.time() - setup_started
     record, resumed = open_record(cfg, run, run_dir, meta)
     try:
         return train_epochs(run, record, resumed, on_epoch, frozenset(save_at), setup_started)
@@ -249,8 +265,10 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
 def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCallback | None,
                  save_at: frozenset[int] = frozenset(), setup_started: float | None = None) -> dict:
     tcfg = run.cfg["train"]
+    capturing = time.time()
     capture_step(run)
-    run.timing["setup_s"] = time.time() - (setup_started or time.time())
+    run.timing["capture_s"] = time.time() - capturing
+    run.timing["setup_s"] = time.time() - (setup_started or capturing)
     log = ScalarLog(record.dir / "tb", purge_step=run.epoch + 1 if resumed else None)  # drop repeated steps
     bar = tqdm(range(run.epoch, tcfg["epochs"]), disable=not tcfg["progress"], unit="ep", dynamic_ncols=True,
                desc=f"{run.cfg['task']['name']}/{run.cfg['model']['name']}", initial=run.epoch, total=tcfg["epochs"])
