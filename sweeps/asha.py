@@ -39,6 +39,13 @@ class Rungs:
             return cutoff is not None and score < cutoff and epoch < self.max_t
         return False
 
+    def finish(self, trial: str, score: float) -> None:
+        """A trial that ended before the budget at its best possible score (``train.stop_when_perfect``)
+        is recorded at every rung it did not reach, as it would have been had it trained on: its
+        score could not have changed, and no rung stops a trial at the top."""
+        for m in self.milestones:
+            self.recorded[m].setdefault(trial, score)
+
     def replay(self, trial: str, rows: list[dict]) -> int | None:
         """Record a trial's past epochs (from its record); returns the first epoch at which it
         would have been stopped, or None. A trial still running when its driver died may have

@@ -316,11 +316,15 @@ def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:
     folder = exp_dir / "trials"
     for trial in sorted(folder.iterdir()) if folder.is_dir() else []:
         record = RunRecord(trial)
-        stop = rungs.replay(trial.name, record.epochs())
+        rows = record.epochs()
+        stop = rungs.replay(trial.name, rows)
         try:
-            running = record.status()["status"] == "running"
+            status = record.status()
         except RecordError:
             continue
+        running = status["status"] == "running"
+        if status["status"] == "finished" and rows and (status.get("epochs") or 0) < e.cfg["train"]["epochs"]:
+            rungs.finish(trial.name, rows[-1]["best_val"])  # ended at its best possible score
         if stop is not None and running:
             record.truncate(stop)
             record.set_status("stopped", f"early stopping: below the rung cutoff at epoch {stop}")

@@ -148,6 +148,9 @@ def run_trial(config: dict) -> None:
         raise SystemExit(0)
     if summary["status"] == "diverged":  # ranked below every healthy trial by ASHA and the searcher
         tune.report({"epoch": summary["epochs"], "best_val": -1.0, "diverged": 1})
+    elif summary["epochs"] < cfg["train"]["epochs"]:  # finished at its best possible score, early
+        tune.report({"epoch": summary["epochs"], "best_val": summary["best_val"], "test_at_best": summary["test_at_best"],
+                     "perfect": 1})
     elif not reported or reported[-1] != summary["epochs"]:  # Tune's last word: the trial's end
         tune.report({"epoch": summary["epochs"], "best_val": summary["best_val"], "test_at_best": summary["test_at_best"]})
 
@@ -238,6 +241,9 @@ def _classes():
             if rungs is None or "epoch" not in result or not isinstance(score, (int, float)) or result.get("diverged"):
                 return TrialScheduler.CONTINUE
             self.keepers[lane].progress.result(lane, score)
+            if result.get("perfect"):
+                rungs.finish(name, score)
+                return TrialScheduler.CONTINUE
             if rungs.decide(name, result["epoch"], score):
                 self.keepers[lane].stopped[name] = result["epoch"]
                 return TrialScheduler.STOP

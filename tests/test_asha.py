@@ -62,3 +62,38 @@ def test_rung_reports_skip_to_the_next_rung_after_a_late_first_report():
     """A trial resumed past a rung (its first evaluation after the rung) reports once for it."""
     due = RungReports([2, 6, 18])
     assert [e for e in (7, 8, 17, 18, 19) if due(e)] == [7, 18]
+
+
+def test_a_trial_that_ended_at_its_best_possible_score_counts_at_every_rung_it_skipped():
+    """Trial p reaches validation 1.0 at epoch 3 and ends there (train.stop_when_perfect). Had it
+    trained on, it would have reported 1.0 at rungs 4 and 8: ``finish`` records exactly that, so
+    the trials after it are ranked against the same scores."""
+    def later(rungs):
+        return [rungs.decide(t, 4, s) for t, s in [("a", 0.7), ("b", 0.95), ("c", 0.6)]]
+    trained_on, ended = Rungs(2, 2, 8), Rungs(2, 2, 8)
+    for r in (trained_on, ended):
+        r.decide("p", 2, 0.8)
+    trained_on.decide("p", 4, 1.0)
+    ended.finish("p", 1.0)
+    assert ended.recorded[4]["p"] == ended.recorded[8]["p"] == 1.0 and ended.recorded[2]["p"] == 0.8
+    assert later(ended) == later(trained_on) == [True, False, True]
+    assert later(Rungs(2, 2, 8)) != later(trained_on)   # without p's score the cutoff differs
+
+
+def test_a_resumed_sweep_counts_a_trial_that_ended_early_at_its_rungs(tmp_path):
+    """--resume rebuilds the rungs from the records: a trial "finished" before the budget (at its
+    best possible score) is recorded at the rungs it skipped."""
+    from seqicl.train.record import RunRecord
+    from sweeps.run import make_plan, parse_args, rungs_of
+    plan, _ = make_plan(parse_args(["--task", "induction", "--models", "lstm", "--preset", "smoke",
+                                    "--storage", str(tmp_path / "s"), "train.epochs=8"]))
+    e = plan.experiments["lstm"]
+    exp_dir = tmp_path / "s" / "induction" / "lstm"
+    record = RunRecord(exp_dir / "trials" / "0000")
+    record.start(e.cfg, {}, 1, "cpu")
+    for epoch, v in [(1, 0.5), (2, 0.8), (3, 1.0)]:
+        record.append_epoch({"epoch": epoch, "best_val": v})
+    record.set_status("finished", "validation accuracy reached its maximum at epoch 3 (of 8)", epochs=3)
+    rungs = rungs_of(plan, e, exp_dir)
+    later = [m for m in rungs.milestones if m > 3]
+    assert later and all(rungs.recorded[m]["0000"] == 1.0 for m in later)

@@ -310,3 +310,55 @@ def test_a_process_keeps_one_tasks_data_on_its_device_for_the_next_run(tmp_path)
     second = loop.task_data(other, torch.device("cpu"))
     assert second is not first and not torch.equal(second.train.inputs, first.train.inputs)
     assert list(loop._DATA_ON_DEVICE.values()) == [second]   # one task at a time
+
+
+def fake_evaluations(monkeypatch, vals):
+    """seqicl.train's evaluations give validation accuracy ``vals[k]`` at the k-th evaluation
+    (test accuracy: half of it), whatever the model: a run's course fixed in advance."""
+    from seqicl.train import loop
+    calls = []
+
+    def evaluate(model, split, bf16=False):
+        k = len(calls) // 2
+        calls.append(k)
+        v = vals[min(k, len(vals) - 1)] * (1.0 if len(calls) % 2 else 0.5)
+        return {"loss": 1.0 - v, "accuracy": v}
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    return calls
+
+
+def test_a_run_at_perfect_validation_ends_there_with_the_result_of_the_whole_schedule(tmp_path, monkeypatch):
+    """stop_when_perfect: validation 0.2, 0.5, 1.0, 0.9, 1.0, 1.0 -> the run ends after epoch 3,
+    "finished", with the best epoch, its metrics and best.pt of the run that trains all 6; a run
+    killed right after epoch 3 (state saved there) ends at once when started again."""
+    vals = [0.2, 0.5, 1.0, 0.9, 1.0, 1.0]
+    base = ["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16", "train.epochs=6",
+            "train.state_every=0", "train.progress=false", "device=cpu"]
+    fake_evaluations(monkeypatch, vals)
+    whole = train(compose(base), run_dir=tmp_path / "whole")
+    cfg = compose([*base, "train.stop_when_perfect=true"])
+    fake_evaluations(monkeypatch, vals)
+    early = train(cfg, run_dir=tmp_path / "early")
+    assert whole["epochs"] == 6 and early["epochs"] == 3 and early["status"] == "finished"
+    for key in ("best_val", "test_at_best", "best_epoch"):
+        assert early[key] == whole[key], key
+    status = RunRecord(tmp_path / "early").status()
+    assert status["status"] == "finished" and status["epochs"] == 3
+    assert status["reason"] == "validation accuracy reached its maximum at epoch 3 (of 6)"
+    assert not (tmp_path / "early" / "state.pt").exists()
+    a, ca = load_checkpoint(tmp_path / "whole" / "best.pt")
+    b, cb = load_checkpoint(tmp_path / "early" / "best.pt")
+    assert ca["epoch"] == cb["epoch"] == 3
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+    def kill_after_3(m):
+        if m["epoch"] == 3:
+            raise KeyboardInterrupt
+    fake_evaluations(monkeypatch, vals)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, on_epoch=kill_after_3, run_dir=tmp_path / "killed", save_at=[3])
+    calls = fake_evaluations(monkeypatch, vals)
+    again = train(cfg, run_dir=tmp_path / "killed", save_at=[3])
+    assert calls == [] and again["epochs"] == 3 and again["best_epoch"] == 3   # nothing trained or evaluated
+    assert [r["epoch"] for r in RunRecord(tmp_path / "killed").epochs()] == [1, 2, 3]
+    assert RunRecord(tmp_path / "killed").status()["status"] == "finished"

@@ -22,7 +22,7 @@ from ..config import CHOICES
 from ..data import TaskData, load_task
 from ..models import build_model
 from .checkpoint import atomic_save, save_checkpoint
-from .metrics import evaluate
+from .metrics import BEST_POSSIBLE, evaluate
 from .optim import lr_factor, make_optimizer, set_lr
 from .record import RecordError, RunRecord
 from .step import make_step
@@ -275,6 +275,13 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
     status, reason = "finished", None
     try:
         for _ in bar:
+            if tcfg.get("stop_when_perfect") and run.best["best_val"] >= BEST_POSSIBLE.get(run.metric, math.inf):
+                # the best epoch is the first at the maximum ("improved" needs a higher value), so
+                # the summary and best.pt are final: the rest of the schedule would change nothing.
+                # Checked before each epoch: a run resumed from a state saved at that epoch ends too.
+                reason = (f"validation {run.metric} reached its maximum at epoch {run.best['best_epoch']} "
+                          f"(of {tcfg['epochs']})")
+                break
             started = time.time()
             train_loss = train_epoch(run)
             if not math.isfinite(train_loss):
@@ -308,7 +315,7 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
         log.close()        # so far are on disk and the writer's thread ends with the trial, even in a reused process
         bar.close()
         raise
-    if status == "diverged":
+    if status == "diverged" or run.epoch < tcfg["epochs"]:  # ended before its last epoch's save
         save_best_and_state(run, record, log, last=True)
     record.set_status(status, reason, epochs=run.epoch)
     (record.dir / "state.pt").unlink(missing_ok=True)  # the run is over: nothing left to resume
