@@ -132,8 +132,9 @@ def measure_ceiling(shapes: list[dict], slots: int, seconds: float, rounds: int,
 
 def describe(shape: dict) -> str:
     m = shape["model"]
-    mixer = {k: v for k, v in (m.get("mixer") or {}).items() if not isinstance(v, (dict, list))}
-    extra = ", ".join(f"{k} {v}" for k, v in sorted(mixer.items()) if k != "name")
+    mixer = {k: v for k, v in (m.get("mixer") or {}).items() if v is not None and not isinstance(v, (dict, list))}
+    extra = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(mixer.items())
+                      if k != "name")
     return f"{m['name']} d{m.get('d_model')} x{m.get('n_layers')}" + (f" ({extra})" if extra else "") + (
         " bf16" if shape["bf16"] else "")
 
@@ -169,6 +170,8 @@ def report(storage: Path, sweep: dict | None, result: dict, slots: int, command:
     for s in result["measured"]:
         lines.append(f"| {describe(s)} | {s['trials']} | {100 * s['steps'] / max(total, 1):.1f}% | {s['rate']:.0f} |")
     lines += [""] + [f"- {n}" for n in result["notes"]]
+    last_rows = [rows[-1] for _, _, _, _, rows in sweep_timeline.trial_records(storage) if rows]
+    lines += ["", "Where the slots' time went: " + trial_breakdown.slot_shares(last_rows, wall, slots)]
     lines += ["", "## Slots over time", "", sweep_timeline.timeline(storage, since, until, slots), "",
               "## Per trial (ended trials; shares of each trial's wall time)", "",
               trial_breakdown.breakdown(storage)]

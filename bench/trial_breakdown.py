@@ -14,6 +14,8 @@ ended trials of the recorded timings (``seqicl.train`` writes them into every ep
 """
 from __future__ import annotations
 
+import gzip
+import json
 import sys
 from pathlib import Path
 
@@ -48,8 +50,55 @@ def breakdown(root: Path) -> str:
     return "\n".join(lines) if rows else f"{root}: no ended trials"
 
 
+def slot_shares(last_rows: list[dict], window_s: float, slots: int) -> str:
+    """Where the sweep's slot-seconds (``slots`` x ``window_s``) went, from each trial's last epoch
+    row (its attempt's timings): training steps, evaluation, writes, setup, and the rest (no trial
+    in the slot: Ray's start, the gaps between trials, the tail; and report round trips)."""
+    avail = slots * window_s
+    train = sum(r["time_total_s"] - r.get("eval_s", 0.0) for r in last_rows)
+    parts = {"training steps": train, **{name: sum(r.get(k, 0.0) for r in last_rows)
+                                         for name, k in (("evaluation", "eval_s"), ("writes", "save_s"),
+                                                         ("setup", "setup_s"))}}
+    parts["the rest"] = avail - sum(parts.values())
+    return f"slot-seconds: {slots} x {window_s:.0f} s; " + ", ".join(
+        f"{name} {100 * v / avail:.1f}%" for name, v in parts.items())
+
+
+def trials_file(path: Path) -> list[dict]:
+    """Every trial of a committed ``trials.jsonl.gz`` (``analysis.report``'s format)."""
+    with gzip.open(path, "rt") as f:
+        return [json.loads(x) for x in f][1:]  # the first line names the format
+
+
+def last_rows_of_trials_file(path: Path) -> list[dict]:
+    """The last epoch row of every trial in a committed ``trials.jsonl.gz``."""
+    return [t["epochs"][-1] for t in trials_file(path) if t.get("epochs")]
+
+
+def wall_left(trials: list[dict], samples: int, slots: int) -> float:
+    """A rough estimate of an interrupted sweep's remaining wall time: per experiment, the trials
+    not yet ended times the mean setup + training time of its ended ones, over ``slots`` slots
+    kept busy. Optimistic where later trials run longer (a searcher that has found good regions)
+    or where the tail leaves slots idle."""
+    left = 0.0
+    for name in sorted({t["experiment"] for t in trials}):
+        ended = [t["epochs"][-1] for t in trials if t["experiment"] == name and t.get("epochs")
+                 and t["status"] in ("finished", "stopped", "diverged")]
+        if ended:
+            left += (samples - len(ended)) * sum(r["time_total_s"] + r.get("setup_s", 0.0) for r in ended) / len(ended)
+    return left / slots
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        print("usage: python bench/trial_breakdown.py <results folder>", file=sys.stderr)
+    args = sys.argv[1:]
+    if len(args) == 4 and args[0] == "--slots-of":   # --slots-of trials.jsonl.gz WINDOW_S SLOTS
+        print(slot_shares(last_rows_of_trials_file(Path(args[1])), float(args[2]), int(args[3])))
+    elif len(args) == 4 and args[0] == "--left-of":  # --left-of trials.jsonl.gz SAMPLES SLOTS
+        print(f"about {wall_left(trials_file(Path(args[1])), int(args[2]), int(args[3])):.0f} s left")
+    elif len(args) == 1 and Path(args[0]).is_dir():
+        print(breakdown(Path(args[0])))
+    else:
+        print("usage: python bench/trial_breakdown.py <results folder>\n"
+              "       python bench/trial_breakdown.py --slots-of <trials.jsonl.gz> <window s> <slots>\n"
+              "       python bench/trial_breakdown.py --left-of <trials.jsonl.gz> <samples> <slots>", file=sys.stderr)
         sys.exit(2)
-    print(breakdown(Path(sys.argv[1])))
