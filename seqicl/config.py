@@ -110,7 +110,8 @@ def set_dotted(cfg: dict, key: str, value: Any, *, create: bool = False) -> None
 
 
 # keys whose string values come from a fixed set: a typo fails at once, not in every trial
-CHOICES = {"train.precision": ("fp32", "bf16"), "device": ("auto", "cpu", "cuda")}
+CHOICES = {"train.precision": ("fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
+           "optim.schedule": ("cosine", "linear", "timm_cosine")}
 
 
 def _is_int(v: Any) -> bool:
@@ -145,6 +146,9 @@ RULES: dict[str, tuple[str, Any]] = {
     "optim.weight_decay": ("a finite number >= 0", lambda v: _is_num(v) and v >= 0),
     "optim.warmup_frac": _FRACTION,
     "optim.min_lr_frac": _FRACTION,
+    "optim.warmup_start_frac": _FRACTION,
+    "train.tf32": ("true or false", lambda v: isinstance(v, bool)),
+    "model.tie_head": ("true or false", lambda v: isinstance(v, bool)),
     "model.dropout": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1),
     **{k: (f"one of {', '.join(c)}", lambda v, c=c: v in c) for k, c in CHOICES.items()},
 }

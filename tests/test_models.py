@@ -110,3 +110,24 @@ def test_lru_initial_distribution():
                       (mixer.c[:, :n], n ** -0.5), (mixer.c[:, n:], n ** -0.5)):
         assert half.std().item() == pytest.approx(std, rel=0.03)
         assert abs(half.mean().item()) < 0.05 * std
+
+
+@pytest.mark.parametrize("name", ["transformer", "lstm"])
+def test_a_tied_head_is_the_embedding_matrix_through_training_and_checkpoints(name, tmp_path):
+    from seqicl.train import load_checkpoint, save_checkpoint
+    from seqicl.train.optim import make_optimizer
+    torch.manual_seed(0)
+    cfg = {"name": name, "d_model": 16, "n_layers": 1, "tie_head": True}
+    tied, free = build_model(cfg, 20, 12), build_model({**cfg, "tie_head": False}, 20, 12)
+    assert tied.head.weight is tied.embed.weight
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(free) - count(tied) == 20 * 16
+    opt = make_optimizer(tied, {"lr": 1e-2, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.999}, torch.device("cpu"))
+    x = torch.randint(0, 20, (4, 12))
+    before = tied.embed.weight.detach().clone()
+    torch.nn.functional.cross_entropy(tied(x).flatten(0, 1), x.flatten()).backward()
+    opt.step()
+    assert tied.head.weight is tied.embed.weight and not torch.equal(tied.embed.weight, before)
+    save_checkpoint(tmp_path / "best.pt", tied.state_dict(), {"model": cfg}, [str(i) for i in range(20)], 12, 1, {})
+    loaded, _ = load_checkpoint(tmp_path / "best.pt")
+    assert loaded.head.weight is loaded.embed.weight and torch.equal(loaded.embed.weight, tied.embed.weight)

@@ -362,3 +362,40 @@ def test_a_run_at_perfect_validation_ends_there_with_the_result_of_the_whole_sch
     assert calls == [] and again["epochs"] == 3 and again["best_epoch"] == 3   # nothing trained or evaluated
     assert [r["epoch"] for r in RunRecord(tmp_path / "killed").epochs()] == [1, 2, 3]
     assert RunRecord(tmp_path / "killed").status()["status"] == "finished"
+
+
+def test_the_originals_schedules_as_its_protocol_states_them():
+    """original-protocol.md: 400 epochs of 157 steps, warm-up 10% (6,280 steps), lr 5e-4.
+    AR: linear from 0 up to 5e-4, then linear down to 0 at step 62,800. IH: timm's cosine,
+    warm-up from 1e-6, the cosine counted from step 0 down to 5e-5, so about 4.89e-4 just after
+    the warm-up."""
+    total, lr = 62_800, 5e-4
+    ar = lambda s: lr * lr_factor(s, total, 0.1, 0.0, "linear")  # noqa: E731
+    assert ar(0) == 0.0 and ar(3_140) == pytest.approx(2.5e-4) and ar(6_280) == pytest.approx(lr)
+    assert ar(34_540) == pytest.approx(2.5e-4) and ar(total) == 0.0
+    ih = lambda s: lr * lr_factor(s, total, 0.1, 0.1, "timm_cosine", 1e-6 / lr)  # noqa: E731
+    assert ih(0) == pytest.approx(1e-6) and ih(6_279) == pytest.approx(lr, rel=1e-3)
+    assert ih(6_280) == pytest.approx(4.89e-4, rel=1e-3) and ih(total) == pytest.approx(5e-5)
+    assert all(ih(s) >= ih(s + 1) for s in range(6_280, total, 997))
+    with pytest.raises(ValueError, match="optim.schedule must be one of"):
+        lr_factor(0, total, 0.1, 0.0, "step")
+
+
+def test_a_run_follows_its_configured_schedule(tmp_path):
+    cfg = compose(["task.num_train=64", "task.num_val=8", "task.num_test=8", "model.d_model=16", "train.epochs=4",
+                   "train.batch_size=16", "optim.schedule=linear", "optim.warmup_frac=0.25", "train.progress=false",
+                   "device=cpu"])
+    rows = []
+    train(cfg, run_dir=tmp_path, on_epoch=rows.append)
+    # 16 steps; each row's lr is the last step's of its epoch (3, 7, 11, 15): 0.75, then 9/12, 5/12, 1/12
+    assert [r["lr"] / 5e-4 for r in rows] == pytest.approx([0.75, 9 / 12, 5 / 12, 1 / 12])
+
+
+@pytest.mark.gpu
+def test_tf32_is_set_per_run_on_the_gpu():
+    from seqicl.train.loop import build_run
+    base = ["task.num_train=64", "task.num_val=8", "task.num_test=8", "model.d_model=16", "device=cuda"]
+    build_run(compose([*base, "train.tf32=true"]))
+    assert torch.backends.cuda.matmul.allow_tf32
+    build_run(compose(base))                       # a reused worker's next trial: off again
+    assert not torch.backends.cuda.matmul.allow_tf32

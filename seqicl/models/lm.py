@@ -1,6 +1,6 @@
 """The language model around any mixer: embedding (+ learned positions where the mixer
 needs them), ``n_layers`` pre-norm residual blocks of mixer and optional MLP, final norm,
-and a linear head over the vocabulary."""
+and a linear head over the vocabulary (``tie_head``: the embedding's own matrix)."""
 from __future__ import annotations
 
 import torch
@@ -40,7 +40,7 @@ class Block(nn.Module):
 
 class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, max_len: int, name: str, d_model: int = 64, n_layers: int = 2,
-                 mlp_ratio: float = 4, dropout: float = 0.0, mixer: dict | None = None):
+                 mlp_ratio: float = 4, dropout: float = 0.0, mixer: dict | None = None, tie_head: bool = False):
         super().__init__()
         mixer_cls = get_mixer(name)
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -51,6 +51,8 @@ class LanguageModel(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.apply(self._init)
+        if tie_head:  # one matrix, N(0, 0.02) once: the optimiser and state_dict see it as one parameter
+            self.head.weight = self.embed.weight
 
     @staticmethod
     def _init(m):

@@ -78,7 +78,8 @@ class Run:
     def lr_at(self, step: int) -> float:
         o = self.cfg["optim"]
         total = self.steps_per_epoch * self.cfg["train"]["epochs"]
-        return o["lr"] * lr_factor(step, total, o["warmup_frac"], o["min_lr_frac"])
+        return o["lr"] * lr_factor(step, total, o["warmup_frac"], o["min_lr_frac"], o.get("schedule", "cosine"),
+                                   o.get("warmup_start_frac", 0.0))  # configs saved before the keys: cosine
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -91,6 +92,9 @@ def build_run(cfg: dict) -> Run:
     if precision not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = resolve_device(cfg["device"])
+    if device.type == "cuda":  # per trial: a reused worker may have run another setting before.
+        # cuDNN's TF32 is on by torch's default already; matmuls' is off unless asked
+        torch.backends.cuda.matmul.allow_tf32 = bool(tcfg.get("tf32", False))
     data = task_data(cfg, device)
     torch.manual_seed(cfg["seed"])
     model = build_model(cfg["model"], len(data.vocab), data.train.inputs.shape[1]).to(device)
