@@ -111,7 +111,7 @@ def set_dotted(cfg: dict, key: str, value: Any, *, create: bool = False) -> None
 
 # keys whose string values come from a fixed set: a typo fails at once, not in every trial
 CHOICES = {"train.precision": ("fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
-           "optim.schedule": ("cosine", "linear", "timm_cosine")}
+           "optim.schedule": ("cosine", "linear", "timm_cosine"), "optim.decay": ("matrices", "all")}
 
 
 def _is_int(v: Any) -> bool:
@@ -149,6 +149,7 @@ RULES: dict[str, tuple[str, Any]] = {
     "optim.warmup_start_frac": _FRACTION,
     "train.tf32": ("true or false", lambda v: isinstance(v, bool)),
     "model.tie_head": ("true or false", lambda v: isinstance(v, bool)),
+    "model.embed_dropout": ("null or a number in [0, 1)", lambda v: v is None or (_is_num(v) and 0 <= v < 1)),
     "model.dropout": ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1),
     **{k: (f"one of {', '.join(c)}", lambda v, c=c: v in c) for k, c in CHOICES.items()},
 }

@@ -131,3 +131,31 @@ def test_a_tied_head_is_the_embedding_matrix_through_training_and_checkpoints(na
     save_checkpoint(tmp_path / "best.pt", tied.state_dict(), {"model": cfg}, [str(i) for i in range(20)], 12, 1, {})
     loaded, _ = load_checkpoint(tmp_path / "best.pt")
     assert loaded.head.weight is loaded.embed.weight and torch.equal(loaded.embed.weight, tied.embed.weight)
+
+
+def test_decay_all_is_every_parameter_but_an_ssms_dynamics():
+    from seqicl.train.optim import make_optimizer
+    model = build_model({"name": "s4d", "d_model": 16, "n_layers": 1}, 20, 12)
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def groups(decay):
+        opt = make_optimizer(model, {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.999, "decay": decay},
+                             torch.device("cpu"))
+        return [sorted(names[id(p)] for p in g["params"]) for g in opt.param_groups]
+    decayed, free = groups("all")
+    assert sorted(n.rsplit(".", 1)[-1] for n in free) == ["a_imag", "log_a_real", "log_dt"]
+    assert any(n.endswith("norm1.weight") for n in decayed) and any(n.endswith("c_re") for n in decayed)
+    decayed, free = groups("matrices")                      # the default: unchanged
+    assert any(n.endswith("log_a_real") for n in decayed) and any(n.endswith("norm1.weight") for n in free)
+
+
+def test_embedding_dropout_apart_from_the_blocks_dropout():
+    torch.manual_seed(0)
+    x = torch.randint(0, 20, (2, 12))
+    only_embed = build_model({"name": "lstm", "d_model": 16, "n_layers": 1, "embed_dropout": 0.5}, 20, 12)
+    assert only_embed.drop.p == 0.5 and all(b.drop.p == 0.0 for b in only_embed.blocks)
+    assert not torch.equal(only_embed(x), only_embed(x))    # training mode: the embedding is dropped
+    only_embed.eval()
+    assert torch.equal(only_embed(x), only_embed(x))
+    same = build_model({"name": "lstm", "d_model": 16, "n_layers": 1, "dropout": 0.3}, 20, 12)
+    assert same.drop.p == 0.3                               # null: the blocks' dropout, as before

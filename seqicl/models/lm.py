@@ -40,12 +40,13 @@ class Block(nn.Module):
 
 class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, max_len: int, name: str, d_model: int = 64, n_layers: int = 2,
-                 mlp_ratio: float = 4, dropout: float = 0.0, mixer: dict | None = None, tie_head: bool = False):
+                 mlp_ratio: float = 4, dropout: float = 0.0, mixer: dict | None = None, tie_head: bool = False,
+                 embed_dropout: float | None = None):
         super().__init__()
         mixer_cls = get_mixer(name)
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model) if mixer_cls.needs_positions else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = nn.Dropout(dropout if embed_dropout is None else embed_dropout)  # on the embedding
         self.blocks = nn.ModuleList(Block(d_model, i, mixer_cls, dict(mixer or {}), mlp_ratio, dropout)
                                     for i in range(n_layers))
         self.norm = nn.LayerNorm(d_model)

@@ -27,6 +27,8 @@ class S4DKernel(nn.Module):
         self.c_im = nn.Parameter(torch.randn(channels, modes) * 0.5 ** 0.5)
         self.log_a_real = nn.Parameter(torch.log(0.5 * torch.ones(channels, modes)))
         self.a_imag = nn.Parameter(math.pi * torch.arange(modes).float().repeat(channels, 1))
+        for p in (self.log_dt, self.log_a_real, self.a_imag):  # the dynamics: optim.decay=all leaves them
+            p.no_weight_decay = True                          # undecayed, as S4's and the original's groups do
 
     def forward(self, length: int) -> torch.Tensor:
         """The kernel, (channels, length), float32."""

@@ -12,10 +12,14 @@ def make_optimizer(model: torch.nn.Module, cfg: dict, device: torch.device,
                    capturable: bool = False) -> torch.optim.AdamW:
     """``capturable``: fused AdamW whose step count and learning rate are device tensors, so
     the whole step can be captured in a CUDA graph and replayed without recapture."""
-    # weight decay on matrices and embeddings only, not on biases and norm gains (nanoGPT's rule)
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg["weight_decay"]},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    if cfg.get("decay", "matrices") == "all":
+        # the original's grouping: every parameter but those a mixer marks (an SSM's dt and A)
+        decayed = [not getattr(p, "no_weight_decay", False) for p in params]
+    else:  # matrices and embeddings only, not biases and norm gains (nanoGPT's rule)
+        decayed = [p.dim() >= 2 for p in params]
+    groups = [{"params": [p for p, d in zip(params, decayed) if d], "weight_decay": cfg["weight_decay"]},
+              {"params": [p for p, d in zip(params, decayed) if not d], "weight_decay": 0.0}]
     lr = torch.tensor(cfg["lr"], device=device) if capturable else cfg["lr"]
     return torch.optim.AdamW(groups, lr=lr, betas=(cfg["beta1"], cfg["beta2"]),
                              fused=device.type == "cuda", capturable=capturable)
