@@ -37,7 +37,8 @@ PRESETS = ROOT / "sweeps" / "presets"
 TASKS = ("associative_recall", "induction", "dfa")
 LOCK = ".lock"
 # what --resume takes from sweep.json when the command line leaves it out
-STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "num_samples", "grace_period", "overrides")
+STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "seeds", "num_samples", "grace_period",
+               "overrides")
 
 
 def parse_args(argv):
@@ -52,6 +53,9 @@ def parse_args(argv):
     p.add_argument("--grace-period", type=int, default=None,
                    help="epochs before ASHA's first rung (preset's default); must come after the warm-up")
     p.add_argument("--seed", type=int, default=None, help="seed of the Optuna sampler and of every trial (0)")
+    p.add_argument("--seeds", default=None,
+                   help="no search: one configuration per model (every searched key fixed by the preset or "
+                        "overrides), trained once per seed, e.g. 0,1,2,3,4 (default: the preset's seeds, if any)")
     p.add_argument("--num-examples", default=None,
                    help="learning curve: comma-separated training sizes, one experiment per size and model")
     add_cluster_args(p)
@@ -82,12 +86,13 @@ class Plan:
     reduction_factor: float
     cluster: Cluster
     args: dict                                  # the sweep's own arguments, as stored
+    seeds: list[int] = field(default_factory=list)   # no search: these seeds of one configuration
     fixed: list[str] = field(default_factory=list)   # searched keys an override fixed
     experiments: dict[str, Experiment] = field(default_factory=dict)
 
     def defining(self) -> dict:
         return {"task": self.task, "preset": self.preset, "seed": self.seed, "grace_period": self.grace_period,
-                "reduction_factor": self.reduction_factor,
+                "reduction_factor": self.reduction_factor, **({"seeds": self.seeds} if self.seeds else {}),
                 "experiments": {name: e.defining() for name, e in self.experiments.items()}}
 
 
@@ -135,9 +140,15 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
         raise ConfigError(f"unknown preset '{preset_name}' (choose from {known})")
     preset = load_yaml(preset_path)
-    num_samples = args.num_samples if args.num_samples is not None else preset["num_samples"]
+    if "tasks" in preset and task not in (preset["tasks"] or {}):
+        raise ConfigError(f"preset '{preset_name}' is defined for {', '.join(preset['tasks'] or {})} only, not {task}")
+    for_task = (preset.get("tasks") or {}).get(task) or {}  # the preset's entries for this task
+    seeds = parse_seed_list(args.seeds) if args.seeds else list(preset.get("seeds") or [])
+    num_samples = args.num_samples if args.num_samples is not None else len(seeds) or preset["num_samples"]
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
+    if seeds and num_samples != len(seeds):
+        raise ConfigError(f"--seeds gives {len(seeds)} runs per model: leave out --num-samples ({num_samples})")
     cluster = resolve_cluster(args, gpu, preset["max_concurrent"])
     if cluster.time_budget is None and preset.get("time_budget"):
         cluster.time_budget = float(preset["time_budget"])
@@ -148,18 +159,19 @@ def make_plan(args) -> tuple[Plan, dict | None]:
     if grace < 1:
         raise ConfigError(f"--grace-period must be at least 1, got {grace}")
     saved_args = {"task": task, "models": models, "preset": preset_name, "num_examples": args.num_examples,
-                  "seed": seed, "num_samples": num_samples, "grace_period": args.grace_period,
+                  "seed": seed, "seeds": args.seeds, "num_samples": num_samples, "grace_period": args.grace_period,
                   "overrides": list(args.overrides)}
     plan = Plan(task, models, preset_name, storage, num_samples, seed, grace,
-                preset["reduction_factor"], cluster, saved_args)
-    overrides = list(preset.get("overrides") or []) + list(args.overrides)
+                preset["reduction_factor"], cluster, saved_args, seeds)
+    overrides = list(preset.get("overrides") or []) + list(for_task.get("overrides") or []) + list(args.overrides)
     overridden = {o.lstrip("+").split("=", 1)[0] for o in overrides}
     for m in models:
         cfg = compose(task, m, overrides)
         cfg["seed"] = seed
         cfg["train"]["progress"] = False
         # the preset's space narrows every model's, then its per-model entries that model's
-        space = load_space(task, m, cfg, {**(preset.get("space") or {}), **((preset.get("models") or {}).get(m) or {})})
+        space = load_space(task, m, cfg, {**(preset.get("space") or {}), **(for_task.get("space") or {}),
+                                          **((preset.get("models") or {}).get(m) or {})})
         for key in sorted(set(space) & overridden):  # the override wins: the key is no longer searched
             if space.pop(key).kind != "fixed" and key not in plan.fixed:
                 plan.fixed.append(key)
@@ -176,6 +188,9 @@ def make_plan(args) -> tuple[Plan, dict | None]:
             name = m if size is None else f"{m}-n{size}"
             plan.experiments[name] = Experiment(name, m, c, space)
             check_first_rung(plan, plan.experiments[name])
+            if seeds and space:
+                raise ConfigError(f"--seeds trains one configuration, but {name} still searches "
+                                  f"{', '.join(sorted(space))}: fix them with key=value overrides or a preset")
     check_storage(plan, args.resume)
     if stored is not None:
         check_resume(stored, plan.defining())
@@ -208,6 +223,16 @@ def check_first_rung(plan: Plan, e: Experiment) -> None:
 def trials_started(plan: Plan, name: str) -> int:
     folder = plan.storage / plan.task / name / "trials"
     return sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+
+
+def parse_seed_list(text) -> list[int]:
+    try:
+        seeds = sorted({int(x) for x in str(text).split(",") if x.strip()})
+    except ValueError:
+        raise ConfigError(f"--seeds takes comma-separated integers, got '{text}'") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(f"--seeds must be integers >= 0, got '{text}'")
+    return seeds
 
 
 def parse_sizes(text) -> list[int]:
@@ -295,14 +320,18 @@ def ending(plan: Plan, wall_s: float) -> str:
 
 
 def lanes_of(plan: Plan, Lane) -> list:
-    """One lane per experiment of the plan: its trial source (the Optuna study) and its rungs."""
-    from sweeps.study import OptunaTrials
+    """One lane per experiment of the plan: its trial source (the Optuna study, or with seeds the
+    one configuration once per seed, trials seed<k>) and its rungs."""
+    from sweeps.study import FixedTrials, OptunaTrials
     lanes = []
     for e in plan.experiments.values():
         exp_dir = plan.storage / plan.task / e.name
         exp_dir.mkdir(parents=True, exist_ok=True)
         rungs = rungs_of(plan, e, exp_dir)  # first: it may end trials the source would resume
-        source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
+        if plan.seeds:
+            source = FixedTrials(exp_dir, {f"seed{k}": {**copy.deepcopy(e.cfg), "seed": k} for k in plan.seeds})
+        else:
+            source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
         lanes.append(Lane(f"{plan.task}/{e.name}", exp_dir, source, rungs, plan.num_samples))
     return lanes
 

@@ -17,6 +17,9 @@ from conftest import ROOT
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (ROOT / "sweeps" / "presets").glob("*.yaml")))
 @pytest.mark.parametrize("task", ["associative_recall", "induction", "dfa"])
 def test_every_presets_first_rung_comes_after_the_warm_up(preset, task, tmp_path):
+    tasks = sweep_run.load_yaml(ROOT / "sweeps" / "presets" / f"{preset}.yaml").get("tasks")
+    if tasks is not None and task not in tasks:
+        pytest.skip(f"preset {preset} is not defined for {task}")
     plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", task, "--preset", preset,
                                                         "--storage", str(tmp_path / "s")]))
     for e in plan.experiments.values():
@@ -64,6 +67,11 @@ def test_every_presets_first_rung_comes_after_the_warm_up(preset, task, tmp_path
     (["--task", "dfa", "--preset", "paper", "--grace-period", "5"], "(5 of 50 epochs): pass --grace-period above 5"),
     (["--task", "induction", "--grace-period", "3", "optim.warmup_frac=0.5"], "(3 of 6 epochs)"),
     (["--task", "induction", "--grace-period", "0"], "--grace-period must be at least 1"),
+    (["--task", "dfa", "--preset", "original"], "preset 'original' is defined for associative_recall, induction only"),
+    (["--task", "induction", "--seeds", "0,1"], "--seeds trains one configuration, but transformer still searches"),
+    (["--task", "induction", "--preset", "original", "--seeds", "0,x"], "--seeds takes comma-separated integers"),
+    (["--task", "induction", "--preset", "original", "--seeds", "-1"], "--seeds must be integers >= 0"),
+    (["--task", "induction", "--preset", "original", "--num-samples", "3"], "--seeds gives 5 runs per model"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(argv, message, tmp_path, capsys):
     storage = tmp_path / "out"
@@ -326,3 +334,48 @@ def test_a_rung_at_the_last_epoch_ranks_but_stops_nothing():
     assert r.recorded[4] == {"a": 0.9, "b": 0.1}
     assert [r.decide("c", 2, 0.9), r.decide("d", 2, 0.1)] == [False, True]   # earlier rungs still stop
     assert r.replay("e", [{"epoch": 2, "best_val": 0.95}, {"epoch": 4, "best_val": 0.05}]) is None
+
+
+@pytest.mark.parametrize("task, schedule", [("associative_recall", "linear"), ("induction", "timm_cosine")])
+def test_the_original_preset_is_the_originals_protocol_without_a_search(task, schedule, tmp_path):
+    """original-protocol.md, per task and model: d_model 32, 2 layers, tied head, AdamW (0.9, 0.999)
+    at 5e-4, weight decay 0.1 on every parameter but an SSM's dynamics, no clipping, TF32, 400
+    epochs of batch 32, the task's schedule; five seeds of that one configuration per model."""
+    plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", task, "--preset", "original",
+                                                        "--storage", str(tmp_path / "s")]))
+    assert plan.seeds == [0, 1, 2, 3, 4] and plan.num_samples == 5 and len(plan.experiments) == 7
+    for name, e in plan.experiments.items():
+        c = e.cfg
+        assert e.space == {}, name
+        assert (c["model"]["d_model"], c["model"]["n_layers"], c["model"]["mlp_ratio"], c["model"]["tie_head"],
+                c["model"]["dropout"], c["model"]["embed_dropout"]) == (32, 2, 4, True, 0.0, 0.1)
+        o = c["optim"]
+        assert (o["lr"], o["weight_decay"], o["decay"], o["beta1"], o["beta2"], o["warmup_frac"], o["schedule"]) == \
+            (5e-4, 0.1, "all", 0.9, 0.999, 0.1, schedule)
+        t = c["train"]
+        assert (t["epochs"], t["batch_size"], t["grad_clip"], t["tf32"]) == (400, 32, 0, True)
+    assert plan.experiments["transformer"].cfg["model"]["mixer"] == {"n_heads": 1, "dropout": 0.1}
+    assert plan.experiments["s4d"].cfg["model"]["mixer"]["d_state"] == 64
+    if task == "induction":
+        o = plan.experiments["lstm"].cfg["optim"]
+        assert 5e-4 * o["warmup_start_frac"] == pytest.approx(1e-6) and 5e-4 * o["min_lr_frac"] == pytest.approx(5e-5)
+    lanes = sweep_run.lanes_of(plan, __import__("sweeps.tune_backend", fromlist=["Lane"]).Lane)
+    jobs = [lanes[0].source.next() for _ in range(6)]
+    assert [j[0] for j in jobs[:5]] == [f"seed{k}" for k in range(5)] and jobs[5] is None
+    assert [j[1]["seed"] for j in jobs[:5]] == [0, 1, 2, 3, 4]
+    assert all(j[1]["model"] == plan.experiments[lanes[0].label.split("/")[1]].cfg["model"] for j in jobs[:5])
+
+
+@pytest.mark.slow
+def test_the_original_preset_runs_its_seeds_side_by_side(tmp_path):
+    storage = tmp_path / "orig"
+    proc = subprocess.run(
+        [sys.executable, "sweeps/run.py", "--task", "associative_recall", "--preset", "original", "--models", "lstm",
+         "--seeds", "0,1", "--max-concurrent", "2", "--storage", str(storage), "train.epochs=2", "task.num_train=64",
+         "task.num_val=16", "task.num_test=16"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = sorted(load_trials(storage), key=lambda t: t.trial_id)
+    assert [(t.trial_id, t.seed, t.status, t.epochs_run) for t in trials] == [("seed0", 0, "finished", 2),
+                                                                             ("seed1", 1, "finished", 2)]
+    assert trials[0].config["model"] == trials[1].config["model"] and trials[0].config["optim"]["schedule"] == "linear"
+    assert "| associative recall |" in (storage / "table.md").read_text()
