@@ -159,3 +159,33 @@ def test_embedding_dropout_apart_from_the_blocks_dropout():
     assert torch.equal(only_embed(x), only_embed(x))
     same = build_model({"name": "lstm", "d_model": 16, "n_layers": 1, "dropout": 0.3}, 20, 12)
     assert same.drop.p == 0.3                               # null: the blocks' dropout, as before
+
+
+def test_s4d_inv_starts_from_its_formula_and_lin_stays_the_default():
+    """S4D-Inv (Gu et al. 2022): A_n = -1/2 + i (N/pi)(N/(2n+1) - 1), n < N/2; S4D-Lin: -1/2 + i pi n."""
+    import math
+    from seqicl.models.ssm_kernel import S4DKernel
+    inv, lin = S4DKernel(3, d_state=8, init="inv"), S4DKernel(3, d_state=8)
+    want = torch.tensor([8 / math.pi * (8 / (2 * n + 1) - 1) for n in range(4)])
+    assert torch.allclose(inv.a_imag, want.repeat(3, 1)) and torch.allclose(inv.log_a_real.exp(), torch.full((3, 4), 0.5))
+    assert torch.allclose(lin.a_imag, (math.pi * torch.arange(4.0)).repeat(3, 1))
+    model = build_model({"name": "s4d", "d_model": 8, "n_layers": 1, "mixer": {"init": "inv"}}, 20, 12)
+    x = torch.randint(0, 20, (2, 12))
+    y = model(x)                                         # causal: a later token changes no earlier output
+    x2 = x.clone()
+    x2[:, 7] = (x2[:, 7] + 1) % 20
+    assert torch.allclose(model(x2)[:, :7], y[:, :7], atol=1e-5) and not torch.allclose(model(x2)[:, 7:], y[:, 7:])
+    with pytest.raises(ValueError, match="S4D init must be lin or inv"):
+        S4DKernel(3, init="legs")
+
+
+def test_h3_with_a_shift_filter_longer_than_the_sequence_runs_and_stays_causal():
+    model = build_model({"name": "h3", "d_model": 8, "n_layers": 1, "mixer": {"shift_size": 64}}, 20, 12)
+    x = torch.randint(0, 20, (2, 12))
+    y = model(x)
+    x2 = x.clone()
+    x2[:, 0] = (x2[:, 0] + 1) % 20                       # the first token reaches the last position
+    assert y.shape == (2, 12, 20) and not torch.allclose(model(x2)[:, -1], y[:, -1])
+    x3 = x.clone()
+    x3[:, 9] = (x3[:, 9] + 1) % 20
+    assert torch.allclose(model(x3)[:, :9], y[:, :9], atol=1e-5)

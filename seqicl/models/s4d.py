@@ -15,9 +15,9 @@ class S4D(nn.Module):
     needs_positions = False
 
     def __init__(self, d_model: int, layer_idx: int = 0, d_state: int = 64, dt_min: float = 1e-3,
-                 dt_max: float = 1e-1, dropout: float = 0.0):
+                 dt_max: float = 1e-1, dropout: float = 0.0, init: str = "lin"):
         super().__init__()
-        self.kernel = S4DKernel(d_model, d_state, dt_min, dt_max)
+        self.kernel = S4DKernel(d_model, d_state, dt_min, dt_max, init)
         self.skip = nn.Parameter(torch.randn(d_model))
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d_model, d_model)

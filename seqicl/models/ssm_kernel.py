@@ -18,15 +18,22 @@ from torch import nn
 
 
 class S4DKernel(nn.Module):
-    def __init__(self, channels: int, d_state: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1):
+    def __init__(self, channels: int, d_state: int = 64, dt_min: float = 1e-3, dt_max: float = 1e-1,
+                 init: str = "lin"):
+        """``init``: A_n = -1/2 + i*imag_n over the d_state / 2 modes n, with imag_n = pi*n (S4D-Lin)
+        or (N/pi)(N/(2n+1) - 1), N = d_state (S4D-Inv, Gu et al. 2022; the original table's S4D)."""
         super().__init__()
+        if init not in ("lin", "inv"):
+            raise ValueError(f"S4D init must be lin or inv, got {init!r}")
         modes = max(1, d_state // 2)
         log_dt = torch.rand(channels) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         self.log_dt = nn.Parameter(log_dt)
         self.c_re = nn.Parameter(torch.randn(channels, modes) * 0.5 ** 0.5)
         self.c_im = nn.Parameter(torch.randn(channels, modes) * 0.5 ** 0.5)
         self.log_a_real = nn.Parameter(torch.log(0.5 * torch.ones(channels, modes)))
-        self.a_imag = nn.Parameter(math.pi * torch.arange(modes).float().repeat(channels, 1))
+        n = torch.arange(modes).float()
+        imag = math.pi * n if init == "lin" else d_state / math.pi * (d_state / (2 * n + 1) - 1)
+        self.a_imag = nn.Parameter(imag.repeat(channels, 1))
         for p in (self.log_dt, self.log_a_real, self.a_imag):  # the dynamics: optim.decay=all leaves them
             p.no_weight_decay = True                          # undecayed, as S4's and the original's groups do
 
