@@ -189,3 +189,49 @@ def test_h3_with_a_shift_filter_longer_than_the_sequence_runs_and_stays_causal()
     x3 = x.clone()
     x3[:, 9] = (x3[:, 9] + 1) % 20
     assert torch.allclose(model(x3)[:, :9], y[:, :9], atol=1e-5)
+
+
+def test_the_original_rwkv_grows_its_past_and_starts_from_unit_normals():
+    from seqicl.models.rwkv import RWKVTimeMix
+    torch.manual_seed(0)
+    paper, original = RWKVTimeMix(64), RWKVTimeMix(64, variant="original")
+    assert paper.decay_sign == -1.0 and original.decay_sign == 1.0
+    assert 0 <= paper.mix_k.min() and paper.mix_k.max() <= 1           # RWKV-4's ramps
+    mixes = torch.cat([original.mix_k, original.mix_v, original.mix_r, original.time_decay, original.time_first])
+    assert abs(mixes.mean().item()) < 0.2 and 0.8 < mixes.std().item() < 1.2 and (mixes < 0).any()
+    model = build_model({"name": "rwkv", "d_model": 16, "n_layers": 1, "mixer": {"variant": "original"}}, 20, 12)
+    x = torch.randint(0, 20, (2, 12))
+    y, x2 = model(x), x.clone()
+    x2[:, 6] = (x2[:, 6] + 1) % 20
+    assert torch.allclose(model(x2)[:, :6], y[:, :6], atol=1e-5) and not torch.allclose(model(x2)[:, 6:], y[:, 6:])
+    with pytest.raises(ValueError, match="RWKV variant must be paper or original"):
+        RWKVTimeMix(8, variant="v5")
+
+
+def test_the_original_lru_block_is_its_definition():
+    """h_t = lambda h_{t-1} + gamma (v_re + i v_im), y = out(LayerNorm([Re h; Im h] * silu(o))), written
+    as a loop in complex128 from the module's own parameters."""
+    from seqicl.models.lru import LRU
+    torch.manual_seed(0)
+    m = LRU(6, block="original").eval()
+    assert not hasattr(m, "c") and m.proj.out_features == 24 and m.out.in_features == 12
+    x = torch.randn(2, 9, 6)
+    n = 6
+    lam = torch.exp(-m.nu_log.double().exp()) * torch.exp(1j * m.theta_log.double().exp())
+    v, o = m.proj(x).double().split(2 * n, dim=-1)
+    u = (v[..., :n] + 1j * v[..., n:]) * m.gamma_log.double().exp()
+    h, hs = torch.zeros(2, n, dtype=torch.complex128), []
+    for t in range(9):
+        h = lam * h + u[:, t]
+        hs.append(h)
+    h = torch.stack(hs, 1)
+    y = torch.cat([h.real, h.imag], -1) * torch.nn.functional.silu(o)
+    want = m.out(m.norm(y.float()))
+    torch.testing.assert_close(m(x), want, rtol=1e-4, atol=1e-5)
+    model = build_model({"name": "lru", "d_model": 8, "n_layers": 1, "mixer": {"block": "original"}}, 20, 12)
+    x = torch.randint(0, 20, (2, 12))
+    y0, x2 = model(x), x.clone()
+    x2[:, 5] = (x2[:, 5] + 1) % 20
+    assert torch.allclose(model(x2)[:, :5], y0[:, :5], atol=1e-5) and not torch.allclose(model(x2)[:, 5:], y0[:, 5:])
+    with pytest.raises(ValueError, match="LRU block must be paper or original"):
+        LRU(4, block="v2")

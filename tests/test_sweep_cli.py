@@ -355,7 +355,10 @@ def test_the_original_preset_is_the_originals_protocol_without_a_search(task, sc
         t = c["train"]
         assert (t["epochs"], t["batch_size"], t["grad_clip"], t["tf32"]) == (400, 32, 0, True)
     assert plan.experiments["transformer"].cfg["model"]["mixer"] == {"n_heads": 1, "dropout": 0.1}
-    assert plan.experiments["s4d"].cfg["model"]["mixer"]["d_state"] == 64
+    mixer = {name: e.cfg["model"]["mixer"] for name, e in plan.experiments.items()}
+    assert (mixer["s4d"]["d_state"], mixer["s4d"]["init"], mixer["h3"]["shift_size"]) == (64, "inv", 64)
+    assert (mixer["gilr"]["dropout"], mixer["lru"]["dropout"], mixer["lru"]["block"]) == (0.2, 0.2, "original")
+    assert mixer["rwkv"]["variant"] == "original" and mixer["gilr"]["expand"] == 1
     if task == "induction":
         o = plan.experiments["lstm"].cfg["optim"]
         assert 5e-4 * o["warmup_start_frac"] == pytest.approx(1e-6) and 5e-4 * o["min_lr_frac"] == pytest.approx(5e-5)
@@ -370,11 +373,14 @@ def test_the_original_preset_is_the_originals_protocol_without_a_search(task, sc
 def test_the_original_preset_runs_its_seeds_side_by_side(tmp_path):
     storage = tmp_path / "orig"
     proc = subprocess.run(
-        [sys.executable, "sweeps/run.py", "--task", "associative_recall", "--preset", "original", "--models", "lstm",
-         "--seeds", "0,1", "--max-concurrent", "2", "--storage", str(storage), "train.epochs=2", "task.num_train=64",
-         "task.num_val=16", "task.num_test=16"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        [sys.executable, "sweeps/run.py", "--task", "associative_recall", "--preset", "original", "--models",
+         "lstm,rwkv,lru,s4d,h3,gilr,transformer", "--seeds", "0,1", "--max-concurrent", "2", "--storage", str(storage),
+         "train.epochs=2", "task.num_train=64", "task.num_val=16", "task.num_test=16"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    trials = sorted(load_trials(storage), key=lambda t: t.trial_id)
+    every = load_trials(storage)          # every model's variant trains: 7 models x 2 seeds, all finished
+    assert len(every) == 14 and {t.status for t in every} == {"finished"}
+    trials = sorted((t for t in every if t.model == "lstm"), key=lambda t: t.trial_id)
     assert [(t.trial_id, t.seed, t.status, t.epochs_run) for t in trials] == [("seed0", 0, "finished", 2),
                                                                              ("seed1", 1, "finished", 2)]
     assert trials[0].config["model"] == trials[1].config["model"] and trials[0].config["optim"]["schedule"] == "linear"

@@ -1,6 +1,6 @@
 """GILR mixer: gated impulse linear recurrence (Martin & Cundy 2018),
 
-    f = sigmoid(W_f x),  h_t = f_t * h_{t-1} + (1 - f_t) * v_t,  y = out(LayerNorm(h * silu(W_g x)))
+    f = sigmoid(W_f x),  h_t = f_t * h_{t-1} + (1 - f_t) * v_t,  y = out(LayerNorm(dropout(h * silu(W_g x))))
 
 with the scan on a Triton kernel on GPU (seqicl.ops.scan)."""
 from __future__ import annotations
@@ -29,4 +29,4 @@ class GILR(nn.Module):
         f, v, gate = self.proj(x).chunk(3, dim=-1)
         f = torch.sigmoid(f.float())
         h = linear_scan(f, (1 - f) * v.float()).to(x.dtype)
-        return self.out(self.drop(self.norm(h * F.silu(gate))))
+        return self.out(self.norm(self.drop(h * F.silu(gate))))  # dropout before the norm, as the original

@@ -11,7 +11,14 @@ The complex matrices are stored as real ones acting on the packed [Re, Im] layou
 so each is a single GEMM (for tiny models a training step costs roughly per kernel):
     b = [Re B; Im B]   (2n, d):  b x = [Re(B x); Im(B x)] for real x
     c = [Re C | -Im C] (d, 2n):  c [Re h; Im h] = Re C Re h - Im C Im h = Re(C h)
-c starts i.i.d. normal, as Re C and Im C did, and that distribution is blind to the sign of Im C."""
+c starts i.i.d. normal, as Re C and Im C did, and that distribution is blind to the sign of Im C.
+
+``block="original"``: the original seq_icl table's LRU block instead of the paper's read-out. One
+real projection gives v (2n: [Re; Im] of the scan's input) and a gate o (2n); then
+
+    h_t = lambda * h_{t-1} + gamma * v_t,   y = out(LayerNorm(dropout([Re h; Im h] * silu(o))))
+
+with no complex C, no Re(.) read-out and no skip D."""
 from __future__ import annotations
 
 import math
@@ -29,18 +36,26 @@ class LRU(nn.Module):
     needs_positions = False
 
     def __init__(self, d_model: int, layer_idx: int = 0, d_state: int | None = None, r_min: float = 0.9,
-                 r_max: float = 0.999, max_phase: float = 2 * math.pi, dropout: float = 0.0):
+                 r_max: float = 0.999, max_phase: float = 2 * math.pi, dropout: float = 0.0, block: str = "paper"):
         super().__init__()
+        if block not in ("paper", "original"):
+            raise ValueError(f"LRU block must be paper or original, got {block!r}")
+        self.block = block
         n = d_state or d_model
         u1, u2 = torch.rand(n), torch.rand(n)
         nu = -0.5 * torch.log(u1 * (r_max ** 2 - r_min ** 2) + r_min ** 2)  # -log|lambda|
         self.nu_log = nn.Parameter(nu.log())
         self.theta_log = nn.Parameter((max_phase * u2).clamp_min(1e-4).log())
         self.gamma_log = nn.Parameter(0.5 * torch.log(1 - torch.exp(-2 * nu)))
+        self.drop = nn.Dropout(dropout)
+        if block == "original":
+            self.proj = nn.Linear(d_model, 4 * n)  # v ([Re; Im], 2n) and the gate o (2n)
+            self.norm = nn.LayerNorm(2 * n)
+            self.out = nn.Linear(2 * n, d_model)
+            return
         self.b = nn.Parameter(torch.randn(2 * n, d_model) / math.sqrt(2 * d_model))  # [Re B; Im B]
         self.c = nn.Parameter(torch.randn(d_model, 2 * n) / math.sqrt(n))  # [Re C | -Im C]
         self.skip = nn.Parameter(torch.randn(d_model))
-        self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,6 +66,10 @@ class LRU(nn.Module):
         # one stack, where .real and .imag would cost zeros, copies and an add
         lam = torch.exp(torch.complex(-self.nu_log.exp(), self.theta_log.exp()))
         lam_re, lam_im = torch.view_as_real(lam).unbind(-1)
+        if self.block == "original":
+            v, o = F.linear(xf, self.proj.weight.float(), self.proj.bias.float()).split(2 * n, dim=-1)
+            h = complex_scan(lam_re, lam_im, v.unflatten(-1, (2, n)) * self.gamma_log.exp())
+            return self.out(self.norm(self.drop(h.flatten(-2) * F.silu(o))).to(x.dtype))
         # (B, L, 2, n): real and imaginary parts of gamma * (B x_t), gamma broadcast over both
         bx = F.linear(xf, self.b).unflatten(-1, (2, n)) * self.gamma_log.exp()
         h = complex_scan(lam_re, lam_im, bx)

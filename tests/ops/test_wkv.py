@@ -164,3 +164,40 @@ def test_parameter_gradients_are_deterministic_cuda():
         runs.append(torch.autograd.grad(wkv(*inputs), inputs, grad))
     for first, second in zip(*runs):
         assert torch.equal(first, second)
+
+
+def direct_formula_growing(time_decay, time_first, k, v):
+    """The original seq_icl RWKV's sign, w = +exp(time_decay), as explicit sums."""
+    w, u = torch.exp(time_decay), time_first
+    batch, steps, channels = k.shape
+    out = torch.empty(batch, steps, channels, dtype=k.dtype)
+    for t in range(steps):
+        num, den = torch.exp(u + k[:, t]) * v[:, t], torch.exp(u + k[:, t])
+        for i in range(t):
+            weight = torch.exp((t - 1 - i) * w + k[:, i])
+            num, den = num + weight * v[:, i], den + weight
+        out[:, t] = num / den
+    return out
+
+
+def test_the_original_sign_matches_its_direct_formula_and_the_triton_kernel():
+    inputs = [x.detach().double().requires_grad_() for x in make_inputs(2, 7, 3, seed=8)]
+    grad = torch.randn(2, 7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    ref = wkv_ref(*inputs, decay_sign=1.0)
+    torch.testing.assert_close(ref, direct_formula_growing(*inputs), rtol=1e-12, atol=1e-12)
+    for got, want in zip(torch.autograd.grad(ref, inputs, grad),
+                         torch.autograd.grad(direct_formula_growing(*inputs), inputs, grad)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(ref, wkv_ref(*inputs))            # the sign matters
+    # the kernel, forward and every gradient, with the past growing by up to e^(e^2) a step
+    shape = (2, 33, 12)
+    inputs = make_inputs(*shape, seed=10, decay_range=(-2.0, 2.0))
+    grad = strided_grad(*shape, seed=11)
+    with force_backend("triton"):
+        out = wkv(*inputs, decay_sign=1.0)
+    grads = torch.autograd.grad(out, inputs, grad)
+    exact = [x.detach().double().requires_grad_() for x in inputs]
+    want = wkv_ref(*exact, decay_sign=1.0)
+    assert_close(out, want, 1e-5, "y")
+    for name, got, w in zip(("time_decay", "time_first", "k", "v"), grads, torch.autograd.grad(want, exact, grad.double())):
+        assert_close(got, w, 1e-4, f"d{name}")

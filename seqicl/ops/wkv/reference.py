@@ -1,7 +1,9 @@
 """RWKV-4's wkv operator as a plain loop over time: the specification the Triton kernel is tested
 against, and the implementation used on CPU.
 
-With w = -exp(time_decay) (the state decays) and u = time_first, for every batch and channel
+With w = -exp(time_decay) (the state decays; ``decay_sign=+1`` gives w = +exp(time_decay), the
+original seq_icl RWKV's sign, under which the past grows instead) and u = time_first, for every
+batch and channel
 
     y_t = (sum_{i<t} e^{(t-1-i) w + k_i} v_i + e^{u + k_t} v_t)
         / (sum_{i<t} e^{(t-1-i) w + k_i}     + e^{u + k_t})
@@ -18,12 +20,12 @@ EMPTY_LOG = -1e38
 
 
 def wkv_ref(time_decay: torch.Tensor, time_first: torch.Tensor, k: torch.Tensor,
-            v: torch.Tensor) -> torch.Tensor:
+            v: torch.Tensor, decay_sign: float = -1.0) -> torch.Tensor:
     """time_decay, time_first: (C,); k, v: (B, T, C). Returns y (B, T, C) in k's dtype."""
     # bf16 inputs are computed in float32; float64 stays float64 (tests)
     out_dtype = k.dtype
     dtype = torch.promote_types(out_dtype, torch.float32)
-    w = -torch.exp(time_decay.to(dtype))
+    w = decay_sign * torch.exp(time_decay.to(dtype))
     u = time_first.to(dtype)
     k, v = k.to(dtype), v.to(dtype)
     batch, steps, channels = k.shape

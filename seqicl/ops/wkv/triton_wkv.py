@@ -233,11 +233,11 @@ def _wkv_backward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_
 
 class WKVFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, time_decay, time_first, k, v):
+    def forward(ctx, time_decay, time_first, k, v, decay_sign=-1.0):
         k = k.contiguous()
         v = v.to(k.dtype).contiguous()
         batch, steps, channels = k.shape
-        w = -torch.exp(time_decay.float()).contiguous()
+        w = (decay_sign * torch.exp(time_decay.float())).contiguous()
         u = time_first.float().contiguous()
         y = torch.empty_like(k)
         needs_grad = any(ctx.needs_input_grad)
@@ -264,13 +264,13 @@ class WKVFunction(torch.autograd.Function):
         _wkv_backward_kernel[grid](k, v, w, u, y, log_den, grad_y, grad_k, grad_v,
                                    grad_w_part, grad_u_part, steps, channels,
                                    **BACKWARD_CONFIG)
-        # w = -exp(time_decay), so dw/d(time_decay) = w
+        # w = decay_sign * exp(time_decay), so dw/d(time_decay) = w
         decay_dtype, first_dtype = ctx.param_dtypes
         grad_time_decay = (grad_w_part.sum(0) * w).to(decay_dtype)
         grad_time_first = grad_u_part.sum(0).to(first_dtype)
-        return grad_time_decay, grad_time_first, grad_k, grad_v
+        return grad_time_decay, grad_time_first, grad_k, grad_v, None
 
 
 def wkv_triton(time_decay: torch.Tensor, time_first: torch.Tensor, k: torch.Tensor,
-               v: torch.Tensor) -> torch.Tensor:
-    return WKVFunction.apply(time_decay, time_first, k, v)
+               v: torch.Tensor, decay_sign: float = -1.0) -> torch.Tensor:
+    return WKVFunction.apply(time_decay, time_first, k, v, float(decay_sign))
