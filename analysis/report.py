@@ -42,7 +42,7 @@ def fmt_params(n: int | None) -> str:
     return f"{n / 1e6:.1f}M"
 
 
-def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
+def seed_stats(best: Trial | None, reseeds: list[Trial], with_range: bool = False) -> dict:
     """Mean and sample standard deviation of the test metric over the best configuration's runs:
     the chosen trial plus its re-runs with other seeds (``sweeps/reseed.py``), one run per seed.
     A re-run counts once it trained the chosen configuration's whole schedule or diverged (a seed
@@ -66,11 +66,12 @@ def seed_stats(best: Trial | None, reseeds: list[Trial]) -> dict:
         short[r.seed] = r  # the longest of each seed
     cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": full, "seed": r.seed}
            for _, r in sorted(short.items())]
+    span = {"seed_min": min(values, default=None), "seed_max": max(values, default=None)} if with_range else {}
     if len(values) < 2:
-        return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut}
+        return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut, **span}
     mean = sum(values) / len(values)
     std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return {"seed_mean": mean, "seed_std": std, "seed_n": len(values), "seed_cut": cut}
+    return {"seed_mean": mean, "seed_std": std, "seed_n": len(values), "seed_cut": cut, **span}
 
 
 def summarize(trials: list[Trial]) -> list[dict]:
@@ -84,6 +85,9 @@ def summarize(trials: list[Trial]) -> list[dict]:
     for (task, size, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], model_order([kv[0][2]]))):
         best = best_trial(ts)
         count = {s: sum(t.status == s for t in ts) for s in ("finished", "stopped", "diverged", "errored")}
+        # one configuration once per seed (--seeds: nothing sampled): every seed is a run of it
+        seed_runs = len(ts) > 1 and not any(t.params for t in ts)
+        others = [t for t in ts if t is not best] if seed_runs else []
         rows.append({
             "task": task, "num_train": size, "model": model, "metric": ts[0].metric,
             "test": best.test_at_best if best else None, "val": best.best_val if best else None,
@@ -92,7 +96,8 @@ def summarize(trials: list[Trial]) -> list[dict]:
             "n_params": best.n_params if best else None,
             "trials": len(ts), **count, "best_trial": str(best.path) if best else None,
             "params": best.params if best else {}, "baselines": next((t.baselines for t in ts if t.baselines), {}),
-            **seed_stats(best, reseeds.get((task, size, model), [])),
+            **seed_stats(best, others + reseeds.get((task, size, model), []), with_range=seed_runs),
+            **({"seed_runs": True} if seed_runs else {}),
         })
     return rows
 
@@ -194,6 +199,28 @@ def original_table(g: Grid) -> str:
             + md_table(["task"] + g.names + ["Random"], ["---"] + [":---:"] * (len(g.models) + 1), body))
 
 
+def reproduction_table(g: Grid) -> str:
+    """Seeds of one configuration (``--preset original``) beside the original's single run."""
+    body = []
+    for task, size in g.keys:
+        orig = ORIGINAL.get(task, {})
+        cells = []
+        for m in g.models:
+            r = g.cell.get((task, size, m))
+            if r is None or not r.get("seed_runs") or r["seed_mean"] is None:
+                cells.append("")
+                continue
+            lo, hi = 100 * r["seed_min"], 100 * r["seed_max"]
+            text = f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} [{lo:.1f}, {hi:.1f}] (n={r['seed_n']})"
+            if m in orig:
+                text += f" / {orig[m]:.1f}, " + ("inside" if lo <= orig[m] <= hi else "outside")
+            cells.append(text)
+        body.append([g.label(task, size)] + cells + [pct(g.first(task, size)["chance"])])
+    return ("\n## One configuration over seeds: mean ± std [lowest, highest] (n runs) / the original's "
+            "number, and whether it lies inside our seed range (test accuracy, %)\n\n"
+            + md_table(["task"] + g.names + ["Random"], ["---"] + [":---:"] * (len(g.models) + 1), body))
+
+
 def per_model_tables(g: Grid) -> str:
     out = []
     for task, size in g.keys:
@@ -237,6 +264,8 @@ def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()
         parts.append(tvd_table(g))
     if any(r["seed_mean"] is not None or r["seed_cut"] for r in rows):
         parts.append(seed_table(g))
+    if any(r.get("seed_runs") for r in rows):
+        parts.append(reproduction_table(g))
     if any(task in ORIGINAL for task, _ in g.keys):
         parts.append(original_table(g))
     parts.append(per_model_tables(g))

@@ -19,7 +19,8 @@ def fake_trial(root, model, name, results, epochs=10, error=False, chance=0.05, 
     for key, value in cfg_changes.items():
         cfg[key] = value
     record = RunRecord(d)
-    record.start(cfg, {"chance": chance}, 1000, "cpu", {"trial": name, "sampled": sampled or {"optim.lr": 1e-3}})
+    record.start(cfg, {"chance": chance}, 1000, "cpu",
+                 {"trial": name, "sampled": {"optim.lr": 1e-3} if sampled is None else sampled})
     for e, bv, tb in results:
         record.append_epoch({"epoch": e, "best_val": bv, "test_at_best": tb, "best_epoch": e})
     last = results[-1][0] if results else 0
@@ -167,3 +168,20 @@ def test_the_compact_record_alone_reproduces_every_table(tmp_path):
     write_report(moved)
     assert {n: (moved / n).read_bytes() for n in names} == before
     assert [t.status for t in load_trials(moved)] == ["stopped", "finished", "errored"]
+
+
+def test_seeds_of_one_configuration_give_mean_std_range_and_the_original_inside_or_out(tmp_path):
+    """--seeds runs (nothing sampled): every seed counts; the original's 4.8 (LSTM, induction head)
+    lies inside [4.0, 6.0], its 97.2 (Transformer) outside [98.0, 100.0]."""
+    for k, test in enumerate([0.04, 0.05, 0.06]):
+        fake_trial(tmp_path, "lstm", f"seed{k}", [(10, 0.5 + k / 100, test)], sampled={}, seed=k)
+    for k, test in enumerate([0.98, 1.0]):
+        fake_trial(tmp_path, "transformer", f"seed{k}", [(10, 0.9, test)], sampled={}, seed=k)
+    md = write_report(tmp_path)
+    assert "| induction head | 99.0 ± 1.4 [98.0, 100.0] (n=2) / 97.2, outside | 5.0 ± 1.0 [4.0, 6.0] (n=3) / 4.8, inside |" in md
+    rows = {r["model"]: r for r in json.loads((tmp_path / "table.json").read_text())}
+    assert rows["lstm"]["seed_runs"] and rows["lstm"]["seed_n"] == 3 and rows["lstm"]["seed_min"] == 0.04
+    fake_trial(tmp_path, "lstm", "0000", [(10, 0.2, 0.1)])      # a searched trial: LSTM is a search now
+    md = write_report(tmp_path)
+    assert "| induction head | 99.0 ± 1.4 [98.0, 100.0] (n=2) / 97.2, outside |  |" in md
+    assert "seed_runs" not in {r["model"]: r for r in json.loads((tmp_path / "table.json").read_text())}["lstm"]
