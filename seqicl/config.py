@@ -112,7 +112,7 @@ def set_dotted(cfg: dict, key: str, value: Any, *, create: bool = False) -> None
 # keys whose string values come from a fixed set: a typo fails at once, not in every trial
 CHOICES = {"train.precision": ("fp32", "bf16"), "device": ("auto", "cpu", "cuda"),
            "optim.schedule": ("cosine", "linear", "timm_cosine"), "optim.decay": ("matrices", "all"),
-           "model.mixer.init": ("lin", "inv")}
+           "model.mixer.init": ("lin", "inv"), "model.init": ("seqicl", "original")}
 
 
 def _is_int(v: Any) -> bool:

@@ -235,3 +235,19 @@ def test_the_original_lru_block_is_its_definition():
     assert torch.allclose(model(x2)[:, :5], y0[:, :5], atol=1e-5) and not torch.allclose(model(x2)[:, 5:], y0[:, 5:])
     with pytest.raises(ValueError, match="LRU block must be paper or original"):
         LRU(4, block="v2")
+
+
+def test_the_original_init_starts_output_projections_at_a_hundredth():
+    """The original: every linear and embedding N(0, 0.02), the out_proj of attention, GILR and LRU
+    and the MLP's fc2 N(0, 0.01); H3's (and S4D's, RWKV's) output linear keeps 0.02."""
+    torch.manual_seed(0)
+    std = lambda lin: lin.weight.std().item()  # noqa: E731
+    for name, small in [("transformer", True), ("gilr", True), ("lru", True), ("h3", False)]:
+        m = build_model({"name": name, "d_model": 64, "n_layers": 1, "init": "original"}, 20, 12)
+        block = m.blocks[0]
+        assert abs(std(block.mlp.net[2]) - 0.01) < 0.001 and abs(std(block.mlp.net[0]) - 0.02) < 0.002
+        assert abs(std(block.mixer.out) - (0.01 if small else 0.02)) < 0.002, name
+        plain = build_model({"name": name, "d_model": 64, "n_layers": 1}, 20, 12).blocks[0]
+        assert abs(std(plain.mlp.net[2]) - 0.02) < 0.002 and abs(std(plain.mixer.out) - 0.02) < 0.002
+    with pytest.raises(ValueError, match="model.init must be seqicl or original"):
+        build_model({"name": "lstm", "d_model": 8, "n_layers": 1, "init": "xavier"}, 20, 12)

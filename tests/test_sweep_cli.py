@@ -359,6 +359,7 @@ def test_the_original_preset_is_the_originals_protocol_without_a_search(task, sc
     assert (mixer["s4d"]["d_state"], mixer["s4d"]["init"], mixer["h3"]["shift_size"]) == (64, "inv", 64)
     assert (mixer["gilr"]["dropout"], mixer["lru"]["dropout"], mixer["lru"]["block"]) == (0.2, 0.2, "original")
     assert mixer["rwkv"]["variant"] == "original" and mixer["gilr"]["expand"] == 1
+    assert all(e.cfg["model"]["init"] == "original" for e in plan.experiments.values())
     if task == "induction":
         o = plan.experiments["lstm"].cfg["optim"]
         assert 5e-4 * o["warmup_start_frac"] == pytest.approx(1e-6) and 5e-4 * o["min_lr_frac"] == pytest.approx(5e-5)

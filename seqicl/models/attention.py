@@ -10,6 +10,7 @@ from .registry import register
 
 @register("transformer")
 class CausalSelfAttention(nn.Module):
+    original_small_out = True  # model.init=original: its out projection starts at N(0, 0.01), as the original's
     needs_positions = True
 
     def __init__(self, d_model: int, layer_idx: int = 0, n_heads: int = 2, dropout: float = 0.0,

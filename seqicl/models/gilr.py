@@ -15,6 +15,7 @@ from .registry import register
 
 @register("gilr")
 class GILR(nn.Module):
+    original_small_out = True  # model.init=original: its out projection starts at N(0, 0.01), as the original's
     needs_positions = False
 
     def __init__(self, d_model: int, layer_idx: int = 0, expand: int = 1, dropout: float = 0.0):

@@ -41,7 +41,7 @@ class Block(nn.Module):
 class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, max_len: int, name: str, d_model: int = 64, n_layers: int = 2,
                  mlp_ratio: float = 4, dropout: float = 0.0, mixer: dict | None = None, tie_head: bool = False,
-                 embed_dropout: float | None = None):
+                 embed_dropout: float | None = None, init: str = "seqicl"):
         super().__init__()
         mixer_cls = get_mixer(name)
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -51,7 +51,16 @@ class LanguageModel(nn.Module):
                                     for i in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
+        if init not in ("seqicl", "original"):
+            raise ValueError(f"model.init must be seqicl or original, got {init!r}")
         self.apply(self._init)
+        if init == "original":  # the original's out_proj / fc2 rule: those start at N(0, 0.01)
+            for block in self.blocks:
+                outs = [block.mlp.net[2]] if block.mlp is not None else []
+                if getattr(block.mixer, "original_small_out", False):
+                    outs.append(block.mixer.out)
+                for linear in outs:
+                    nn.init.normal_(linear.weight, std=0.01)
         if tie_head:  # one matrix, N(0, 0.02) once: the optimiser and state_dict see it as one parameter
             self.head.weight = self.embed.weight
 

@@ -33,6 +33,7 @@ from .registry import register
 
 @register("lru")
 class LRU(nn.Module):
+    original_small_out = True  # model.init=original: its out projection starts at N(0, 0.01), as the original's
     needs_positions = False
 
     def __init__(self, d_model: int, layer_idx: int = 0, d_state: int | None = None, r_min: float = 0.9,
