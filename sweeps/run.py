@@ -135,11 +135,7 @@ def make_plan(args) -> tuple[Plan, dict | None]:
     gpu = has_gpu()
     # the default: paper with a GPU, cpu (about 5 minutes on a laptop) without; $SEQICL_PRESET overrides
     preset_name = args.preset or os.environ.get("SEQICL_PRESET") or ("paper" if gpu else "cpu")
-    preset_path = PRESETS / f"{preset_name}.yaml"
-    if not preset_path.is_file():
-        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
-        raise ConfigError(f"unknown preset '{preset_name}' (choose from {known})")
-    preset = load_yaml(preset_path)
+    preset = load_preset(preset_name)
     if "tasks" in preset and task not in (preset["tasks"] or {}):
         raise ConfigError(f"preset '{preset_name}' is defined for {', '.join(preset['tasks'] or {})} only, not {task}")
     for_task = (preset.get("tasks") or {}).get(task) or {}  # the preset's entries for this task
@@ -198,6 +194,35 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         if num_samples < started:
             raise ConfigError(f"--num-samples {num_samples} is below the {started} trials this sweep already started")
     return plan, stored
+
+
+def load_preset(name: str, seen: tuple = ()) -> dict:
+    """sweeps/presets/<name>.yaml, laid over the preset its ``base`` names: ``overrides`` add to the
+    base's, mappings (``space``, ``tasks``, ``models``) merge key by key, anything else replaces."""
+    path = PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise ConfigError(f"unknown preset '{name}' (choose from {known})")
+    if name in seen:
+        raise ConfigError(f"preset '{name}' is its own base ({' -> '.join((*seen, name))})")
+    preset = load_yaml(path)
+    if not isinstance(preset, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    if "base" not in preset:
+        return preset
+    return merge_presets(load_preset(preset.pop("base"), (*seen, name)), preset)
+
+
+def merge_presets(base: dict, child: dict) -> dict:
+    out = dict(base)
+    for key, value in child.items():
+        if key == "overrides":
+            out[key] = list(base.get(key) or []) + list(value or [])
+        elif isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = merge_presets(base[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def largest(e: Experiment, key: str) -> float:

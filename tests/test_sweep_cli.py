@@ -386,3 +386,27 @@ def test_the_original_preset_runs_its_seeds_side_by_side(tmp_path):
                                                                              ("seed1", 1, "finished", 2)]
     assert trials[0].config["model"] == trials[1].config["model"] and trials[0].config["optim"]["schedule"] == "linear"
     assert "| associative recall |" in (storage / "table.md").read_text()
+
+
+def test_original_size_searches_lr_decay_and_schedule_at_the_originals_size(tmp_path):
+    plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", "associative_recall", "--preset", "original-size",
+                                                        "--storage", str(tmp_path / "s")]))
+    assert plan.seeds == [] and plan.num_samples == 64 and plan.grace_period == 50
+    for name, e in plan.experiments.items():
+        assert sorted(e.space) == ["optim.lr", "optim.schedule", "optim.weight_decay"], name
+        assert list(e.space["optim.schedule"].args) == ["linear", "timm_cosine", "cosine"]
+        assert (e.cfg["model"]["d_model"], e.cfg["model"]["n_layers"], e.cfg["model"]["tie_head"],
+                e.cfg["optim"]["decay"], e.cfg["train"]["epochs"]) == (32, 2, True, "all", 400)
+    assert plan.experiments["rwkv"].cfg["model"]["mixer"]["variant"] == "original"   # the base's variants
+
+
+def test_a_preset_lays_over_its_base(tmp_path, monkeypatch):
+    for name, text in {"a": "num_samples: 2\noverrides: [train.epochs=3]\nspace: {model.d_model: 16, optim.lr: 0.1}\n",
+                       "b": "base: a\noverrides: [train.batch_size=8]\nspace: {optim.lr: 0.2}\n",
+                       "loop1": "base: loop2\n", "loop2": "base: loop1\n"}.items():
+        (tmp_path / f"{name}.yaml").write_text(text)
+    monkeypatch.setattr(sweep_run, "PRESETS", tmp_path)
+    assert sweep_run.load_preset("b") == {"num_samples": 2, "overrides": ["train.epochs=3", "train.batch_size=8"],
+                                          "space": {"model.d_model": 16, "optim.lr": 0.2}}
+    with pytest.raises(sweep_run.ConfigError, match="preset 'loop1' is its own base"):
+        sweep_run.load_preset("loop1")
