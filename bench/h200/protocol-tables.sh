@@ -2,7 +2,7 @@
 # On the H200 (issue 27): the three tables of one task, each sweep resumable across device calls.
 #   bash bench/h200/protocol-tables.sh <task> <original|original-size|paper> <seconds> [run.py flags]
 # Each call runs (or continues) results/<task>-<preset> in /tmp for at most <seconds>, then writes
-# its report and packs the records (no checkpoints, no TensorBoard) into $OUT; the next call
+# its report and packs the records and states (no TensorBoard) into $OUT; the next call
 # carries the archive back in (untar it at the same place first) and runs with --resume.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
@@ -17,5 +17,5 @@ python3 sweeps/run.py --task "$task" --preset "$preset" --storage "$S" --time-bu
   > "$OUT/sweep-$task-$preset.log" 2>&1; echo "sweep rc $? after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
 tail -n 12 "$OUT/sweep-$task-$preset.log"
 timeout 60 python3 -m analysis.report "$S" > /dev/null 2>&1
-tar --exclude='*.pt' --exclude='tb' -czf "$OUT/$task-$preset.tar.gz" -C /tmp/protocol "$task-$preset"
+tar --exclude='tb' -czf "$OUT/$task-$preset.tar.gz" -C /tmp/protocol "$task-$preset"
 cp "$S/table.md" "$OUT/table-$task-$preset.md" 2>/dev/null
