@@ -118,7 +118,7 @@ def fill_from_stored(args) -> dict | None:
 
 def make_plan(args) -> tuple[Plan, dict | None]:
     """Check every input and build the sweep plan. Writes nothing."""
-    from seqicl.models import MIXERS
+    from seqicl.models import MIXERS, default_models
 
     stored = fill_from_stored(args)
     if not args.task:
@@ -128,14 +128,16 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         raise ConfigError(f"unknown task '{args.task}' (choose from {', '.join(TASKS)}, induction_head)")
     from analysis.names import model_order
     # the original table's order: with fewer slots than models, the experiments start in this order
-    models = args.models.split(",") if isinstance(args.models, str) else list(args.models or model_order(MIXERS))
-    for m in models:
-        if m not in MIXERS or m not in options("model"):
-            raise ConfigError(f"unknown model '{m}' (choose from {', '.join(sorted(MIXERS))})")
     gpu = has_gpu()
     # the default: paper with a GPU, cpu (about 5 minutes on a laptop) without; $SEQICL_PRESET overrides
     preset_name = args.preset or os.environ.get("SEQICL_PRESET") or ("paper" if gpu else "cpu")
     preset = load_preset(preset_name)
+    # every registered model, or the preset's own list (the original table's seven for `original`)
+    models = args.models.split(",") if isinstance(args.models, str) else list(
+        args.models or preset.get("default_models") or model_order(default_models()))
+    for m in models:
+        if m not in MIXERS or m not in options("model"):
+            raise ConfigError(f"unknown model '{m}' (choose from {', '.join(sorted(MIXERS))})")
     if "tasks" in preset and task not in (preset["tasks"] or {}):
         raise ConfigError(f"preset '{preset_name}' is defined for {', '.join(preset['tasks'] or {})} only, not {task}")
     for_task = (preset.get("tasks") or {}).get(task) or {}  # the preset's entries for this task

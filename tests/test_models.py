@@ -251,3 +251,37 @@ def test_the_original_init_starts_output_projections_at_a_hundredth():
         assert abs(std(plain.mlp.net[2]) - 0.02) < 0.002 and abs(std(plain.mixer.out) - 0.02) < 0.002
     with pytest.raises(ValueError, match="model.init must be seqicl or original"):
         build_model({"name": "lstm", "d_model": 8, "n_layers": 1, "init": "xavier"}, 20, 12)
+
+
+def test_the_linear_transformer_is_normalised():
+    """With every value vector equal to c, a normalised average of values is c at every position."""
+    from seqicl.models.linear_transformer import LinearAttention
+    torch.manual_seed(0)
+    m = LinearAttention(8, n_heads=2)
+    with torch.no_grad():       # v = c: zero value weights, bias c; out = identity
+        m.qkv.weight[16:].zero_()
+        m.qkv.bias[16:] = torch.arange(8.0)
+        m.out.weight.copy_(torch.eye(8))
+        m.out.bias.zero_()
+    y = m(torch.randn(2, 9, 8))
+    torch.testing.assert_close(y, torch.arange(8.0).expand(2, 9, 8), rtol=1e-5, atol=1e-5)
+
+
+def test_retnet_decays_are_the_papers_and_gla_decays_depend_on_the_input():
+    from seqicl.models.gla import GatedLinearAttention
+    from seqicl.models.retnet import MultiScaleRetention
+    r = MultiScaleRetention(16, n_heads=4)
+    torch.testing.assert_close(r.log_decay.exp(), 1 - 2.0 ** torch.tensor([-5.0, -6.0, -7.0, -8.0]))
+    assert not any(p is r.log_decay for p in r.parameters())          # fixed, not trained
+    g = GatedLinearAttention(16, n_heads=2)
+    a, b = torch.randn(1, 5, 16), torch.randn(1, 5, 16)
+    da, db = (torch.nn.functional.logsigmoid(g.decay(x)) / g.gate_temp for x in (a, b))
+    assert (da <= 0).all() and not torch.allclose(da, db)
+    with pytest.raises(ValueError, match="must divide into n_heads"):
+        GatedLinearAttention(16, n_heads=3)
+
+
+def test_a_sweep_that_names_no_models_runs_those_with_their_kernels():
+    from seqicl.models import default_models
+    assert sorted(default_models()) == ["gilr", "h3", "lru", "lstm", "rwkv", "s4d", "transformer"]
+    assert {"linear_transformer", "retnet", "gla"} <= set(MIXERS)

@@ -410,3 +410,20 @@ def test_a_preset_lays_over_its_base(tmp_path, monkeypatch):
                                           "space": {"model.d_model": 16, "optim.lr": 0.2}}
     with pytest.raises(sweep_run.ConfigError, match="preset 'loop1' is its own base"):
         sweep_run.load_preset("loop1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["associative_recall", "induction", "dfa"])
+def test_every_registered_model_sweeps_every_task(task, tmp_path):
+    """The registry is the list: one tiny trial of each model, through Ray Tune, to a table."""
+    from seqicl.models import MIXERS
+    storage = tmp_path / "s"
+    sizes = ["task.num_train=64", "task.num_val=16", "task.num_test=16"] + (
+        ["task.max_states=5", "task.min_strings=2", "task.max_strings=3", "task.max_string_len=8"] if task == "dfa" else [])
+    proc = subprocess.run(
+        [sys.executable, "sweeps/run.py", "--task", task, "--models", ",".join(sorted(MIXERS)), "--num-samples", "1",
+         "--storage", str(storage), "train.epochs=1", "model.d_model=16", *sizes],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    trials = load_trials(storage)
+    assert sorted(t.model for t in trials) == sorted(MIXERS) and {t.status for t in trials} == {"finished"}

@@ -4,6 +4,8 @@
 
 and a class attribute ``needs_positions`` (True when it cannot tell positions apart by
 itself, like attention). Every hyperparameter is a keyword argument so sweeps can vary it.
+``in_default_sweep = False`` keeps a mixer out of a sweep that names no models (one that runs on
+its torch reference only, until its kernel lands); ``--models`` still runs it.
 """
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ def register(name: str):
         MIXERS[name] = cls
         return cls
     return wrap
+
+
+def default_models() -> list[str]:
+    """The registered mixers a sweep runs when it names none."""
+    return [name for name, cls in MIXERS.items() if getattr(cls, "in_default_sweep", True)]
 
 
 def get_mixer(name: str) -> type:
