@@ -285,3 +285,28 @@ def test_a_sweep_that_names_no_models_runs_those_with_their_kernels():
     from seqicl.models import default_models
     assert sorted(default_models()) == ["gilr", "h3", "lru", "lstm", "rwkv", "s4d", "transformer"]
     assert {"linear_transformer", "retnet", "gla"} <= set(MIXERS)
+
+
+def test_mamba_starts_its_steps_in_range_after_the_models_own_init():
+    import torch.nn.functional as F
+    model = build_model({"name": "mamba", "d_model": 32, "n_layers": 2, "mlp_ratio": 0}, 20, 12)
+    for block in model.blocks:
+        m = block.mixer
+        step = F.softplus(m.dt_proj.bias.detach())
+        assert 1e-3 * 0.99 <= step.min() and step.max() <= 0.1 * 1.01 and step.std() > 0   # not zeroed by N(0, 0.02)
+        torch.testing.assert_close(-m.A_log.exp()[0], -torch.arange(1.0, 17.0))          # A = -(1..N), S4D-Real
+        assert m.A_log.no_weight_decay and block.mlp is None
+
+
+def test_hyena_filters_follow_the_length_and_decay_along_it():
+    from seqicl.models.hyena import Hyena
+    torch.manual_seed(0)
+    m = Hyena(8)
+    h12, h40 = m.filters(12, "cpu"), m.filters(40, "cpu")
+    assert h12.shape == (2, 8, 12) and h40.shape == (2, 8, 40)
+    envelope = h40.abs().mean((0, 1))
+    assert envelope[-10:].mean() < envelope[:10].mean()          # the window: late taps are smaller
+    x = torch.randn(2, 12, 8)
+    y, x2 = m(x), x.clone()
+    x2[:, 6] += 1.0
+    assert torch.allclose(m(x2)[:, :6], y[:, :6], atol=1e-5) and not torch.allclose(m(x2)[:, 6:], y[:, 6:])

@@ -1,5 +1,5 @@
 """Models: the language-model backbone and the mixers, registered by name."""
-from . import attention, gilr, gla, h3, linear_transformer, lru, lstm, retnet, rwkv, s4d  # noqa: F401  (importing registers the mixers)
+from . import attention, gilr, gla, h3, hyena, linear_transformer, lru, lstm, mamba, retnet, rwkv, s4d  # noqa: F401  (importing registers the mixers)
 from .lm import LanguageModel, build_model
 from .registry import MIXERS, default_models, get_mixer, register
 

@@ -54,6 +54,9 @@ class LanguageModel(nn.Module):
         if init not in ("seqicl", "original"):
             raise ValueError(f"model.init must be seqicl or original, got {init!r}")
         self.apply(self._init)
+        for module in self.modules():  # a mixer whose own init must follow the pass above (Mamba's step)
+            if module is not self and callable(getattr(module, "after_init", None)):
+                module.after_init()
         if init == "original":  # the original's out_proj / fc2 rule: those start at N(0, 0.01)
             for block in self.blocks:
                 outs = [block.mlp.net[2]] if block.mlp is not None else []
