@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         sweep = run_sweep(args.task, storage, args.sweep_args, args.sweep_seconds, log)
         print(f"sweep: exit {sweep['rc']} after {sweep['ended'] - sweep['started']:.0f} s (log: {log})", flush=True)
         if not (storage / "sweep.json").is_file():
-            print(f"error: the sweep wrote no results; the end of its log:\n"
+            print("error: the sweep wrote no results; the end of its log:\n"
                   + "\n".join(log.read_text(errors="replace").splitlines()[-5:]), file=sys.stderr)
             return 1
     shapes = shapes_of(storage)

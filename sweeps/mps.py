@@ -62,7 +62,7 @@ def start_mps(pipe_dir: str | os.PathLike | None = None, wait_s: float = 10.0) -
     """Start a control daemon with its pipes and logs in ``pipe_dir``/pipe and ``pipe_dir``/log
     (default: a new temporary folder) and export both variables to os.environ. A daemon that
     already answers for the current environment is left alone. True when one runs afterwards."""
-    global last_error, _ours
+    global last_error
     last_error = ""
     if _ours is not None or running():
         return True

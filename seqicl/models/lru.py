@@ -68,7 +68,7 @@ class LRU(nn.Module):
         lam = torch.exp(torch.complex(-self.nu_log.exp(), self.theta_log.exp()))
         lam_re, lam_im = torch.view_as_real(lam).unbind(-1)
         if self.block == "original":
-            v, o = F.linear(xf, self.proj.weight.float(), self.proj.bias.float()).split(2 * n, dim=-1)
+            v, o = self.proj(xf).split(2 * n, dim=-1)
             h = complex_scan(lam_re, lam_im, v.unflatten(-1, (2, n)) * self.gamma_log.exp())
             return self.out(self.norm(self.drop(h.flatten(-2) * F.silu(o))).to(x.dtype))
         # (B, L, 2, n): real and imaginary parts of gamma * (B x_t), gamma broadcast over both
