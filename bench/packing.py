@@ -35,6 +35,7 @@ from seqicl.atomic import atomic_write_text  # noqa: E402
 from sweeps import mps  # noqa: E402  (no torch: importing it touches no GPU)
 
 SETUP_TIMEOUT_S = 600  # model building and graph capture, 16 processes at once
+EPOCH_STEPS = 10
 
 
 def worker(rank: int, opts: dict, barrier, results) -> None:
@@ -56,20 +57,24 @@ def worker(rank: int, opts: dict, barrier, results) -> None:
         model = build_model(shape["model"], vocab, shape["length"]).to(device)
         opt = make_optimizer(model, shape.get("optim", {"lr": 1e-3, "weight_decay": 0.1, "beta1": 0.9, "beta2": 0.98}),
                              device, capturable=opts["graph"])
-        x = torch.randint(0, vocab, (shape["batch"], shape["length"]), device=device)
-        step, why = make_step(model, opt, shape.get("grad_clip", 1.0), x, x, opts["graph"], bf16=shape.get("bf16", False))
+        # an epoch as a trial steps through one: EPOCH_STEPS batches of a training set in a fixed
+        # order (the order does not change the cost), the rate set every step
+        bs = shape["batch"]
+        data = torch.randint(0, vocab, (EPOCH_STEPS * bs, shape["length"]), device=device)
+        step, why = make_step(model, opt, shape.get("grad_clip", 1.0), data, data, opts["graph"],
+                              bf16=shape.get("bf16", False), batch_size=bs)
+        order = torch.arange(EPOCH_STEPS * bs, device=device).view(EPOCH_STEPS, bs)
+        lrs = [1e-3] * EPOCH_STEPS
         sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-        for _ in range(10):
-            step(x, x)
+        step.epoch(data, data, order, lrs)
         sync()
         card = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
         barrier.wait(timeout=SETUP_TIMEOUT_S)
         steps, start = 0, time.perf_counter()
         deadline = start + opts["seconds"]
         while time.perf_counter() < deadline:
-            for _ in range(10):  # launches are asynchronous: the count is settled by the sync below
-                step(x, x)
-            steps += 10
+            step.epoch(data, data, order, lrs)  # asynchronous: the count is settled by the sync below
+            steps += EPOCH_STEPS
         sync()
         results.put({"rank": rank, "steps": steps, "seconds": time.perf_counter() - start, "why": why, "card": card,
                      "name": shape["model"]["name"]})

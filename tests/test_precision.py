@@ -81,8 +81,8 @@ def test_train_threads_bf16_through_the_loop(tmp_path, monkeypatch):
     flags = []  # the bf16 flag that the training step and each evaluation got
     for name, what in (("make_step", "step"), ("evaluate", "eval")):
         real = getattr(loop, name)
-        monkeypatch.setattr(loop, name, lambda *a, bf16=False, real=real, what=what:
-                            flags.append((what, bf16)) or real(*a, bf16=bf16))
+        monkeypatch.setattr(loop, name, lambda *a, bf16=False, real=real, what=what, **kw:
+                            flags.append((what, bf16)) or real(*a, bf16=bf16, **kw))
     losses = {}
     for precision in ("fp32", "bf16"):
         seen = []

@@ -23,7 +23,7 @@ from ..data import TaskData, load_task
 from ..models import build_model
 from .checkpoint import atomic_save, save_checkpoint
 from .metrics import BEST_POSSIBLE, evaluate
-from .optim import lr_factor, make_optimizer, set_lr
+from .optim import lr_factor, make_optimizer
 from .record import RecordError, RunRecord
 from .step import make_step
 from .tensorboard import ScalarLog
@@ -119,10 +119,10 @@ def task_data(cfg: dict, device: torch.device) -> TaskData:
 
 
 def capture_step(run: Run) -> None:
-    bs = run.cfg["train"]["batch_size"]
-    run.step, eager_reason = make_step(run.model, run.opt, run.cfg["train"]["grad_clip"], run.data.train.inputs[:bs],
-                                       run.data.train.targets[:bs], run.cfg["train"]["cuda_graph"] and
-                                       run.device.type == "cuda", bf16=run.bf16)
+    train = run.data.train
+    run.step, eager_reason = make_step(run.model, run.opt, run.cfg["train"]["grad_clip"], train.inputs, train.targets,
+                                       run.cfg["train"]["cuda_graph"] and run.device.type == "cuda", bf16=run.bf16,
+                                       batch_size=run.cfg["train"]["batch_size"])
     if eager_reason:
         print(f"seqicl: training step not graph-captured, running eagerly ({eager_reason})")
 
@@ -154,17 +154,15 @@ def load_state(run: Run, path: Path) -> None:
 
 
 def train_epoch(run: Run) -> float:
-    """One pass over the shuffled training set; returns the mean loss (one host sync)."""
+    """One pass over the shuffled training set in full batches; returns the mean loss (one host
+    sync)."""
     run.model.train()
-    bs, inputs, targets = run.cfg["train"]["batch_size"], run.data.train.inputs, run.data.train.targets
+    bs, steps = run.cfg["train"]["batch_size"], run.steps_per_epoch
     perm = torch.randperm(len(run.data.train), generator=run.gen).to(run.device)
-    loss_sum = torch.zeros((), device=run.device)
-    for i in range(run.steps_per_epoch):
-        idx = perm[i * bs: (i + 1) * bs]
-        set_lr(run.opt, run.lr_at(run.epoch * run.steps_per_epoch + i))
-        loss_sum += run.step(inputs[idx], targets[idx])
+    lrs = [run.lr_at(run.epoch * steps + i) for i in range(steps)]
+    loss_sum = run.step.epoch(run.data.train.inputs, run.data.train.targets, perm[:steps * bs].view(steps, bs), lrs)
     run.epoch += 1
-    return float(loss_sum) / run.steps_per_epoch
+    return float(loss_sum) / steps
 
 
 def evaluate_epoch(run: Run, train_loss: float) -> tuple[dict, bool]:

@@ -1,8 +1,9 @@
 """One training step (forward, backward, clipping, AdamW), eager or replayed from a CUDA graph.
 
 The models are tiny, so an eager step is mostly kernel-launch overhead. ``GraphStep`` captures
-the whole step once, with static input buffers, and replays it: a copy of the batch into the
-buffers and one graph launch per step, and no host synchronisation. The warm-up steps that
+the whole step once, the batch gather, learning rate and loss sum included, and replays it: one
+graph launch per step, and no host synchronisation. Both kinds train by ``epoch(inputs,
+targets, order, lrs)``: the batches ``inputs[order[i]]`` at the rates ``lrs[i]``. The warm-up steps that
 capture needs are undone (weights and optimiser state restored in place), so both kinds of
 step train along the same trajectory.
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import IGNORE
+from .optim import set_lr
 
 
 def loss_of(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bf16: bool = False) -> torch.Tensor:
@@ -36,6 +38,15 @@ class EagerStep:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.opt.step()
         return loss.detach()
+
+    def epoch(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> torch.Tensor:
+        """Steps through the batches ``inputs[order[i]]`` at learning rates ``lrs[i]``; returns
+        the sum of their losses (a tensor: no host sync)."""
+        loss_sum = torch.zeros((), device=inputs.device)
+        for rows, lr in zip(order, lrs):
+            set_lr(self.opt, lr)
+            loss_sum += self(inputs[rows], targets[rows])
+        return loss_sum
 
 
 def snapshot(model, opt) -> tuple[list[torch.Tensor], dict]:
@@ -70,47 +81,83 @@ def warmup_stream(device: torch.device) -> torch.cuda.Stream:
 
 
 class GraphStep(EagerStep):
-    """Needs a CUDA model and an optimiser made with ``make_optimizer(..., capturable=True)``."""
+    """A whole training step in one CUDA graph, the batch included: the graph gathers its batch
+    from the training set by a row table and a step counter on the device, reads its learning
+    rate from a per-step table, adds its loss to the epoch's sum and counts itself. An epoch is
+    then two table copies and one replay per step, with no other launch and no host sync.
 
-    def __init__(self, model, opt, grad_clip: float, x: torch.Tensor, y: torch.Tensor, warmup: int = 3,
-                 bf16: bool = False):
+    Needs a CUDA model and an optimiser made with ``make_optimizer(..., capturable=True)``;
+    ``inputs``/``targets`` are the training set, whose addresses the graph keeps."""
+
+    def __init__(self, model, opt, grad_clip: float, inputs: torch.Tensor, targets: torch.Tensor,
+                 batch_size: int, warmup: int = 3, bf16: bool = False):
         super().__init__(model, opt, grad_clip, bf16)
-        self.x, self.y = x.clone(), y.clone()
+        self.inputs, self.targets = inputs, targets
+        steps, device = len(inputs) // batch_size, inputs.device
+        self.order = torch.arange(steps * batch_size, device=device).view(steps, batch_size)
+        self.lrs = torch.zeros(steps, device=device)
+        self.counter = torch.zeros(1, dtype=torch.long, device=device)
+        self.loss_sum = torch.zeros((), device=device)
+        lr_tensors = {id(g["lr"]): g["lr"] for g in opt.param_groups}
+        if not all(isinstance(lr, torch.Tensor) for lr in lr_tensors.values()):
+            raise TypeError("the optimiser's learning rate is not a tensor (make it capturable)")
+        self.lr_tensors = list(lr_tensors.values())
         snap = snapshot(model, opt)
-        side = warmup_stream(x.device)
+        side = warmup_stream(device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up: kernels compiled, workspaces and optimiser state made
             for _ in range(warmup):
-                super().__call__(self.x, self.y)
+                self.counter.zero_()  # the first batch each time: an epoch may have one step
+                self._step_body()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         opt.zero_grad(set_to_none=True)  # backward inside the graph then allocates .grad from its pool
         with torch.cuda.graph(self.graph):
-            # autocast is entered and left inside the capture, so its cache of bf16 weight copies
-            # is emptied before replay: every replay casts the weights as they are then
-            self.loss = loss_of(model, self.x, self.y, bf16)
-            self.loss.backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            opt.step()
+            self._step_body()
         restore(model, opt, snap)  # undo the warm-up steps
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        self.x.copy_(x)
-        self.y.copy_(y)
-        self.graph.replay()
-        return self.loss.detach()
+    def _step_body(self) -> None:
+        """What one replay does; also run eagerly for the warm-up."""
+        rows = self.order.index_select(0, self.counter).view(-1)
+        x, y = self.inputs.index_select(0, rows), self.targets.index_select(0, rows)
+        lr = self.lrs.index_select(0, self.counter).view(())
+        for group_lr in self.lr_tensors:
+            group_lr.copy_(lr)
+        # autocast is entered and left inside the capture, so its cache of bf16 weight copies is
+        # emptied before replay: every replay casts the weights as they are then
+        loss = super().__call__(x, y)
+        self.loss_sum += loss
+        self.counter += 1
+
+    def __call__(self, x, y):
+        raise TypeError("a GraphStep trains by epoch(): its batches come from the captured training set")
+
+    def epoch(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> torch.Tensor:
+        if inputs is not self.inputs or targets is not self.targets:
+            raise ValueError("a GraphStep trains on the training set it was captured with")
+        steps = len(order)
+        if steps > len(self.order) or order.shape[1:] != self.order.shape[1:]:
+            raise ValueError(f"an epoch of {tuple(order.shape)} rows does not fit the captured {tuple(self.order.shape)}")
+        self.order[:steps].copy_(order)
+        self.lrs[:steps].copy_(torch.as_tensor(lrs, dtype=torch.float32))
+        self.counter.zero_()
+        self.loss_sum.zero_()
+        for _ in range(steps):
+            self.graph.replay()
+        return self.loss_sum.clone()
 
 
-def make_step(model, opt, grad_clip: float, x: torch.Tensor, y: torch.Tensor, use_graph: bool,
-              bf16: bool = False):
+def make_step(model, opt, grad_clip: float, inputs: torch.Tensor, targets: torch.Tensor, use_graph: bool,
+              bf16: bool = False, batch_size: int | None = None):
     """A GraphStep where asked and possible, else an EagerStep; returns (step, why not graphed).
-    ``bf16``: run the forward under bfloat16 autocast."""
+    ``inputs``/``targets``: the training set that ``step.epoch`` batches (a GraphStep captures
+    it), of ``batch_size`` rows a step (default: all of them). ``bf16``: the forward under
+    bfloat16 autocast."""
     if not use_graph:
         return EagerStep(model, opt, grad_clip, bf16), None
     snap = snapshot(model, opt)
     try:
-        return GraphStep(model, opt, grad_clip, x, y, bf16=bf16), None
+        return GraphStep(model, opt, grad_clip, inputs, targets, batch_size or len(inputs), bf16=bf16), None
     except Exception as e:  # a model whose step cannot be captured trains eagerly
         restore(model, opt, snap)
         return EagerStep(model, opt, grad_clip, bf16), f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
