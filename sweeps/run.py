@@ -313,9 +313,12 @@ def sweep(plan: Plan, stored: dict | None) -> int:
     start = time.time()
     for e in plan.experiments.values():  # generate the data once, before any trial asks for it
         load_task(e.cfg["task"], e.cfg["data"]["cache_dir"])
+    data_s = time.time() - start
 
     def prepare(c: Cluster) -> list:  # the cluster is up: its slots are known
-        print(f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
+        up_s = time.time() - start  # where the start goes: data (generated or read), then MPS and Ray
+        print(f"seqicl sweep: up in {up_s:.1f} s (task data {data_s:.1f} s, MPS and Ray {up_s - data_s:.1f} s)\n"
+              f"seqicl sweep: task={plan.task} models={','.join(plan.models)} preset={plan.preset} "
               f"samples={plan.num_samples} concurrent={c.max_concurrent} gpu/trial={c.gpus_per_trial:g}"
               f"{' mps' if c.mps != 'off' else ''}{fixed} -> {plan.storage}\n"
               f"watch it: tensorboard --logdir {plan.storage}", flush=True)
