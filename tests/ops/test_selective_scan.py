@@ -148,6 +148,15 @@ def test_triton_contiguous_inputs_and_the_reverse_scan_variant(monkeypatch):
 
 
 @interpreter
+def test_triton_forward_tiles_longer_than_the_saved_chunks(monkeypatch):
+    # forward tiles of 16 steps save the states before backward's tiles of 8 from inside a tile
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 2 * kernels.BACKWARD_CONFIG["BLOCK_L"])
+    inputs = make_inputs(1, 37, 5, 4, seed=18)
+    run_triton_and_compare(inputs, strided_grad(1, 37, 5, seed=19), 1e-5, 1e-5)
+
+
+@interpreter
 def test_triton_bfloat16_keeps_each_dtype():
     # as Mamba under autocast: bf16 activations, a float32 step
     inputs = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)

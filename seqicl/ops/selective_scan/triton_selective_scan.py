@@ -35,21 +35,34 @@ import triton.language as tl
 
 LOG2E = tl.constexpr(1.4426950408889634)
 # The interpreter runs every op of every program in numpy: small tiles keep tests fast and make
-# short test sequences cross several tiles (and, in backward, several channel blocks). On the GPU
-# these are the knobs to tune (not yet measured): forward tile (BLOCK_L, BLOCK_E, N) against
-# registers and the number of programs; in backward a larger BLOCK_E means fewer dB/dC partials
-# (E / BLOCK_E of them, each B*L*N floats). REVERSE_SCAN: solve the adjoint with
-# tl.associative_scan(reverse=True) instead of a forward scan over rows loaded backwards in time and
-# one tl.flip (reverse scans of non-commutative combines have had GPU bugs: check before using).
+# short test sequences cross several tiles (and, in backward, several channel blocks).
+# On the GPU these are the knobs to tune; NOT YET TIMED. ptxas (sm_90a, N = 16, compiled without
+# a GPU) gives the defaults 98 registers (forward) and 181 (backward), no spills; backward
+# (BLOCK_L, BLOCK_E, warps) = (16, 32, 8) and (32, 8, 8) take 255, (32, 16, 8) spills. Forward's tile is (BLOCK_L, BLOCK_E, N); its BLOCK_L is free when no
+# gradient is needed. Backward trades memory traffic two ways: its BLOCK_L is how often forward
+# saves the (E, N) state (B*L*E*N / BLOCK_L floats, written and read back), its BLOCK_E how many
+# dB and dC partials it writes (E / BLOCK_E of each, B*L*N floats each, summed by torch).
+# REVERSE_SCAN: the adjoint by tl.associative_scan(reverse=True) rather than a forward scan over
+# rows loaded backwards in time plus one tl.flip (reverse scans of non-commutative combines have
+# had GPU bugs: test_triton_reverse_scan_variant_cuda checks this build).
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 if _INTERPRETED:
     FORWARD_CONFIG = dict(BLOCK_L=4, BLOCK_E=8, num_warps=1)
     BACKWARD_CONFIG = dict(BLOCK_L=8, BLOCK_E=4, REVERSE_SCAN=False, num_warps=1)
 else:
-    FORWARD_CONFIG = dict(BLOCK_L=32, BLOCK_E=8, num_warps=4)
-    BACKWARD_CONFIG = dict(BLOCK_L=32, BLOCK_E=16, REVERSE_SCAN=False, num_warps=8)
-# backward restarts from the state saved before each of its tiles: forward tiles must tile those
-assert BACKWARD_CONFIG["BLOCK_L"] % FORWARD_CONFIG["BLOCK_L"] == 0
+    FORWARD_CONFIG = dict(BLOCK_L=32, BLOCK_E=8, num_warps=8)
+    BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, REVERSE_SCAN=False, num_warps=8)
+
+
+def _check_tiles(forward_l: int, backward_l: int) -> None:
+    # backward restarts from the state forward saved before each backward tile: one tile length
+    # must divide the other
+    if max(forward_l, backward_l) % min(forward_l, backward_l):
+        raise ValueError(f"forward BLOCK_L {forward_l} and backward BLOCK_L {backward_l}: "
+                         "one must divide the other")
+
+
+_check_tiles(FORWARD_CONFIG["BLOCK_L"], BACKWARD_CONFIG["BLOCK_L"])
 
 ACTIVATION_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -110,6 +123,7 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_
     Ct = _load(C_ptr, b * sC_b, rows, ns, sC_l, sC_n, n_mask)
     for t0 in range(0, L, BLOCK_L):
         if STORE_STATES:
+            # one tile spans several chunks, or one chunk several tiles (sizes divide each other)
             if t0 % CHUNK == 0:
                 tl.store(states_ptr + states_base + (t0 // CHUNK) * E * N + state_offs, state,
                          mask=state_ok)
@@ -127,6 +141,11 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_
         t = t0 + rows
         tl.store(y_ptr + b * L * E + t[:, None] * E + cols[None, :], y.to(y_ptr.dtype.element_ty),
                  mask=(t < L)[:, None] & col_ok[None, :])
+        if STORE_STATES:
+            for j in tl.static_range(1, BLOCK_L // CHUNK):
+                # the state before chunk t0 / CHUNK + j: after row j CHUNK - 1 (if the chunk exists)
+                tl.store(states_ptr + states_base + (t0 // CHUNK + j) * E * N + state_offs,
+                         _row(h, rows, j * CHUNK - 1), mask=state_ok & (t0 + j * CHUNK < L))
         state = _row(h, rows, BLOCK_L - 1)
         u, delta, Bt, Ct = u_next, delta_next, B_next, C_next
 
@@ -170,6 +189,9 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states
         h_before = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs,
                            mask=state_ok, other=0.0)
         h, x = _tile_states(delta, u, Bt, A2, h_before)
+        part_offs = part_base + t[:, None] * N + ns[None, :]
+        tl.store(dC_part_ptr + part_offs, tl.sum(h * g[:, :, None], axis=1), mask=n_mask)
+        decay_of_before = h - x                              # a_t h_{t-1}: all the rest needs of h
 
         # the adjoint's step at t is dh -> a_{t+1} dh + C_t dy_t; past L, a = 1 and C dy = 0, and
         # the carry into the last tile is 0, so padding rows add nothing
@@ -198,15 +220,13 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states
             dh = tl.flip(dh_back, 0)
 
         dh_B = tl.sum(dh * Bt[:, None, :], axis=2)
-        decayed = dh * (h - x)                                # dh_t a_t h_{t-1}
+        decayed = dh * decay_of_before
         du = delta * dh_B + D[None, :] * g
         ddelta = tl.sum(decayed * A[None, :, :], axis=2) + u * dh_B
         out_offs = b * L * E + t[:, None] * E + cols[None, :]
         tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=mask)
         tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
-        part_offs = part_base + t[:, None] * N + ns[None, :]
         tl.store(dB_part_ptr + part_offs, tl.sum(dh * (delta * u)[:, :, None], axis=1), mask=n_mask)
-        tl.store(dC_part_ptr + part_offs, tl.sum(h * g[:, :, None], axis=1), mask=n_mask)
         dA_sum += tl.sum(decayed * delta[:, :, None], axis=0)
         dD_sum += tl.sum(g * u, axis=0)
 
@@ -227,6 +247,7 @@ class SelectiveScan(torch.autograd.Function):
         y = torch.empty((batch, L, E), device=u.device, dtype=u.dtype)
         needs_grad = any(ctx.needs_input_grad)
         chunk = BACKWARD_CONFIG["BLOCK_L"]
+        _check_tiles(FORWARD_CONFIG["BLOCK_L"], chunk)
         states = torch.empty((batch, triton.cdiv(L, chunk), E, N), device=u.device,
                              dtype=torch.float32) if needs_grad else y
         if y.numel():
