@@ -25,6 +25,7 @@ from seqicl.ops.complex_scan import complex_scan  # noqa: E402
 from seqicl.ops.complex_scan.reference import complex_scan_ref  # noqa: E402
 from seqicl.ops.scan import linear_scan  # noqa: E402
 from seqicl.ops.scan.reference import linear_scan_ref  # noqa: E402
+from seqicl.ops.selective_scan import selective_scan, selective_scan_ref  # noqa: E402
 from seqicl.ops.wkv import wkv  # noqa: E402
 from seqicl.ops.wkv.reference import wkv_ref  # noqa: E402
 
@@ -63,10 +64,21 @@ def kernel_cases(B, L, D):
         return (torch.randn(D, device="cuda").requires_grad_(), torch.randn(D, device="cuda").requires_grad_(),
                 torch.randn(B, L, D, device="cuda").requires_grad_(), torch.randn(B, L, D, device="cuda").requires_grad_())
 
+    def selective_scan_inputs(N=16):
+        # E = D channels, N states; delta and A in Mamba's ranges (A = -(1..N), S4D-Real)
+        A = -torch.arange(1.0, N + 1, device="cuda").repeat(D, 1)
+        return (torch.randn(B, L, D, device="cuda").requires_grad_(),
+                (0.1 * torch.rand(B, L, D, device="cuda")).requires_grad_(), A.requires_grad_(),
+                torch.randn(B, L, N, device="cuda").requires_grad_(), torch.randn(B, L, N, device="cuda").requires_grad_(),
+                torch.ones(D, device="cuda").requires_grad_())
+
     return {
         "linear_scan (GILR)": (scan_inputs, linear_scan, linear_scan_ref, 3 * n * 4),
         "complex_scan (LRU)": (cscan_inputs, complex_scan, complex_scan_ref, 4 * n * 4),
         "wkv (RWKV-4)": (wkv_inputs, wkv, wkv_ref, 3 * n * 4),
+        # reads u, delta (B, L, E) and B, C (B, L, 16); writes y (B, L, E)
+        "selective_scan (Mamba, N=16)": (selective_scan_inputs, selective_scan, selective_scan_ref,
+                                         (3 * n + 2 * B * L * 16) * 4),
     }
 
 

@@ -5,7 +5,7 @@ gated by a second branch:
     x, z = in(x);  x = silu(conv(x));  delta = softplus(W_dt (W_r x) + b);  B = W_B x;  C = W_C x
     y = out(selective_scan(x, delta, A, B, C, D) * silu(z)),   A = -exp(A_log), A_log from log(1..N)
 
-The scan runs in seqicl.ops.selective_scan (a torch loop until its kernel lands)."""
+The scan runs in seqicl.ops.selective_scan: its Triton kernel on CUDA tensors, a torch loop on CPU."""
 from __future__ import annotations
 
 import math
@@ -20,7 +20,7 @@ from .registry import register
 
 @register("mamba")
 class Mamba(nn.Module):
-    in_default_sweep = False  # a loop over time in torch until its Triton kernel lands (issue 28)
+    in_default_sweep = False  # until its Triton kernel is verified and timed on a GPU (issue 28)
     needs_positions = False
 
     def __init__(self, d_model: int, layer_idx: int = 0, d_state: int = 16, expand: int = 2, d_conv: int = 4,

@@ -39,3 +39,212 @@ def test_a_hand_case_and_dtypes():
     y = selective_scan(ones, ones, torch.tensor([[0.5]]).log(), ones, ones, torch.zeros(1))
     assert y.dtype == torch.float32
     torch.testing.assert_close(y.flatten(), torch.tensor([1.0, 1.5, 1.75, 1.875]))
+
+
+# ---- the Triton kernels against the reference (on CPU through Triton's interpreter) ----
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+
+from seqicl.ops.dispatch import force_backend  # noqa: E402
+
+SHAPES = [(2, 13, 7, 4), (1, 17, 40, 16), (2, 63, 8, 8)]
+NAMES = ("u", "delta", "A", "B", "C", "D")
+
+interpreter = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                                 reason="needs Triton's CPU interpreter (TRITON_INTERPRET=1)")
+
+
+def make_inputs(batch, L, E, N, *, seed, device="cpu", dtype=torch.float32, delta_dtype=None):
+    """u, delta, A, B, C, D as Mamba makes them: delta a softplus (positive), A = -exp(A_log) from
+    log(1..N), B and C slices of one projection output (not contiguous). A, D float32 leaves; u,
+    delta and the projection in dtype (delta in delta_dtype if given)."""
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(batch, L, E, generator=g)
+    delta = torch.nn.functional.softplus(torch.randn(batch, L, E, generator=g) - 1.0)
+    A_log = torch.log(torch.arange(1.0, N + 1)).repeat(E, 1) + 0.3 * torch.randn(E, N, generator=g)
+    proj = torch.randn(batch, L, 3 + 2 * N, generator=g)         # [dt rank | B | C] as x_proj gives
+    D = torch.randn(E, generator=g)
+    u, proj = (x.to(device, dtype).requires_grad_() for x in (u, proj))
+    delta = delta.to(device, delta_dtype or dtype).requires_grad_()
+    A, D = ((-A_log.exp()).to(device).requires_grad_(), D.to(device).requires_grad_())
+    B, C = proj[..., 3:3 + N], proj[..., 3 + N:]
+    assert L == 1 or not (B.is_contiguous() or C.is_contiguous())
+    return [u, delta, A, B, C, D]
+
+
+def strided_grad(batch, L, E, *, seed, device="cpu", dtype=torch.float32):
+    """A random grad_output that is not contiguous (every other element of a wider tensor)."""
+    g = torch.Generator().manual_seed(seed)
+    grad = torch.randn(batch, L, 2 * E, generator=g).to(device, dtype)[..., ::2]
+    assert not grad.is_contiguous()
+    return grad
+
+
+def reference_float64(inputs, grad):
+    exact = [x.detach().double().requires_grad_() for x in inputs]
+    out = selective_scan_ref(*exact)
+    return out, torch.autograd.grad(out, exact, grad.double())
+
+
+def assert_close(actual, expected, rel_tol, name):
+    """Largest error relative to the largest reference value: catches any wrong element."""
+    scale = expected.abs().max().item()
+    assert scale > 1e-6, f"{name}: reference is ~0, the comparison would prove nothing"
+    assert torch.isfinite(actual).all(), f"{name}: not finite"
+    err = (actual.double() - expected).abs().max().item() / scale
+    assert err <= rel_tol, f"{name}: relative error {err:.2e} > {rel_tol:.0e}"
+
+
+def triton_output_and_grads(inputs, grad):
+    with force_backend("triton"):
+        out = selective_scan(*inputs)
+    assert out.grad_fn.name() == "SelectiveScanBackward"
+    return out, torch.autograd.grad(out, inputs, grad)
+
+
+def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol, exactly_zero=()):
+    """exactly_zero: gradients that must come out 0 (dA for L = 1: no state before the step)."""
+    saved = [x.detach().clone() for x in inputs]
+    out, grads = triton_output_and_grads(inputs, grad)
+    for name, before, after in zip(NAMES, saved, inputs):   # backward writes into no input
+        assert torch.equal(before, after.detach()), name
+    assert out.dtype == inputs[0].dtype and out.shape == inputs[0].shape
+    expected_out, expected_grads = reference_float64(inputs, grad)
+    assert_close(out, expected_out, rel_tol, "y")
+    for name, x, got, want in zip(NAMES, inputs, grads, expected_grads):
+        assert got.dtype == x.dtype and got.shape == x.shape, name
+        if name in exactly_zero:
+            assert not want.any() and not got.any(), name
+        else:
+            assert_close(got, want, grad_rel_tol, f"d{name}")
+
+
+@interpreter
+@pytest.mark.parametrize("shape", SHAPES)
+def test_triton_matches_reference(shape):
+    inputs = make_inputs(*shape, seed=sum(shape))
+    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=1), 1e-5, 1e-5)
+
+
+@interpreter
+@pytest.mark.parametrize("shape", [(2, 1, 3, 2), (1, 6, 3, 64), (1, 10, 5, 3)],
+                         ids=["one-step", "N64", "N3-not-a-power-of-two"])
+def test_triton_edge_shapes(shape):
+    inputs = make_inputs(*shape, seed=3)
+    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=4), 1e-5, 1e-5,
+                           exactly_zero=("A",) if shape[1] == 1 else ())
+
+
+@interpreter
+def test_triton_contiguous_inputs_and_the_reverse_scan_variant(monkeypatch):
+    # plain contiguous tensors, and the adjoint through tl.associative_scan(reverse=True)
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "REVERSE_SCAN", True)
+    inputs = [x.detach().contiguous().requires_grad_() for x in make_inputs(2, 19, 6, 4, seed=5)]
+    grad = torch.randn(2, 19, 6, generator=torch.Generator().manual_seed(6))
+    run_triton_and_compare(inputs, grad, 1e-5, 1e-5)
+
+
+@interpreter
+def test_triton_forward_tiles_longer_than_the_saved_chunks(monkeypatch):
+    # forward tiles of 16 steps save the states before backward's tiles of 8 from inside a tile
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 2 * kernels.BACKWARD_CONFIG["BLOCK_L"])
+    inputs = make_inputs(1, 37, 5, 4, seed=18)
+    run_triton_and_compare(inputs, strided_grad(1, 37, 5, seed=19), 1e-5, 1e-5)
+
+
+@interpreter
+def test_triton_bfloat16_keeps_each_dtype():
+    # as Mamba under autocast: bf16 activations, a float32 step
+    inputs = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
+    # bf16 inputs are exact; y and the activation gradients are rounded to bf16
+    run_triton_and_compare(inputs, strided_grad(1, 11, 6, seed=8, dtype=torch.bfloat16), 1e-2, 2e-2)
+
+
+@interpreter
+def test_triton_backward_is_deterministic():
+    inputs = make_inputs(2, 21, 9, 4, seed=9)
+    grad = strided_grad(2, 21, 9, seed=10)
+    first, second = (triton_output_and_grads(inputs, grad)[1] for _ in range(2))
+    for name, a, b in zip(NAMES, first, second):
+        assert torch.equal(a, b), name
+
+
+@interpreter
+def test_triton_forward_without_grad():
+    inputs = [x.detach() for x in make_inputs(1, 17, 7, 4, seed=11)]
+    with force_backend("triton"):
+        out = selective_scan(*inputs)
+    assert out.grad_fn is None
+    assert_close(out, selective_scan_ref(*[x.double() for x in inputs]), 1e-5, "y")
+
+
+def test_cpu_tensors_use_the_reference():
+    inputs = make_inputs(1, 5, 3, 2, seed=12)
+    assert selective_scan(*inputs).grad_fn.name() != "SelectiveScanBackward"
+
+
+@interpreter
+def test_triton_rejects_bad_inputs():
+    from seqicl.ops.selective_scan.triton_selective_scan import selective_scan_triton
+    u, delta, A, B, C, D = [x.detach() for x in make_inputs(1, 4, 3, 2, seed=13)]
+    with pytest.raises(ValueError, match="float32, bfloat16 or float16"):
+        selective_scan_triton(u.double(), delta, A, B, C, D)
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan_triton(u, delta, A, B[:, :, :1], C, D)
+    with pytest.raises(ValueError, match="A must be"):
+        selective_scan_triton(u, delta, A[:2], B, C, D)
+
+
+@interpreter
+def test_mamba_mixer_same_output_and_gradients_with_triton_and_torch():
+    from seqicl.models import build_model
+    torch.manual_seed(0)
+    model = build_model({"name": "mamba", "d_model": 8, "n_layers": 1, "mlp_ratio": 0,
+                         "mixer": {"d_state": 4}}, 20, 12)
+    tokens = torch.randint(0, 20, (2, 12))
+    results = []
+    for backend in ("torch", "triton"):
+        model.zero_grad()
+        with force_backend(backend):
+            logits = model(tokens)
+        (logits.square().mean()).backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (torch_out, torch_grads), (triton_out, triton_grads) = results
+    torch.testing.assert_close(triton_out, torch_out, rtol=1e-5, atol=1e-6)
+    assert "blocks.0.mixer.A_log" in triton_grads
+    for name, want in torch_grads.items():
+        torch.testing.assert_close(triton_grads[name], want, rtol=1e-4, atol=1e-7, msg=lambda m: f"{name}: {m}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES + [(4, 1000, 128, 16), (2, 2048, 256, 16)])
+def test_triton_matches_reference_cuda(shape, dtype):
+    if shape[1] > 1000 and dtype == torch.bfloat16:
+        pytest.skip("the longest shape runs once, in float32")
+    inputs = make_inputs(*shape, seed=sum(shape), device="cuda", dtype=dtype)
+    grad = strided_grad(*shape[:3], seed=1, device="cuda", dtype=dtype)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    run_triton_and_compare(inputs, grad, tol, tol)
+
+
+@pytest.mark.gpu
+def test_triton_backward_is_deterministic_cuda():
+    inputs = make_inputs(8, 500, 96, 16, seed=14, device="cuda")
+    grad = strided_grad(8, 500, 96, seed=15, device="cuda")
+    first, second = (triton_output_and_grads(inputs, grad)[1] for _ in range(2))
+    for name, a, b in zip(NAMES, first, second):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.gpu
+def test_triton_reverse_scan_variant_cuda(monkeypatch):
+    # the alternative adjoint (reverse=True scan): correct on this Triton build?
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "REVERSE_SCAN", True)
+    inputs = make_inputs(2, 300, 64, 16, seed=16, device="cuda")
+    run_triton_and_compare(inputs, strided_grad(2, 300, 64, seed=17, device="cuda"), 1e-4, 1e-4)

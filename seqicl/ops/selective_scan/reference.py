@@ -1,5 +1,6 @@
-"""Mamba's selective scan as a plain loop over time: the specification (and, until its Triton
-kernel lands, the implementation). For every batch, channel e and state n, with h starting at 0,
+"""Mamba's selective scan as a plain loop over time: the specification, and the implementation
+on CPU tensors (triton_selective_scan.py runs on CUDA ones). For every batch, channel e and
+state n, with h starting at 0,
 
     h_t = exp(delta_t A) * h_{t-1} + delta_t B_t u_t,      y_t = C_t . h_t + D u_t
 

@@ -1,0 +1,308 @@
+"""Mamba's selective scan in Triton: forward and a hand-written, deterministic backward.
+
+For batch b, channel e and state n (A real and negative), with h_{-1} = 0:
+
+    h_t = a_t h_{t-1} + x_t,   a_t = exp(delta_t A),   x_t = delta_t u_t B_t,   y_t = C_t . h_t + D u_t
+
+Forward: each program owns one batch row and BLOCK_E channels, and walks time in tiles of BLOCK_L
+steps with the (BLOCK_E, N) state as its carry. Within a tile, tl.associative_scan along time
+composes the affine maps h -> a h + x (as triton_scan.py does), so the tile's steps are solved in
+parallel; the carried state enters through the tile's running product of a. When a gradient is
+needed it also writes the state before every backward tile (every CHUNK steps): (B, L/CHUNK, E, N).
+
+Backward walks the tiles from the last to the first. It recomputes a tile's states from the saved
+state before it (the forward scan again) and solves the adjoint, the loss's derivative by h_t,
+
+    dh_t = a_{t+1} dh_{t+1} + C_t dy_t
+
+as a scan backwards in time, carried from the later tile. With a_t h_{t-1} = h_t - x_t (no division,
+no shifted states):
+
+    du_t = delta_t sum_n dh_t B_t + D dy_t          ddelta_t = sum_n dh_t (A (h_t - x_t) + u_t B_t)
+    dB_t = sum_e dh_t delta_t u_t                   dC_t = sum_e dy_t h_t
+    dA = sum_{b,t} dh_t delta_t (h_t - x_t)         dD = sum_{b,t} dy_t u_t
+
+The channel sums (dB, dC) come out as one partial per channel block and the batch and time sums
+(dA, dD) as one partial per program; torch adds them up. No atomics: every run gives the same bits.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+LOG2E = tl.constexpr(1.4426950408889634)
+# The interpreter runs every op of every program in numpy: small tiles keep tests fast and make
+# short test sequences cross several tiles (and, in backward, several channel blocks).
+# On the GPU these are the knobs to tune; NOT YET TIMED. ptxas (sm_90a, N = 16, compiled without
+# a GPU) gives the defaults 98 registers (forward) and 181 (backward), no spills; backward
+# (BLOCK_L, BLOCK_E, warps) = (16, 32, 8) and (32, 8, 8) take 255, (32, 16, 8) spills. Forward's tile is (BLOCK_L, BLOCK_E, N); its BLOCK_L is free when no
+# gradient is needed. Backward trades memory traffic two ways: its BLOCK_L is how often forward
+# saves the (E, N) state (B*L*E*N / BLOCK_L floats, written and read back), its BLOCK_E how many
+# dB and dC partials it writes (E / BLOCK_E of each, B*L*N floats each, summed by torch).
+# REVERSE_SCAN: the adjoint by tl.associative_scan(reverse=True) rather than a forward scan over
+# rows loaded backwards in time plus one tl.flip (reverse scans of non-commutative combines have
+# had GPU bugs: test_triton_reverse_scan_variant_cuda checks this build).
+_INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+if _INTERPRETED:
+    FORWARD_CONFIG = dict(BLOCK_L=4, BLOCK_E=8, num_warps=1)
+    BACKWARD_CONFIG = dict(BLOCK_L=8, BLOCK_E=4, REVERSE_SCAN=False, num_warps=1)
+else:
+    FORWARD_CONFIG = dict(BLOCK_L=32, BLOCK_E=8, num_warps=8)
+    BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, REVERSE_SCAN=False, num_warps=8)
+
+
+def _check_tiles(forward_l: int, backward_l: int) -> None:
+    # backward restarts from the state forward saved before each backward tile: one tile length
+    # must divide the other
+    if max(forward_l, backward_l) % min(forward_l, backward_l):
+        raise ValueError(f"forward BLOCK_L {forward_l} and backward BLOCK_L {backward_l}: "
+                         "one must divide the other")
+
+
+_check_tiles(FORWARD_CONFIG["BLOCK_L"], BACKWARD_CONFIG["BLOCK_L"])
+
+ACTIVATION_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+@triton.jit
+def _compose(a_first, x_first, a_then, x_then):
+    # h -> a_first h + x_first, then h -> a_then h + x_then
+    return a_first * a_then, x_first * a_then + x_then
+
+
+@triton.jit
+def _row(tile, rows, which):
+    """Row `which` of a (BLOCK_L, BLOCK_E, BLOCK_N) tile."""
+    return tl.sum(tl.where((rows == which)[:, None, None], tile, 0.0), axis=0)
+
+
+@triton.jit
+def _load(ptr, base, t, cols, stride_t, stride_c, mask):
+    """A (len(t), len(cols)) tile of a strided tensor, in float32 (masked entries 0)."""
+    offs = base + t[:, None] * stride_t + cols[None, :] * stride_c
+    return tl.load(ptr + offs, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
+def _tile_states(delta, u, Bt, A2, h_before):
+    """h at every step of a tile from the state before it; also x_t = delta_t u_t B_t."""
+    a = tl.exp2(delta[:, :, None] * A2[None, :, :])
+    x = (delta * u)[:, :, None] * Bt[:, None, :]
+    a_prod, h_from_zero = tl.associative_scan((a, x), 0, _compose)
+    return a_prod * h_before[None, :, :] + h_from_zero, x
+
+
+@triton.jit
+def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_ptr, L, E, N,
+                    su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
+                    BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
+                    CHUNK: tl.constexpr, STORE_STATES: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+    ns = tl.arange(0, BLOCK_N)
+    rows = tl.arange(0, BLOCK_L)
+    col_ok = cols < E
+    n_ok = ns < N
+    state_ok = col_ok[:, None] & n_ok[None, :]
+    state_offs = cols[:, None] * N + ns[None, :]
+    # exp(delta A) = exp2(delta A log2 e); padded channels and states get A = 0, so a = 1, x = 0
+    A2 = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0) * LOG2E
+    D = tl.load(D_ptr + cols, mask=col_ok, other=0.0)
+    states_base = b * tl.cdiv(L, CHUNK) * E * N
+    state = tl.zeros((BLOCK_E, BLOCK_N), tl.float32)
+
+    # the next tile's loads are issued before this tile's scan, so they arrive while it runs
+    mask = (rows < L)[:, None] & col_ok[None, :]
+    n_mask = (rows < L)[:, None] & n_ok[None, :]
+    u = _load(u_ptr, b * su_b, rows, cols, su_l, su_e, mask)
+    delta = _load(delta_ptr, b * sd_b, rows, cols, sd_l, sd_e, mask)
+    Bt = _load(B_ptr, b * sB_b, rows, ns, sB_l, sB_n, n_mask)
+    Ct = _load(C_ptr, b * sC_b, rows, ns, sC_l, sC_n, n_mask)
+    for t0 in range(0, L, BLOCK_L):
+        if STORE_STATES:
+            # one tile spans several chunks, or one chunk several tiles (sizes divide each other)
+            if t0 % CHUNK == 0:
+                tl.store(states_ptr + states_base + (t0 // CHUNK) * E * N + state_offs, state,
+                         mask=state_ok)
+        t_next = t0 + BLOCK_L + rows
+        mask_next = (t_next < L)[:, None] & col_ok[None, :]
+        n_mask_next = (t_next < L)[:, None] & n_ok[None, :]
+        u_next = _load(u_ptr, b * su_b, t_next, cols, su_l, su_e, mask_next)
+        delta_next = _load(delta_ptr, b * sd_b, t_next, cols, sd_l, sd_e, mask_next)
+        B_next = _load(B_ptr, b * sB_b, t_next, ns, sB_l, sB_n, n_mask_next)
+        C_next = _load(C_ptr, b * sC_b, t_next, ns, sC_l, sC_n, n_mask_next)
+
+        # padding rows (past L, last tile only) have delta = 0: identity steps after the valid ones
+        h, _ = _tile_states(delta, u, Bt, A2, state)
+        y = tl.sum(h * Ct[:, None, :], axis=2) + D[None, :] * u
+        t = t0 + rows
+        tl.store(y_ptr + b * L * E + t[:, None] * E + cols[None, :], y.to(y_ptr.dtype.element_ty),
+                 mask=(t < L)[:, None] & col_ok[None, :])
+        if STORE_STATES:
+            for j in tl.static_range(1, BLOCK_L // CHUNK):
+                # the state before chunk t0 / CHUNK + j: after row j CHUNK - 1 (if the chunk exists)
+                tl.store(states_ptr + states_base + (t0 // CHUNK + j) * E * N + state_offs,
+                         _row(h, rows, j * CHUNK - 1), mask=state_ok & (t0 + j * CHUNK < L))
+        state = _row(h, rows, BLOCK_L - 1)
+        u, delta, Bt, Ct = u_next, delta_next, B_next, C_next
+
+
+@triton.jit
+def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr,
+                     du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
+                     L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
+                     sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
+                     BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
+                     REVERSE_SCAN: tl.constexpr):
+    b = tl.program_id(0).to(tl.int64)
+    e_block = tl.program_id(1)
+    batch = tl.num_programs(0)
+    cols = e_block * BLOCK_E + tl.arange(0, BLOCK_E)
+    ns = tl.arange(0, BLOCK_N)
+    rows = tl.arange(0, BLOCK_L)
+    col_ok = cols < E
+    n_ok = ns < N
+    state_ok = col_ok[:, None] & n_ok[None, :]
+    state_offs = cols[:, None] * N + ns[None, :]
+    A = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0)
+    A2 = A * LOG2E
+    D = tl.load(D_ptr + cols, mask=col_ok, other=0.0)
+    n_tiles = tl.cdiv(L, BLOCK_L)
+    adjoint = tl.zeros((BLOCK_E, BLOCK_N), tl.float32)       # dh at the step after the tile
+    dA_sum = tl.zeros((BLOCK_E, BLOCK_N), tl.float32)
+    dD_sum = tl.zeros((BLOCK_E,), tl.float32)
+    part_base = (e_block * batch + b) * L * N                # dB, dC partials (E blocks, B, L, N)
+
+    for i in range(0, n_tiles):
+        t0 = (n_tiles - 1 - i) * BLOCK_L
+        t = t0 + rows
+        mask = (t < L)[:, None] & col_ok[None, :]
+        n_mask = (t < L)[:, None] & n_ok[None, :]
+        u = _load(u_ptr, b * su_b, t, cols, su_l, su_e, mask)
+        delta = _load(delta_ptr, b * sd_b, t, cols, sd_l, sd_e, mask)
+        Bt = _load(B_ptr, b * sB_b, t, ns, sB_l, sB_n, n_mask)
+        Ct = _load(C_ptr, b * sC_b, t, ns, sC_l, sC_n, n_mask)
+        g = _load(g_ptr, b * sg_b, t, cols, sg_l, sg_e, mask)
+        h_before = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs,
+                           mask=state_ok, other=0.0)
+        h, x = _tile_states(delta, u, Bt, A2, h_before)
+        part_offs = part_base + t[:, None] * N + ns[None, :]
+        tl.store(dC_part_ptr + part_offs, tl.sum(h * g[:, :, None], axis=1), mask=n_mask)
+        decay_of_before = h - x                              # a_t h_{t-1}: all the rest needs of h
+
+        # the adjoint's step at t is dh -> a_{t+1} dh + C_t dy_t; past L, a = 1 and C dy = 0, and
+        # the carry into the last tile is 0, so padding rows add nothing
+        if REVERSE_SCAN:
+            delta_after = _load(delta_ptr, b * sd_b, t + 1, cols, sd_l, sd_e,
+                                (t + 1 < L)[:, None] & col_ok[None, :])
+            a_after = tl.exp2(delta_after[:, :, None] * A2[None, :, :])
+            a_prod, dh_from_zero = tl.associative_scan(
+                (a_after, Ct[:, None, :] * g[:, :, None]), 0, _compose, reverse=True)
+            dh = a_prod * adjoint[None, :, :] + dh_from_zero
+            adjoint = _row(dh, rows, 0)
+        else:
+            # rows backwards in time (reloaded, from cache), so the reverse scan is a forward one
+            t_back = t0 + BLOCK_L - 1 - rows
+            back_ok = (t_back < L)[:, None] & col_ok[None, :]
+            delta_after = _load(delta_ptr, b * sd_b, t_back + 1, cols, sd_l, sd_e,
+                                (t_back + 1 < L)[:, None] & col_ok[None, :])
+            C_back = _load(C_ptr, b * sC_b, t_back, ns, sC_l, sC_n,
+                           (t_back < L)[:, None] & n_ok[None, :])
+            g_back = _load(g_ptr, b * sg_b, t_back, cols, sg_l, sg_e, back_ok)
+            a_after = tl.exp2(delta_after[:, :, None] * A2[None, :, :])
+            a_prod, dh_from_zero = tl.associative_scan(
+                (a_after, C_back[:, None, :] * g_back[:, :, None]), 0, _compose)
+            dh_back = a_prod * adjoint[None, :, :] + dh_from_zero
+            adjoint = _row(dh_back, rows, BLOCK_L - 1)
+            dh = tl.flip(dh_back, 0)
+
+        dh_B = tl.sum(dh * Bt[:, None, :], axis=2)
+        decayed = dh * decay_of_before
+        du = delta * dh_B + D[None, :] * g
+        ddelta = tl.sum(decayed * A[None, :, :], axis=2) + u * dh_B
+        out_offs = b * L * E + t[:, None] * E + cols[None, :]
+        tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=mask)
+        tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
+        tl.store(dB_part_ptr + part_offs, tl.sum(dh * (delta * u)[:, :, None], axis=1), mask=n_mask)
+        dA_sum += tl.sum(decayed * delta[:, :, None], axis=0)
+        dD_sum += tl.sum(g * u, axis=0)
+
+    tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
+    tl.store(dD_part_ptr + b * E + cols, dD_sum, mask=col_ok)
+
+
+def _strides(*tensors):
+    return [s for x in tensors for s in x.stride()]
+
+
+class SelectiveScan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D):
+        batch, L, E = u.shape
+        N = A.shape[1]
+        A32, D32 = A.float().contiguous(), D.float().contiguous()
+        y = torch.empty((batch, L, E), device=u.device, dtype=u.dtype)
+        needs_grad = any(ctx.needs_input_grad)
+        chunk = BACKWARD_CONFIG["BLOCK_L"]
+        _check_tiles(FORWARD_CONFIG["BLOCK_L"], chunk)
+        states = torch.empty((batch, triton.cdiv(L, chunk), E, N), device=u.device,
+                             dtype=torch.float32) if needs_grad else y
+        if y.numel():
+            grid = (batch, triton.cdiv(E, FORWARD_CONFIG["BLOCK_E"]))
+            _forward_kernel[grid](u, delta, A32, B, C, D32, y, states, L, E, N,
+                                  *_strides(u, delta, B, C), BLOCK_N=triton.next_power_of_2(N),
+                                  CHUNK=chunk, STORE_STATES=needs_grad, **FORWARD_CONFIG)
+        if needs_grad:
+            ctx.save_for_backward(u, delta, A32, B, C, D32, states)
+            ctx.param_dtypes = (A.dtype, D.dtype)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        u, delta, A, B, C, D, states = ctx.saved_tensors
+        batch, L, E = u.shape
+        N = A.shape[1]
+        cfg = BACKWARD_CONFIG
+        e_blocks = triton.cdiv(E, cfg["BLOCK_E"])
+        f32 = dict(device=u.device, dtype=torch.float32)
+        du = torch.empty((batch, L, E), device=u.device, dtype=u.dtype)
+        ddelta = torch.empty((batch, L, E), device=u.device, dtype=delta.dtype)
+        dB_part = torch.zeros((e_blocks, batch, L, N), **f32)
+        dC_part = torch.zeros((e_blocks, batch, L, N), **f32)
+        dA_part = torch.zeros((batch, E, N), **f32)
+        dD_part = torch.zeros((batch, E), **f32)
+        if du.numel():
+            _backward_kernel[(batch, e_blocks)](
+                u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
+                dD_part, L, E, N, *_strides(u, delta, B, C, grad_y),
+                BLOCK_N=triton.next_power_of_2(N), **cfg)
+        else:
+            du.zero_()
+            ddelta.zero_()
+        A_dtype, D_dtype = ctx.param_dtypes
+        return (du, ddelta, dA_part.sum(0).to(A_dtype), dB_part.sum(0).to(B.dtype),
+                dC_part.sum(0).to(C.dtype), dD_part.sum(0).to(D_dtype))
+
+
+def selective_scan_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                          C: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
+    """The selective scan with the Triton kernels. u, delta (B, L, E) and B, C (B, L, N) in float32,
+    bfloat16 or float16, any strides; A (E, N), D (E,). Returns y (B, L, E) in u's dtype."""
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f"u and delta must both be (B, L, E), got {tuple(u.shape)} and {tuple(delta.shape)}")
+    batch, L, E = u.shape
+    if A.dim() != 2 or A.shape[0] != E or A.shape[1] < 1:
+        raise ValueError(f"A must be ({E}, N), got {tuple(A.shape)}")
+    N = A.shape[1]
+    for name, x in (("B", B), ("C", C)):
+        if x.shape != (batch, L, N):
+            raise ValueError(f"{name} must be ({batch}, {L}, {N}), got {tuple(x.shape)}")
+    if D.shape != (E,):
+        raise ValueError(f"D must be ({E},), got {tuple(D.shape)}")
+    for name, x in (("u", u), ("delta", delta), ("B", B), ("C", C)):
+        if x.dtype not in ACTIVATION_DTYPES:
+            raise ValueError(f"{name} must be float32, bfloat16 or float16, got {x.dtype}")
+    return SelectiveScan.apply(u, delta, A, B, C, D)
