@@ -39,16 +39,19 @@ import triton
 import triton.language as tl
 
 # The interpreter runs a tile op by op: small chunks keep tests fast and make short sequences
-# cross several chunks. The GPU values are untuned guesses (a chunk of 64 and fp32 matmuls on
-# TF32x3 tensor cores); the knobs to try are CHUNK (16/32/64), BLOCK_V (forward), BLOCK_K (the dq
-# pass), num_warps, num_stages and PRECISION ("ieee", "tf32x3", "tf32").
+# cross several chunks. The GPU values are untimed: the largest that ptxas compiled for sm_90
+# without (or with little) register spilling with fp32 inputs (TF32x3 matmuls, three dots each);
+# a decay per key takes log2(C) matmuls per score, hence its smaller chunk. Knobs to time:
+# CHUNK / CHUNK_PER_KEY (16, 32, 64), BLOCK_V (forward), BLOCK_K (the dq pass), num_warps,
+# num_stages and PRECISION below (bf16 inputs, on TF32, leave room for larger chunks).
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-FORWARD_CONFIG = dict(CHUNK=16, BLOCK_V=16) if _INTERPRETED else \
-    dict(CHUNK=64, BLOCK_V=32, num_warps=4, num_stages=2)
-DQ_CONFIG = dict(CHUNK=16, BLOCK_K=16) if _INTERPRETED else \
-    dict(CHUNK=64, BLOCK_K=32, num_warps=4, num_stages=2)
+FORWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=16) if _INTERPRETED else \
+    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=32, num_warps=8, num_stages=2)
+DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
+    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=8, num_stages=2)
 # dk, dv and dg: one program per (batch, head), all of K and V (dk sums over V, dv over K)
-BACKWARD_CONFIG = dict(CHUNK=16) if _INTERPRETED else dict(CHUNK=64, num_warps=8, num_stages=1)
+BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
+    dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=8, num_stages=1)
 # bf16 inputs carry 8 mantissa bits: TF32 matmuls lose nothing that matters there
 PRECISION = {torch.float32: "tf32x3", torch.bfloat16: "tf32", torch.float16: "tf32"}
 
@@ -286,11 +289,14 @@ def _unit_last(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-def _with_log_chunk(config: dict) -> dict:
-    chunk = config["CHUNK"]
+def _launch_config(config: dict, mode: int) -> dict:
+    """The kernel's keywords: the chunk for this decay mode and its log2."""
+    config = dict(config)
+    chunk = config.pop("CHUNK_PER_KEY") if mode == PER_KEY else config["CHUNK"]
+    config.pop("CHUNK_PER_KEY", None)
     if chunk < 16 or chunk & (chunk - 1):
         raise ValueError(f"CHUNK must be a power of two >= 16, got {chunk}")
-    return dict(config, LOG_CHUNK=chunk.bit_length() - 1)
+    return dict(config, CHUNK=chunk, LOG_CHUNK=chunk.bit_length() - 1)
 
 
 def _block(n: int) -> int:
@@ -310,7 +316,7 @@ class LinearAttentionFunction(torch.autograd.Function):
         else:
             mode, g = PER_KEY, _unit_last(log_decay)
         o = torch.empty(B, H, L, V, device=q.device, dtype=q.dtype)
-        cfg = _with_log_chunk(FORWARD_CONFIG)
+        cfg = _launch_config(FORWARD_CONFIG, mode)
         cfg["BLOCK_V"] = min(cfg["BLOCK_V"], _block(V))
         precision = PRECISION.get(q.dtype, "ieee")
         if o.numel():
@@ -342,7 +348,7 @@ class LinearAttentionFunction(torch.autograd.Function):
             dg = torch.zeros(B, H, device=dev, dtype=torch.float32)  # per head: one partial each
         g_strides = _strides(g if mode == PER_KEY else None)
         if q.numel() and v.numel():
-            cfg = _with_log_chunk(DQ_CONFIG)
+            cfg = _launch_config(DQ_CONFIG, mode)
             cfg["BLOCK_K"] = min(cfg["BLOCK_K"], _block(K))
             _dq_kernel[(B * H, triton.cdiv(K, cfg["BLOCK_K"]))](
                 q, k, v, g, do, dq, *_strides(k), *_strides(v), *g_strides, *_strides(do),
@@ -350,7 +356,7 @@ class LinearAttentionFunction(torch.autograd.Function):
             _dkv_kernel[(B * H,)](
                 q, k, v, g, do, dq, dk, dv, dg, *_strides(q), *_strides(k), *_strides(v),
                 *g_strides, *_strides(do), H, L, K, V, MODE=mode, BLOCK_K=_block(K),
-                BLOCK_V=_block(V), PRECISION=precision, NEED_DG=need_dg, **_with_log_chunk(BACKWARD_CONFIG))
+                BLOCK_V=_block(V), PRECISION=precision, NEED_DG=need_dg, **_launch_config(BACKWARD_CONFIG, mode))
         else:
             dq.zero_(), dk.zero_(), dv.zero_(), dg.zero_()
         grad_decay = None
