@@ -5,7 +5,11 @@
 For every kernel and shape: forward and forward+backward time of the Triton kernel and of the
 torch reference, the speed-up, the forward's achieved bandwidth (bytes it must move: inputs read
 once, outputs written once) and that as a percentage of the device-to-device copy bandwidth
-measured in the same run. Then one training step (forward, backward, AdamW) of every model at
+measured in the same run. Linear attention (d_model D as H=4 heads of K=V=D/4, so K=V=64 at
+D=256) may be partly compute bound: its rows also give the forward's TFLOP/s, counting the
+matmuls of the chunked form (per step and head 2C(K+V) for the chunk's scores and their product
+with v, 4KV for the state's; with a decay per key the scores take log2(C) matmuls, not counted).
+Then one training step (forward, backward, AdamW) of every model at
 the original configuration (d_model 64, 2 layers, batch 32) at lengths 40 and 512.
 """
 from __future__ import annotations
@@ -23,6 +27,8 @@ from seqicl.atomic import atomic_write_text  # noqa: E402
 from seqicl.models import MIXERS, build_model  # noqa: E402
 from seqicl.ops.complex_scan import complex_scan  # noqa: E402
 from seqicl.ops.complex_scan.reference import complex_scan_ref  # noqa: E402
+from seqicl.ops.linear_attention import linear_attention  # noqa: E402
+from seqicl.ops.linear_attention.reference import linear_attention_ref  # noqa: E402
 from seqicl.ops.scan import linear_scan  # noqa: E402
 from seqicl.ops.scan.reference import linear_scan_ref  # noqa: E402
 from seqicl.ops.selective_scan import selective_scan, selective_scan_ref  # noqa: E402
@@ -46,7 +52,7 @@ def copy_bandwidth() -> float:
 
 
 def kernel_cases(B, L, D):
-    """name -> (make inputs, triton fn, reference fn, forward bytes)."""
+    """name -> (make inputs, triton fn, reference fn, forward bytes, forward FLOPs or None)."""
     n = B * L * D
 
     def scan_inputs():
@@ -72,14 +78,38 @@ def kernel_cases(B, L, D):
                 torch.randn(B, L, N, device="cuda").requires_grad_(), torch.randn(B, L, N, device="cuda").requires_grad_(),
                 torch.ones(D, device="cuda").requires_grad_())
 
-    return {
-        "linear_scan (GILR)": (scan_inputs, linear_scan, linear_scan_ref, 3 * n * 4),
-        "complex_scan (LRU)": (cscan_inputs, complex_scan, complex_scan_ref, 4 * n * 4),
-        "wkv (RWKV-4)": (wkv_inputs, wkv, wkv_ref, 3 * n * 4),
+    from seqicl.ops.linear_attention.triton_linear_attention import FORWARD_CONFIG
+    H, K = 4, D // 4
+
+    def la_flops(chunk):
+        return B * H * L * (2 * chunk * 2 * K + 4 * K * K)
+
+    def la_inputs(decay):
+        def make():
+            q, k, v = (torch.randn(B, H, L, K, device="cuda").requires_grad_() for _ in range(3))
+            if decay == "per_head":
+                return q, k, v, (1 - 2.0 ** (-5 - torch.arange(H, device="cuda"))).log()
+            if decay == "per_key":  # GLA's gate, logsigmoid / 16
+                g = torch.nn.functional.logsigmoid(torch.randn(B, H, L, K, device="cuda")) / 16
+                return q, k, v, g.requires_grad_()
+            return q, k, v
+        return make
+
+    cases = {
+        "linear_scan (GILR)": (scan_inputs, linear_scan, linear_scan_ref, 3 * n * 4, None),
+        "complex_scan (LRU)": (cscan_inputs, complex_scan, complex_scan_ref, 4 * n * 4, None),
+        "wkv (RWKV-4)": (wkv_inputs, wkv, wkv_ref, 3 * n * 4, None),
         # reads u, delta (B, L, E) and B, C (B, L, 16); writes y (B, L, E)
         "selective_scan (Mamba, N=16)": (selective_scan_inputs, selective_scan, selective_scan_ref,
-                                         (3 * n + 2 * B * L * 16) * 4),
+                                         (3 * n + 2 * B * L * 16) * 4, None),
     }
+    # read q, k, v (and g per key), write o
+    for model, decay, nbytes in (("linear_transformer", None, 4 * n * 4), ("retnet", "per_head", 4 * n * 4),
+                                 ("gla", "per_key", 5 * n * 4)):
+        name = f"linear_attention ({model}, H=4 K=V=D/4)"
+        chunk = FORWARD_CONFIG["CHUNK_PER_KEY" if decay == "per_key" else "CHUNK"]
+        cases[name] = (la_inputs(decay), linear_attention, linear_attention_ref, nbytes, la_flops(chunk))
+    return cases
 
 
 def total(out):
@@ -88,9 +118,9 @@ def total(out):
 
 def kernel_table(copy_gbs: float) -> list[str]:
     rows = ["| kernel | B, L, D | fwd ms | fwd+bwd ms | ref fwd ms | ref fwd+bwd ms | fwd speed-up | "
-            "fwd+bwd speed-up | fwd GB/s | % of copy |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "fwd+bwd speed-up | fwd GB/s | % of copy | fwd TFLOP/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for B, L, D in SHAPES:
-        for name, (make, fast_fn, ref_fn, nbytes) in kernel_cases(B, L, D).items():
+        for name, (make, fast_fn, ref_fn, nbytes, flops) in kernel_cases(B, L, D).items():
             args = make()
             times = {}
             for label, fn in (("fast", fast_fn), ("ref", ref_fn)):
@@ -104,10 +134,11 @@ def kernel_table(copy_gbs: float) -> list[str]:
                     total(fn(*args)).backward()
                 times[label, "both"] = bench_ms(step, fast=slow)
             gbs = nbytes / times["fast", "fwd"] / 1e6
+            tflops = "—" if flops is None else f"{flops / times['fast', 'fwd'] / 1e9:.1f}"
             rows.append(f"| {name} | {B}, {L}, {D} | {times['fast', 'fwd']:.4f} | {times['fast', 'both']:.4f} | "
                         f"{times['ref', 'fwd']:.3f} | {times['ref', 'both']:.3f} | "
                         f"{times['ref', 'fwd'] / times['fast', 'fwd']:.0f}x | {times['ref', 'both'] / times['fast', 'both']:.0f}x | "
-                        f"{gbs:.0f} | {100 * gbs / copy_gbs:.0f}% |")
+                        f"{gbs:.0f} | {100 * gbs / copy_gbs:.0f}% | {tflops} |")
             print(rows[-1], flush=True)
     return rows
 

@@ -1,8 +1,11 @@
 """Causal linear attention with a decay: the loop reference against the closed form
-o_t = sum_{j<=t} (q_t * exp(G_t - G_j)) . k_j v_j, outputs and every gradient, on odd sizes."""
+o_t = sum_{j<=t} (q_t * exp(G_t - G_j)) . k_j v_j, outputs and every gradient, on odd sizes; the
+chunked Triton kernel (forward and every gradient) against the reference in float64, on CPU
+through Triton's interpreter (chunks of 16 there), on CUDA natively; the three mixers on it."""
 import pytest
 import torch
 
+from seqicl.ops.dispatch import force_backend
 from seqicl.ops.linear_attention import linear_attention, linear_attention_ref
 
 
@@ -45,3 +48,200 @@ def test_a_state_decays_by_the_given_amount_and_float32_inputs_stay_float32():
     o = linear_attention(ones, ones, ones, torch.tensor([0.5]).log())
     assert o.dtype == torch.float32
     torch.testing.assert_close(o.flatten(), torch.tensor([1.0, 1.5, 1.75, 1.875]))
+
+
+# (B, H, L, K, V): L below one chunk, just above, several chunks; K and V odd, 1 and 16
+SHAPES = [(2, 3, 13, 5, 7), (1, 1, 17, 4, 1), (1, 2, 40, 16, 8), (1, 1, 1, 3, 2)]
+DECAYS = ["none", "per_head", "per_key"]
+
+
+def make_inputs(shape, decay, *, seed, device="cpu", dtype=torch.float32, decay_scale=1.0,
+                head_views=False):
+    """q, k, v in dtype and log_decay (float32, in [-decay_scale, 0]), all requiring grad. With
+    head_views, q, k, v and log_decay are (B, L, H, .) tensors seen as (B, H, L, .), as the
+    mixers make them."""
+    B, H, L, K, V = shape
+    gen = torch.Generator().manual_seed(seed)
+
+    def tensor(width):
+        if head_views:
+            return torch.randn(B, L, H, width, generator=gen).transpose(1, 2)
+        return torch.randn(B, H, L, width, generator=gen)
+    q, k, v = tensor(K), tensor(K), tensor(V)
+    if decay == "none":
+        log_decay = None
+    elif decay == "per_head":
+        log_decay = -decay_scale * torch.rand(H, generator=gen)
+    else:
+        log_decay = -decay_scale * tensor(K).uniform_(generator=gen)
+    inputs = [x.to(device, dtype) for x in (q, k, v)] + ([log_decay.to(device)] if log_decay is not None else [])
+    if head_views:
+        assert not inputs[0].is_contiguous()
+    return [x.detach().requires_grad_() if x.is_leaf else x.requires_grad_() for x in inputs]
+
+
+def strided_grad(shape, *, seed, device="cpu", dtype=torch.float32, head_view=False):
+    """A random grad_output that is not contiguous: transposed in its last two dims, or (B, L, H, V)
+    seen as (B, H, L, V)."""
+    B, H, L, K, V = shape
+    gen = torch.Generator().manual_seed(seed)
+    if head_view:
+        grad = torch.randn(B, L, H, V, generator=gen).to(device, dtype).transpose(1, 2)
+    else:
+        grad = torch.randn(B, H, V, L, generator=gen).to(device, dtype).transpose(2, 3)
+    assert 1 in (L, V) or not grad.is_contiguous()
+    return grad
+
+
+def reference_float64(inputs, grad):
+    exact = [x.detach().double().requires_grad_() for x in inputs]
+    out = linear_attention_ref(*exact)
+    return out, torch.autograd.grad(out, exact, grad.double())
+
+
+def assert_close(actual, expected, rel_tol, name, scale=None):
+    """Largest error relative to the largest reference value (or to scale, for a reference that
+    is exactly 0): catches any wrong element."""
+    scale = expected.abs().max().item() if scale is None else scale
+    assert scale > 1e-6, f"{name}: reference is ~0, the comparison would prove nothing"
+    assert torch.isfinite(actual).all(), f"{name}: not finite"
+    err = (actual.double() - expected).abs().max().item() / scale
+    assert err <= rel_tol, f"{name}: relative error {err:.2e} > {rel_tol:.0e}"
+
+
+def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol):
+    saved = [x.detach().clone() for x in inputs]
+    with force_backend("triton"):
+        out = linear_attention(*inputs)
+    grads = torch.autograd.grad(out, inputs, grad)
+    for before, after in zip(saved, inputs):  # backward must not write into its inputs
+        assert torch.equal(before, after.detach())
+    assert out.dtype == inputs[0].dtype
+    expected_out, expected_grads = reference_float64(inputs, grad)
+    assert_close(out, expected_out, rel_tol, "o")
+    for name, x, got, want in zip(("q", "k", "v", "log_decay"), inputs, grads, expected_grads):
+        assert got.dtype == x.dtype and got.shape == x.shape
+        # one step: the decay only meets the zero initial state, its gradient is 0, reached as
+        # q dq - k dk, so up to the rounding of dq
+        scale = expected_grads[0].abs().max().item() if name == "log_decay" and not want.any() else None
+        assert_close(got, want, grad_rel_tol, f"d{name}", scale)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_triton_matches_reference(shape, decay):
+    inputs = make_inputs(shape, decay, seed=sum(shape))
+    run_triton_and_compare(inputs, strided_grad(shape, seed=7), 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+def test_triton_takes_head_views(decay):
+    # q, k, v (and the per-key decay) as the mixers make them: (B, L, H, .) transposed
+    shape = (2, 2, 21, 6, 9)
+    inputs = make_inputs(shape, decay, seed=3, head_views=True)
+    run_triton_and_compare(inputs, strided_grad(shape, seed=4, head_view=True), 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("decay_scale", [5.0, 30.0])
+def test_triton_strongly_negative_per_key_decays_stay_finite_and_exact(decay_scale):
+    # a chunk of 16 steps at up to -5 (or -30) each: e^{-G} would overflow float32; half the
+    # keys decay slowly, so the state still carries something across chunks
+    shape = (1, 2, 40, 16, 8)
+    q, k, v, log_decay = make_inputs(shape, "per_key", seed=5, decay_scale=decay_scale)
+    with torch.no_grad():
+        log_decay[..., ::2] *= 0.01
+    run_triton_and_compare([q, k, v, log_decay], strided_grad(shape, seed=6), 1e-5, 1e-5)
+
+
+def test_triton_bfloat16_inputs_keep_their_dtypes():
+    # GLA's case: activations in bf16, the decay in float32
+    shape = (1, 2, 20, 16, 16)
+    q, k, v, log_decay = make_inputs(shape, "per_key", seed=8)
+    inputs = [x.detach().bfloat16().requires_grad_() for x in (q, k, v)] + [log_decay]
+    run_triton_and_compare(inputs, strided_grad(shape, seed=9, dtype=torch.bfloat16), 2e-2, 2e-2)
+
+
+@pytest.mark.parametrize("decay", ["per_head", "per_key"])
+def test_triton_gradients_are_deterministic(decay):
+    shape = (2, 2, 33, 8, 8)
+    inputs = make_inputs(shape, decay, seed=10)
+    grad = strided_grad(shape, seed=11)
+    runs = []
+    for _ in range(2):
+        with force_backend("triton"):
+            runs.append(torch.autograd.grad(linear_attention(*inputs), inputs, grad))
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)
+
+
+def test_triton_forward_without_grad_and_a_fixed_decay():
+    # RetNet's decay is a buffer: no gradient asked of it
+    shape = (1, 3, 17, 5, 6)
+    q, k, v, log_decay = make_inputs(shape, "per_head", seed=12)
+    with force_backend("triton"), torch.no_grad():
+        out = linear_attention(q, k, v, log_decay)
+    assert_close(out, linear_attention_ref(*[x.detach().double() for x in (q, k, v, log_decay)]), 1e-5, "o")
+    with force_backend("triton"):
+        out = linear_attention(q, k, v, log_decay.detach())
+    grads = torch.autograd.grad(out, (q, k, v), strided_grad(shape, seed=13))
+    _, want = reference_float64([q, k, v, log_decay.detach()], strided_grad(shape, seed=13))
+    for name, got, w in zip("qkv", grads, want):
+        assert_close(got, w, 1e-5, f"d{name}")
+
+
+def test_triton_rejects_mismatched_shapes():
+    q = torch.randn(1, 2, 5, 4)
+    with force_backend("triton"), pytest.raises(ValueError):
+        linear_attention(q, q, torch.randn(1, 2, 5, 3), torch.zeros(3))
+
+
+@pytest.mark.parametrize("name", ["linear_transformer", "retnet", "gla"])
+def test_mixers_on_triton_match_torch(name):
+    from seqicl.models import get_mixer
+    torch.manual_seed(0)
+    mixer = get_mixer(name)(32, 0)
+    x = torch.randn(2, 19, 32)
+    results = []
+    for backend in ("torch", "triton"):
+        mixer.zero_grad()
+        with force_backend(backend):
+            y = mixer(x)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), {n: p.grad.clone() for n, p in mixer.named_parameters()}))
+    (y_torch, g_torch), (y_triton, g_triton) = results
+    assert_close(y_triton.double(), y_torch.double(), 1e-4, "y")
+    for n in g_torch:
+        assert_close(g_triton[n].double(), g_torch[n].double(), 1e-4, f"d{n}")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("shape", SHAPES + [(4, 4, 1000, 64, 64), (2, 2, 300, 128, 65)])
+def test_triton_matches_reference_cuda(shape, decay, dtype):
+    inputs = make_inputs(shape, decay, seed=sum(shape), device="cuda", dtype=dtype, head_views=True)
+    grad = strided_grad(shape, seed=7, device="cuda", dtype=dtype, head_view=True)
+    # fp32 matmuls run as TF32x3; bf16 ones as TF32 with o and the gradients rounded to bf16.
+    # Sums over L=1000 steps (no decay) and dg's reverse cumsum of q dq - k dk lose some more.
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    run_triton_and_compare(inputs, grad, tol, tol if decay == "none" else 3 * tol)
+
+
+@pytest.mark.gpu
+def test_triton_strongly_negative_per_key_decays_cuda():
+    shape = (2, 2, 500, 64, 64)
+    q, k, v, log_decay = make_inputs(shape, "per_key", seed=5, device="cuda", decay_scale=8.0)
+    with torch.no_grad():
+        log_decay[..., ::2] *= 0.01
+    run_triton_and_compare([q, k, v, log_decay], strided_grad(shape, seed=6, device="cuda"), 1e-4, 3e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("decay", ["per_head", "per_key"])
+def test_triton_gradients_are_deterministic_cuda(decay):
+    shape = (8, 4, 700, 64, 64)
+    inputs = make_inputs(shape, decay, seed=10, device="cuda")
+    grad = strided_grad(shape, seed=11, device="cuda")
+    runs = [torch.autograd.grad(linear_attention(*inputs), inputs, grad) for _ in range(2)]
+    for first, second in zip(*runs):
+        assert torch.equal(first, second)

@@ -1,5 +1,6 @@
-"""Causal linear attention with a decay, as a plain loop over time: the specification (and, until
-its Triton kernel lands, the implementation) of the linear-attention family.
+"""Causal linear attention with a decay, as a plain loop over time: the specification of the
+linear-attention family, what CPU tensors run, and what the chunked Triton kernel
+(triton_linear_attention.py) is tested against.
 
 For every batch and head, with a state S (K x V) that starts at zero,
 
