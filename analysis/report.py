@@ -213,7 +213,8 @@ def reproduction_table(g: Grid) -> str:
             lo, hi = 100 * r["seed_min"], 100 * r["seed_max"]
             text = f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} [{lo:.1f}, {hi:.1f}] (n={r['seed_n']})"
             if m in orig:
-                text += f" / {orig[m]:.1f}, " + ("inside" if lo <= orig[m] <= hi else "outside")
+                # at the original's precision (0.1): a float32 0.0599999 is the 6.0 printed beside it
+                text += f" / {orig[m]:.1f}, " + ("inside" if round(lo, 1) <= orig[m] <= round(hi, 1) else "outside")
             cells.append(text)
         body.append([g.label(task, size)] + cells + [pct(g.first(task, size)["chance"])])
     return ("\n## One configuration over seeds: mean ± std [lowest, highest] (n runs) / the original's "
