@@ -315,7 +315,8 @@ def test_progress_lines_and_the_tensorboard_hint(tmp_path, tty):
     storage = tmp_path / "sweep"
     out = sweep_output(storage, tty)
     lines = out.replace("\r", "").splitlines()
-    assert lines[0].endswith(f"-> {storage}") and lines[1] == f"watch it: tensorboard --logdir {storage}"
+    assert lines[0].startswith("seqicl sweep: up in ")                        # where the start went
+    assert lines[1].endswith(f"-> {storage}") and lines[2] == f"watch it: tensorboard --logdir {storage}"
     assert "View detailed results here" not in out and ".ray" not in out      # Ray's own hint is off
     block = [l for l in lines if l.lstrip("\x1b[0123456789FJ").startswith("induction/lstm")]
     assert block and "2/2 done,  0 running  best val 0." in block[-1]          # ended / running / total, best val
