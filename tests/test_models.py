@@ -3,6 +3,7 @@ import torch
 
 from seqicl.config import compose
 from seqicl.models import MIXERS, build_model
+from conftest import ROOT
 
 
 # the original's variants, beside every mixer's defaults
@@ -293,3 +294,13 @@ def test_hyena_filters_follow_the_length_and_decay_along_it():
     assert h12.shape == (2, 8, 12) and h40.shape == (2, 8, 40)
     envelope = h40.abs().mean((0, 1))
     assert envelope[-10:].mean() < envelope[:10].mean()          # the window: late taps are smaller
+
+
+def test_every_registered_mixer_is_named_in_the_readme_and_the_analysis():
+    """The README's model list and the report's display names take the registry as their list:
+    a mixer registered without them fails here."""
+    from analysis.names import MODEL_NAMES
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Models and kernels"):readme.index("## Layout")]
+    assert [m for m in MIXERS if f"`{m}`" not in section] == []
+    assert [m for m in MIXERS if m not in MODEL_NAMES] == []

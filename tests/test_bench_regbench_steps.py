@@ -1,0 +1,35 @@
+"""bench/regbench_steps.py on a CPU: one row per registered model and precision, sizes from the
+paper's table scaled down, and one clear line for bad input."""
+import importlib.util
+
+from conftest import ROOT
+
+from seqicl.models import MIXERS
+
+spec = importlib.util.spec_from_file_location("regbench_steps", ROOT / "bench" / "regbench_steps.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def test_every_registered_model_has_a_paper_size_and_a_row(tmp_path, capsys):
+    assert set(bench.PAPER_SIZES) == set(MIXERS)     # a new model gets its row in the size table too
+    out = tmp_path / "steps.md"
+    assert bench.main(["--cpu", "--precisions", "fp32", "--out", str(out)]) == 0
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines()[5:]]
+    assert sorted(r[0].strip() for r in rows) == sorted(MIXERS)
+    for r in rows:
+        assert r[1].strip() == "1 x 16" and r[3].strip() == "fp32" and float(r[4]) > 0, r
+        assert float(r[5].replace(",", "")) > 0 and r[7].strip() == "eager (CPU)", r
+
+
+def test_the_paper_sizes_compose():
+    cfg = bench.model_config("transformer", cpu=False)["model"]
+    assert (cfg["n_layers"], cfg["d_model"], cfg["mixer"]["n_heads"]) == (12, 128, 2)
+    assert bench.model_config("mamba", cpu=False)["model"]["d_model"] == 512
+
+
+def test_bad_input_is_one_line(capsys):
+    assert bench.main(["--cpu", "--models", "nope"]) == 2
+    assert bench.main(["--cpu", "--precisions", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: unknown model 'nope'", "error: unknown precision 'fp16'"]
