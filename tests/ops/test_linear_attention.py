@@ -7,6 +7,7 @@ import torch
 
 from seqicl.ops.dispatch import force_backend
 from seqicl.ops.linear_attention import linear_attention, linear_attention_ref
+from kernel_checks import assert_close, reference_float64
 
 
 def closed_form(q, k, v, log_decay):
@@ -93,22 +94,6 @@ def strided_grad(shape, *, seed, device="cpu", dtype=torch.float32, head_view=Fa
     return grad
 
 
-def reference_float64(inputs, grad):
-    exact = [x.detach().double().requires_grad_() for x in inputs]
-    out = linear_attention_ref(*exact)
-    return out, torch.autograd.grad(out, exact, grad.double())
-
-
-def assert_close(actual, expected, rel_tol, name, scale=None):
-    """Largest error relative to the largest reference value (or to scale, for a reference that
-    is exactly 0): catches any wrong element."""
-    scale = expected.abs().max().item() if scale is None else scale
-    assert scale > 1e-6, f"{name}: reference is ~0, the comparison would prove nothing"
-    assert torch.isfinite(actual).all(), f"{name}: not finite"
-    err = (actual.double() - expected).abs().max().item() / scale
-    assert err <= rel_tol, f"{name}: relative error {err:.2e} > {rel_tol:.0e}"
-
-
 def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol):
     saved = [x.detach().clone() for x in inputs]
     with force_backend("triton"):
@@ -117,7 +102,7 @@ def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol):
     for before, after in zip(saved, inputs):  # backward must not write into its inputs
         assert torch.equal(before, after.detach())
     assert out.dtype == inputs[0].dtype
-    expected_out, expected_grads = reference_float64(inputs, grad)
+    expected_out, expected_grads = reference_float64(linear_attention_ref, inputs, grad)
     assert_close(out, expected_out, rel_tol, "o")
     for name, x, got, want in zip(("q", "k", "v", "log_decay"), inputs, grads, expected_grads):
         assert got.dtype == x.dtype and got.shape == x.shape
@@ -184,7 +169,7 @@ def test_triton_forward_without_grad_and_a_fixed_decay():
     with force_backend("triton"):
         out = linear_attention(q, k, v, log_decay.detach())
     grads = torch.autograd.grad(out, (q, k, v), strided_grad(shape, seed=13))
-    _, want = reference_float64([q, k, v, log_decay.detach()], strided_grad(shape, seed=13))
+    _, want = reference_float64(linear_attention_ref, [q, k, v, log_decay.detach()], strided_grad(shape, seed=13))
     for name, got, w in zip("qkv", grads, want):
         assert_close(got, w, 1e-5, f"d{name}")
 

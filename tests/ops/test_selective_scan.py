@@ -48,6 +48,7 @@ import os  # noqa: E402
 import pytest  # noqa: E402
 
 from seqicl.ops.dispatch import force_backend  # noqa: E402
+from kernel_checks import assert_close, reference_float64  # noqa: E402
 
 SHAPES = [(2, 13, 7, 4), (1, 17, 40, 16), (2, 63, 8, 8)]
 NAMES = ("u", "delta", "A", "B", "C", "D")
@@ -82,21 +83,6 @@ def strided_grad(batch, L, E, *, seed, device="cpu", dtype=torch.float32):
     return grad
 
 
-def reference_float64(inputs, grad):
-    exact = [x.detach().double().requires_grad_() for x in inputs]
-    out = selective_scan_ref(*exact)
-    return out, torch.autograd.grad(out, exact, grad.double())
-
-
-def assert_close(actual, expected, rel_tol, name):
-    """Largest error relative to the largest reference value: catches any wrong element."""
-    scale = expected.abs().max().item()
-    assert scale > 1e-6, f"{name}: reference is ~0, the comparison would prove nothing"
-    assert torch.isfinite(actual).all(), f"{name}: not finite"
-    err = (actual.double() - expected).abs().max().item() / scale
-    assert err <= rel_tol, f"{name}: relative error {err:.2e} > {rel_tol:.0e}"
-
-
 def triton_output_and_grads(inputs, grad):
     with force_backend("triton"):
         out = selective_scan(*inputs)
@@ -111,7 +97,7 @@ def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol, exactly_zero=())
     for name, before, after in zip(NAMES, saved, inputs):   # backward writes into no input
         assert torch.equal(before, after.detach()), name
     assert out.dtype == inputs[0].dtype and out.shape == inputs[0].shape
-    expected_out, expected_grads = reference_float64(inputs, grad)
+    expected_out, expected_grads = reference_float64(selective_scan_ref, inputs, grad)
     assert_close(out, expected_out, rel_tol, "y")
     for name, x, got, want in zip(NAMES, inputs, grads, expected_grads):
         assert got.dtype == x.dtype and got.shape == x.shape, name

@@ -7,6 +7,7 @@ import torch
 
 from seqicl.ops.dispatch import force_backend
 from seqicl.ops.wkv import wkv, wkv_ref
+from kernel_checks import assert_close, reference_float64
 
 SHAPES = [(2, 63, 40), (1, 17, 7), (2, 64, 64)]
 
@@ -39,22 +40,6 @@ def strided_grad(batch, steps, channels, *, seed, device="cpu", dtype=torch.floa
     return grad
 
 
-def reference_float64(inputs, grad):
-    """The reference's output and gradients, computed in float64 from the same values."""
-    exact = [x.detach().double().requires_grad_() for x in inputs]
-    out = wkv_ref(*exact)
-    return out, torch.autograd.grad(out, exact, grad.double())
-
-
-def assert_close(actual, expected, rel_tol, name):
-    """Largest error relative to the largest reference value: catches any wrong element."""
-    scale = expected.abs().max().item()
-    assert scale > 1e-6, f"{name}: reference is ~0, the comparison would prove nothing"
-    assert torch.isfinite(actual).all(), f"{name}: not finite"
-    err = (actual.double() - expected).abs().max().item() / scale
-    assert err <= rel_tol, f"{name}: relative error {err:.2e} > {rel_tol:.0e}"
-
-
 def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol):
     saved = [x.detach().clone() for x in inputs]
     with force_backend("triton"):
@@ -64,7 +49,7 @@ def run_triton_and_compare(inputs, grad, rel_tol, grad_rel_tol):
     for before, after in zip(saved, inputs):
         assert torch.equal(before, after.detach())
     assert out.dtype == inputs[2].dtype
-    expected_out, expected_grads = reference_float64(inputs, grad)
+    expected_out, expected_grads = reference_float64(wkv_ref, inputs, grad)
     assert_close(out, expected_out, rel_tol, "y")
     for name, x, got, want in zip(("time_decay", "time_first", "k", "v"), inputs, grads,
                                   expected_grads):
