@@ -181,7 +181,7 @@ def make_plan(args) -> tuple[Plan, dict | None]:
                 check_value(key, value)
             if p.kind == "fixed":
                 set_dotted(cfg, key, space.pop(key).args[0])
-        start = start_values(preset, m, space, plan.seeds)
+        start = start_values(preset, m, space, plan.seeds, overridden)
         for size in sizes or [None]:
             c = copy.deepcopy(cfg)
             if size is not None:
@@ -202,18 +202,20 @@ def make_plan(args) -> tuple[Plan, dict | None]:
     return plan, stored
 
 
-def start_values(preset: dict, model: str, space: dict[str, Param], seeds: list[int]) -> dict:
+def start_values(preset: dict, model: str, space: dict[str, Param], seeds: list[int], overridden: set) -> dict:
     """The preset's ``start`` entries for ``model``: values the first trial of its study takes
     (RegBench: the paper's best configuration). Keys an override fixed are left out; any other
     key must be searched and the value one its distribution can give."""
-    given = ((preset.get("start") or {}).get(model)) or {}
-    if seeds or not isinstance(given, dict):
+    given = (preset.get("start") or {}).get(model) or {}
+    if seeds:
         return {}
     out = {}
     for key, value in given.items():
+        if key in overridden:
+            continue  # the override's value it is
         p = space.get(key)
-        if p is None or p.kind == "fixed":
-            continue  # fixed by an override (or by the preset's own space): nothing to start from
+        if p is None:
+            raise ConfigError(f"preset start for {model}: {key} is not searched")
         ok = value in p.args if p.kind == "choice" else (
             isinstance(value, (int, float)) and not isinstance(value, bool) and p.args[0] <= value <= p.args[1])
         if not ok:

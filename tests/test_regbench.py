@@ -79,6 +79,9 @@ def test_a_start_outside_the_search_space_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(sweep_run, "load_preset", bad)
     with pytest.raises(ConfigError, match=r"preset start for lstm: model.n_layers=3 is outside its search space"):
         regbench_plan(tmp_path, "--models", "lstm")
+    monkeypatch.setattr(sweep_run, "load_preset", lambda name, seen=(): {**real(name), "start": {"lstm": {"model.n_layer": 2}}})
+    with pytest.raises(ConfigError, match=r"preset start for lstm: model.n_layer is not searched"):
+        regbench_plan(tmp_path, "--models", "lstm")
 
 
 def test_the_studys_first_trial_takes_the_start_values_the_next_are_sampled(tmp_path):
