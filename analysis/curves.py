@@ -1,6 +1,6 @@
-"""Plots of a results folder. Learning curves: test DFA accuracy and TVD against the number of
-training examples, one line per model, with the in-context n-gram baselines as dashed reference
-lines. Search progress: the best validation score found so far against the sweep's wall time."""
+"""Plots of a results folder. Learning curves (the RegBench paper's figure): test DFA accuracy and
+TVD of each (model, size)'s best-on-validation trial against the number of training examples on
+a log axis, one line per model, with the in-context 2-gram and 3-gram baselines as dashed lines. Search progress: the best validation score found so far against the sweep's wall time."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from seqicl.atomic import atomic_write
 
-from .names import MODEL_NAMES, TASK_NAMES, model_order
+from .names import METRIC_NAMES, MODEL_NAMES, TASK_NAMES, model_order
 from .results import Trial
 
 
@@ -35,20 +35,27 @@ def plot_learning_curves(rows: list[dict], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [(t, "test", "accuracy (%)") for t in tasks] + [(t, "test_tvd", "TVD") for t in tasks if t == "dfa"]
+    metric = {t: next(iter(next(iter(by_task[t].values())).values()))["metric"] for t in tasks}
+    panels = [(t, "test", f"{METRIC_NAMES.get(metric[t], metric[t])} (%)") for t in tasks] + \
+             [(t, "test_tvd", "test TVD to the DFA (lower is better)") for t in tasks if t == "dfa"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    palette = plt.get_cmap("tab20").colors
     for ax, (task, key, label) in zip(axes[0], panels):
         scale = 100 if key == "test" else 1
-        for model in model_order(by_task[task]):
+        sizes = sorted({n for m in by_task[task].values() for n in m})
+        for i, model in enumerate(model_order(by_task[task])):
             pts = sorted((n, r[key]) for n, r in by_task[task][model].items() if r[key] is not None)
-            if pts:
-                ax.plot([n for n, _ in pts], [v * scale for _, v in pts], marker="o", label=MODEL_NAMES.get(model, model))
+            if pts:   # twelve models: the dark then the light tab20 colours, never a baseline's black or grey
+                ax.plot([n for n, _ in pts], [v * scale for _, v in pts], marker="o", color=palette[(2 * i) % 20 + (i >= 10)],
+                        label=MODEL_NAMES.get(model, model))
         first = next(iter(next(iter(by_task[task].values())).values()))
         for i, (name, scores) in enumerate(sorted(first["baselines"].items())):
-            metric = first["metric"] if key == "test" else "tvd"
-            if metric in scores:
-                ax.axhline(scores[metric] * scale, linestyle="--", color=f"C{7 + i}", label=name)
+            score = first["metric"] if key == "test" else "tvd"
+            if score in scores:
+                ax.axhline(scores[score] * scale, linestyle="--", color=("0.45", "k")[i % 2], label=f"{name} (in context)")
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{n / 1000:g}k" if n >= 1000 else str(n) for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("training examples")
         ax.set_ylabel(label)
         ax.set_title(TASK_NAMES.get(task, task))

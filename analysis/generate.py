@@ -1,13 +1,22 @@
 """Generate strings from an exported RegBench model on held-out DFAs and check each one.
 
     python -m analysis.generate <export dir> [--num-dfas N] [--samples K]
-                                [--greedy | --temperature T] [--seed S] [--max-letters M]
+                                [--decoding greedy,1.0 | --greedy | --temperature T]
+                                [--seed S] [--max-letters M]
 
 For each of the first N test automata of the export's task (the same held-out DFAs its test
 metric used), the model reads that example's in-context strings followed by ``|`` and writes
-K strings, each until it emits ``|`` or M letters. A string is accepted when every transition
-exists in the automaton (every state accepts). Writes ``generations.jsonl`` (one line per
-string), ``generation.json`` and ``generation.md`` (the summary) into the export folder.
+strings, each until it emits ``|`` or M letters: one per DFA with greedy decoding (K would be the
+same string), K when sampling. A string is accepted when every transition exists in the
+automaton (every state accepts). A model with learned positions (the Transformer) reads at most
+its training length: its prompt keeps the last context strings that leave room for M letters.
+
+Each decoding (default: greedy and T=1, both in one call) writes into the export folder
+``generations-<d>.jsonl`` (one line per string), ``generation-<d>.json`` (the summary, see
+``summarize``: acceptance, share that ends, mean length against the context strings' mean
+length, share distinct, share not copied from the context) and ``generation-<d>.md``, where
+``<d>`` is ``greedy`` or ``T1``, ``T0.7``...; ``analysis.report`` puts every summary it finds in
+its generation table, so decodings run in separate calls land there too.
 
 The K samples of one automaton share a prompt, so they form one batch. Every step re-runs the
 model over the whole sequence rather than stepping a recurrent state: the mixers are written as
@@ -74,44 +83,100 @@ def sample_strings(model, prompt: list[int], samples: int, letters: int, sep: in
     return out
 
 
-def summarize(records: list[dict], num_dfas: int, samples: int, decoding: str) -> dict:
+def summarize(records: list[dict], num_dfas: int, samples: int, decoding: str,
+              context: list[list[int]] | None = None) -> dict:
+    """The statistics of one decoding over its generated strings (``records``, as ``generate_on``
+    writes them) and the context strings of the prompts they continued (``context``):
+
+    - ``acceptance``: share of strings whose every transition exists in their DFA (the letters
+      written before ``|`` or the letter cap; every state accepts);
+    - ``ended``: share that emit ``|`` within the cap (``unterminated`` = 1 - ``ended``);
+    - ``mean_length`` (letters) against ``context_length``, the mean length of the context strings;
+    - ``distinct``: distinct strings / strings among each DFA's samples, averaged over DFAs
+      (None with one sample per DFA, as greedy decoding writes);
+    - ``novel``: share of strings not copied from their prompt's strings; ``novel_accepted``:
+      share both accepted and not copied; ``empty``: share with no letter."""
     n = max(1, len(records))
     per_dfa = {}
     for r in records:
         per_dfa.setdefault(r["dfa"], []).append(r["string"])
+    distinct = (sum(len(set(v)) / len(v) for v in per_dfa.values()) / max(1, len(per_dfa))
+                if samples > 1 else None)
+    context = context or []
+    ended = sum(r["ended"] for r in records) / n
     return {"num_dfas": num_dfas, "samples": samples, "decoding": decoding,
             "acceptance": sum(r["accepted"] for r in records) / n,
+            "ended": ended, "unterminated": 1 - ended,
             "mean_length": sum(r["length"] for r in records) / n,
-            "distinct": sum(len(set(v)) / len(v) for v in per_dfa.values()) / max(1, len(per_dfa)),
+            "context_length": sum(map(len, context)) / len(context) if context else None,
+            "distinct": distinct,
             "novel": sum(not r["in_context"] for r in records) / n,
-            "empty": sum(r["length"] == 0 for r in records) / n,
-            "unterminated": sum(not r["ended"] for r in records) / n}
+            "novel_accepted": sum(r["accepted"] and not r["in_context"] for r in records) / n,
+            "empty": sum(r["length"] == 0 for r in records) / n}
 
 
-def generate(folder: Path, num_dfas: int, samples: int, temperature: float | None, seed: int,
-             max_letters: int, device_name: str = "auto") -> tuple[dict, list[dict]]:
+def fit_prompt(strings: list[list[int]], room: int | None) -> list[list[int]]:
+    """The context strings a prompt keeps: all of them, or with a model that reads at most
+    ``room`` prompt tokens (learned positions), the last ones that fit (at least one), so that a
+    generation never runs out of positions before the letter cap."""
+    if room is None:
+        return strings
+    kept, used = [], 0
+    for s in reversed(strings):
+        if kept and used + len(s) + 1 > room:
+            break
+        kept.insert(0, s)
+        used += len(s) + 1
+    return kept
+
+
+def generate_on(model, test, vocab: list[str], num_dfas: int, samples: int, temperature: float | None,
+                seed: int, max_letters: int, max_len: int | None = None, device="cpu") -> tuple[dict, list[dict]]:
+    """Generate from ``model`` on the first ``num_dfas`` automata of the split ``test`` and check
+    every string; returns (summary, records). Greedy decoding writes one string per DFA (its
+    samples would all be the same), sampling at ``temperature`` writes ``samples``."""
+    sep, pad, letters = len(vocab) - 2, len(vocab) - 1, len(vocab) - 2
+    k = 1 if temperature is None else samples
+    room = None if max_len is None else max_len - max_letters - 1
+    gen = torch.Generator().manual_seed(seed)
+    records, context_strings = [], []
+    n = min(num_dfas, len(test))
+    for i in range(n):
+        dfa = dfa_from_table(test.dfa_trans[i])
+        strings = fit_prompt(_split(full_sequence(test.inputs[i], test.targets[i], pad) + [sep], sep), room)
+        prompt = [t for s in strings for t in s + [sep]]
+        context_strings += strings
+        context = {tuple(s) for s in strings}
+        for j, (word, ended) in enumerate(sample_strings(model, prompt, k, letters, sep, max_letters,
+                                                         temperature, gen, max_len, device)):
+            records.append({"dfa": i, "sample": j, "string": "".join(vocab[t] for t in word),
+                            "length": len(word), "accepted": dfa.accepts(word), "ended": ended,
+                            "in_context": tuple(word) in context})
+    return summarize(records, n, k, decoding_label(temperature), context_strings), records
+
+
+def decoding_label(temperature: float | None) -> str:
+    return "greedy" if temperature is None else f"T={temperature:g}"
+
+
+def generate(folder: Path, num_dfas: int, samples: int, decodings: list[float | None], seed: int,
+             max_letters: int, device_name: str = "auto") -> list[tuple[dict, list[dict]]]:
+    """``generate_on`` the export's model and its task's test automata, once per decoding
+    (None: greedy; else a sampling temperature)."""
     device = resolve_device(device_name)
     model, meta = load_export(folder, device)
     cfg = meta["config"]
     if cfg["task"]["name"] != "dfa":
         raise ExportError(f"{folder}: generation needs a RegBench (dfa) model, this one is {cfg['task']['name']}")
     test = load_task(cfg["task"], cfg["data"].get("cache_dir")).test
-    vocab = meta["vocab"]
-    sep, pad, letters = len(vocab) - 2, len(vocab) - 1, len(vocab) - 2
     max_len = meta["provenance"]["max_len"] if model.pos is not None else None
-    gen = torch.Generator().manual_seed(seed)
-    records = []
-    for i in range(min(num_dfas, len(test))):
-        dfa = dfa_from_table(test.dfa_trans[i])
-        prompt = full_sequence(test.inputs[i], test.targets[i], pad) + [sep]
-        context = {tuple(s) for s in _split(prompt, sep)}
-        for j, (word, ended) in enumerate(sample_strings(model, prompt, samples, letters, sep, max_letters,
-                                                         temperature, gen, max_len, device)):
-            records.append({"dfa": i, "sample": j, "string": "".join(vocab[t] for t in word),
-                            "length": len(word), "accepted": dfa.accepts(word), "ended": ended,
-                            "in_context": tuple(word) in context})
-    decoding = "greedy" if temperature is None else f"T={temperature:g}"
-    return summarize(records, min(num_dfas, len(test)), samples, decoding), records
+    return [generate_on(model, test, meta["vocab"], num_dfas, samples, t, seed, max_letters, max_len, device)
+            for t in decodings]
+
+
+def file_stem(temperature: float | None) -> str:
+    """``greedy`` or ``T1``, ``T0.7``: the suffix of one decoding's files in the export folder."""
+    return "greedy" if temperature is None else f"T{temperature:g}"
 
 
 def _split(tokens: list[int], sep: int) -> list[list[int]]:
@@ -125,17 +190,39 @@ def _split(tokens: list[int], sep: int) -> list[list[int]]:
     return out
 
 
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
 def markdown(folder: Path, summary: dict, records: list[dict]) -> str:
-    lines = [f"# Generation from {folder.name}", "",
-             f"{summary['num_dfas']} held-out DFAs x {summary['samples']} samples, {summary['decoding']}", "",
-             "| accepted | mean length | distinct per DFA | not in context | empty | unterminated |",
-             "|---:|---:|---:|---:|---:|---:|",
-             f"| {100 * summary['acceptance']:.1f}% | {summary['mean_length']:.1f} | {100 * summary['distinct']:.1f}% "
-             f"| {100 * summary['novel']:.1f}% | {100 * summary['empty']:.1f}% | {100 * summary['unterminated']:.1f}% |",
-             "", "Examples (DFA, string, accepted):", ""]
+    s = summary
+    context = "-" if s.get("context_length") is None else f"{s['context_length']:.1f}"
+    lines = [f"# Generation from {folder.name}: {s['decoding']}", "",
+             f"{s['num_dfas']} held-out DFAs x {s['samples']} sample(s), {s['decoding']}", "",
+             "| accepted | ends | mean length | context strings' mean length | distinct per DFA | not in context "
+             "| accepted, not in context | empty |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| {pct(s['acceptance'])} | {pct(s['ended'])} | {s['mean_length']:.1f} | {context} | {pct(s['distinct'])} "
+             f"| {pct(s['novel'])} | {pct(s['novel_accepted'])} | {pct(s['empty'])} |",
+             "", "Examples (DFA, string, accepted, ended):", ""]
     lines += [f"- DFA {r['dfa']}: `{r['string'] or '(empty)'}` {'accepted' if r['accepted'] else 'REJECTED'}"
-              for r in records[:10]]
+              f"{'' if r['ended'] else ', never ended'}" for r in records[:10]]
     return "\n".join(lines) + "\n"
+
+
+def parse_decodings(text: str) -> list[float | None]:
+    """``greedy,1.0`` -> [None, 1.0]; raises ValueError on anything else or a temperature that is
+    not positive and finite."""
+    out = []
+    for part in (x.strip() for x in text.split(",")):
+        t = None if part == "greedy" else float(part)
+        if t is not None and not (t > 0 and math.isfinite(t)):
+            raise ValueError(part)
+        if t not in out:
+            out.append(t)
+    if not out:
+        raise ValueError(text)
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -143,33 +230,42 @@ def main(argv: list[str]) -> int:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("export")
     p.add_argument("--num-dfas", type=int, default=50)
-    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--samples", type=int, default=8, help="strings per DFA when sampling (greedy writes one)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--greedy", action="store_true")
-    mode.add_argument("--temperature", type=float, default=1.0)
+    mode.add_argument("--decoding", default="greedy,1.0",
+                      help="comma-separated: greedy and/or sampling temperatures (default: greedy,1.0)")
+    mode.add_argument("--greedy", action="store_true", help="greedy only: --decoding greedy")
+    mode.add_argument("--temperature", type=float, default=None, help="sampling at T only: --decoding T")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-letters", type=int, default=60)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     folder = Path(args.export)
-    positive_t = args.temperature > 0 and math.isfinite(args.temperature)  # rejects nan and inf too
-    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1 or (not args.greedy and not positive_t):
-        p.error("--num-dfas, --samples, --max-letters and --temperature must be positive (and finite)")
+    try:
+        text = "greedy" if args.greedy else args.decoding if args.temperature is None else repr(args.temperature)
+        decodings = parse_decodings(text)
+    except ValueError:
+        p.error("--decoding takes greedy and positive finite temperatures, e.g. greedy,1.0 "
+                "(--temperature must be positive and finite)")
+    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1:
+        p.error("--num-dfas, --samples and --max-letters must be positive")
     try:
         resolve_device(args.device)
     except RuntimeError:
         p.error(f"--device {args.device}: not a torch device (auto, cpu, cuda, cuda:1, ...)")
     try:
-        summary, records = generate(folder, args.num_dfas, args.samples, None if args.greedy else args.temperature,
-                                    args.seed, args.max_letters, args.device)
-        md = markdown(folder, summary, records)
-        atomic_write_text(folder / "generations.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-        atomic_write_text(folder / "generation.json", json.dumps(summary, indent=1))
-        atomic_write_text(folder / "generation.md", md)
+        out = []
+        for t, (summary, records) in zip(decodings, generate(folder, args.num_dfas, args.samples, decodings,
+                                                               args.seed, args.max_letters, args.device)):
+            md, stem = markdown(folder, summary, records), file_stem(t)
+            atomic_write_text(folder / f"generations-{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+            atomic_write_text(folder / f"generation-{stem}.json", json.dumps(summary, indent=1))
+            atomic_write_text(folder / f"generation-{stem}.md", md)
+            out.append(md)
     except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(md)
+    print("\n".join(out))
     return 0
 
 

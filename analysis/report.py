@@ -7,7 +7,9 @@ Writes, atomically, into the results folder: ``table.md`` (printed too), ``table
 ``best_configs.yaml`` (the chosen trial's sampled values and full config per pair) and, for a
 task swept at several training sizes, ``learning_curves.png``. RegBench tables carry the
 in-context n-gram baselines as reference rows, and generation summaries found under
-``<results dir>/exports/*/generation.json`` (see ``analysis.generate``) get a table too.
+``<results dir>/exports/*/generation*.json`` (see ``analysis.generate``) get a table too. A task
+swept at several training sizes also gets the learning-curve tables (rows models, columns sizes:
+its metric and, for RegBench, TVD, with the n-gram baselines as rows).
 """
 from __future__ import annotations
 
@@ -243,11 +245,56 @@ def per_model_tables(g: Grid) -> str:
 
 
 def generation_table(generations: list[dict]) -> str:
-    body = [[x["export"], f"{x['num_dfas']} x {x['samples']}", x["decoding"], pct(x["acceptance"]),
-             f"{x['mean_length']:.1f}", pct(x["distinct"]), pct(x["novel"])] for x in generations]
-    return ("\n## Generation on held-out DFAs (analysis.generate)\n\n" + md_table(
-        ["export", "DFAs x samples", "decoding", "accepted (%)", "mean length", "distinct (%)", "not in context (%)"],
-        ["---", "---:", "---", "---:", "---:", "---:", "---:"], body))
+    """One row per export and decoding (``analysis.generate``'s summaries). Summaries written
+    before 2026-12-06 lack the share that ends (given as unterminated), the context strings'
+    length and accepted-and-not-copied: shown as "-" where missing."""
+    def num(x, fmt="{:.1f}"):
+        return "-" if x is None else fmt.format(x)
+    body = []
+    for x in generations:
+        ended = x.get("ended", None if x.get("unterminated") is None else 1 - x["unterminated"])
+        body.append([x["export"], f"{x['num_dfas']} x {x['samples']}", x["decoding"], pct(x["acceptance"]), pct(ended),
+                     num(x["mean_length"]), num(x.get("context_length")),
+                     pct(x["distinct"]) if x.get("samples", 2) > 1 else "-", pct(x["novel"]),
+                     pct(x.get("novel_accepted"))])
+    return ("\n## Generation on held-out DFAs (analysis.generate)\n\n"
+            "Accepted: every transition of the string exists in its DFA. Ends: the string emits `|` before the letter "
+            "cap. Mean length against the mean length of the prompt's context strings. Distinct: distinct strings "
+            "among each DFA's samples (greedy writes one). Not in context: not a copy of a prompt string.\n\n" + md_table(
+        ["export", "DFAs x samples", "decoding", "accepted (%)", "ends (%)", "mean length", "context mean length",
+         "distinct (%)", "not in context (%)", "accepted, not in context (%)"],
+        ["---", "---:", "---"] + ["---:"] * 7, body))
+
+
+def size_label(n: int) -> str:
+    """1000 -> 1k, 2500 -> 2.5k, 40000 -> 40k, 48 -> 48."""
+    return f"{n / 1000:g}k" if n >= 1000 else str(n)
+
+
+def learning_curve_tables(g: Grid) -> str:
+    """For a task swept at several training sizes: rows models, columns sizes, one table for its
+    metric and, for RegBench, one for TVD; the n-gram baselines (same test set) as the last rows."""
+    out = []
+    for task in dict.fromkeys(t for t, _ in g.keys):
+        sizes = sorted(g.sizes[task])
+        if len(sizes) < 2:
+            continue
+        metric = g.first(task, sizes[0])["metric"]
+        tables = [(metric, lambda r: pct(r["test"]), METRIC_NAMES.get(metric, metric) + " (%)", pct)]
+        if task == "dfa":
+            tables.append(("tvd", lambda r: "-" if r["test_tvd"] is None else f"{r['test_tvd']:.3f}",
+                           "total variation distance to the DFA (lower is better)", lambda x: f"{x:.3f}"))
+        for key, cell, title, fmt in tables:
+            body = [[MODEL_NAMES.get(m, m)] + [cell(g.cell[(task, n, m)]) if (task, n, m) in g.cell else ""
+                                                  for n in sizes] for m in g.models]
+            for b in g.baselines:
+                vals = [g.first(task, n)["baselines"].get(b, {}).get(key) for n in sizes]
+                if any(v is not None for v in vals):
+                    body.append([f"{b} (in context)"] + ["" if v is None else fmt(v) for v in vals])
+            out.append(f"\n## {TASK_NAMES.get(task, task)}: {title} against training examples, best trial on "
+                       "validation per cell\n\n"
+                       + md_table(["model"] + [size_label(n) for n in sizes], ["---"] + [":---:"] * len(sizes), body))
+    return "".join(out)
 
 
 def failed_table(failed: list[Trial]) -> str:
@@ -269,6 +316,7 @@ def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()
         parts.append(reproduction_table(g))
     if any(task in ORIGINAL for task, _ in g.keys):
         parts.append(original_table(g))
+    parts.append(learning_curve_tables(g))
     parts.append(per_model_tables(g))
     if generations:
         parts.append(generation_table(generations))
@@ -295,12 +343,12 @@ def rel(path: str | Path, root: Path) -> str:
 
 def load_generations(root: Path) -> list[dict]:
     out = []
-    for path in sorted(root.glob("exports/*/generation.json")):
+    for path in sorted(root.glob("exports/*/generation*.json")):   # generation-<decoding>.json; older: generation.json
         try:
             out.append({**json.loads(path.read_text()), "export": path.parent.name})
         except (json.JSONDecodeError, OSError):
             continue  # a summary being written or damaged: the table skips it
-    return out
+    return sorted(out, key=lambda x: (x["export"], x.get("decoding") != "greedy", x.get("decoding", "")))
 
 
 def write_report(root: str | Path) -> str:

@@ -57,7 +57,8 @@ def parse_args(argv):
                    help="no search: one configuration per model (every searched key fixed by the preset or "
                         "overrides), trained once per seed, e.g. 0,1,2,3,4 (default: the preset's seeds, if any)")
     p.add_argument("--num-examples", default=None,
-                   help="learning curve: comma-separated training sizes, one experiment per size and model")
+                   help="learning curve: comma-separated training sizes, one experiment per size and model "
+                        "(default: the preset's, if any)")
     add_cluster_args(p)
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     return p.parse_intermixed_args(argv)  # overrides may come before or after the flags
@@ -69,9 +70,11 @@ class Experiment:
     model: str
     cfg: dict              # the base config of every trial (fixed keys applied)
     space: dict[str, Param]  # the searched keys
+    start: dict = field(default_factory=dict)  # values of searched keys for the first trial (preset's start)
 
     def defining(self) -> dict:
-        return {"config": self.cfg, "space": {k: [p.kind, list(p.args)] for k, p in sorted(self.space.items())}}
+        return {"config": self.cfg, "space": {k: [p.kind, list(p.args)] for k, p in sorted(self.space.items())},
+                **({"start": self.start} if self.start else {})}
 
 
 @dataclass
@@ -152,7 +155,7 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         cluster.time_budget = float(preset["time_budget"])
     storage = Path(args.storage or Path("runs") / f"{task}-{time.strftime('%Y%m%d-%H%M%S')}").resolve()
     seed = args.seed if args.seed is not None else 0
-    sizes = parse_sizes(args.num_examples)
+    sizes = parse_sizes(args.num_examples or preset.get("num_examples"))
     grace = args.grace_period if args.grace_period is not None else preset["grace_period"]
     if grace < 1:
         raise ConfigError(f"--grace-period must be at least 1, got {grace}")
@@ -178,13 +181,14 @@ def make_plan(args) -> tuple[Plan, dict | None]:
                 check_value(key, value)
             if p.kind == "fixed":
                 set_dotted(cfg, key, space.pop(key).args[0])
+        start = start_values(preset, m, space, plan.seeds, overridden)
         for size in sizes or [None]:
             c = copy.deepcopy(cfg)
             if size is not None:
                 c["task"]["num_train"] = size
                 validate(c)
             name = m if size is None else f"{m}-n{size}"
-            plan.experiments[name] = Experiment(name, m, c, space)
+            plan.experiments[name] = Experiment(name, m, c, space, start)
             check_first_rung(plan, plan.experiments[name])
             if seeds and space:
                 raise ConfigError(f"--seeds trains one configuration, but {name} still searches "
@@ -196,6 +200,28 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         if num_samples < started:
             raise ConfigError(f"--num-samples {num_samples} is below the {started} trials this sweep already started")
     return plan, stored
+
+
+def start_values(preset: dict, model: str, space: dict[str, Param], seeds: list[int], overridden: set) -> dict:
+    """The preset's ``start`` entries for ``model``: values the first trial of its study takes
+    (RegBench: the paper's best configuration). Keys an override fixed are left out; any other
+    key must be searched and the value one its distribution can give."""
+    given = (preset.get("start") or {}).get(model) or {}
+    if seeds:
+        return {}
+    out = {}
+    for key, value in given.items():
+        if key in overridden:
+            continue  # the override's value it is
+        p = space.get(key)
+        if p is None:
+            raise ConfigError(f"preset start for {model}: {key} is not searched")
+        ok = value in p.args if p.kind == "choice" else (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and p.args[0] <= value <= p.args[1])
+        if not ok:
+            raise ConfigError(f"preset start for {model}: {key}={value!r} is outside its search space ({p.describe()})")
+        out[key] = value
+    return out
 
 
 def load_preset(name: str, seen: tuple = ()) -> dict:
@@ -263,8 +289,11 @@ def parse_seed_list(text) -> list[int]:
 
 
 def parse_sizes(text) -> list[int]:
+    """``1000,5000`` (the flag) or ``[1000, 5000]`` (a preset's list) -> sizes, largest first."""
     if not text:
         return []
+    if isinstance(text, list):
+        text = ",".join(map(str, text))
     try:
         sizes = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
@@ -361,7 +390,7 @@ def lanes_of(plan: Plan, Lane) -> list:
         if plan.seeds:
             source = FixedTrials(exp_dir, {f"seed{k}": {**copy.deepcopy(e.cfg), "seed": k} for k in plan.seeds})
         else:
-            source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples)
+            source = OptunaTrials(exp_dir, e.cfg, e.space, plan.seed, plan.num_samples, e.start)
         lanes.append(Lane(f"{plan.task}/{e.name}", exp_dir, source, rungs, plan.num_samples))
     return lanes
 

@@ -67,9 +67,13 @@ def open_study(path: Path):
 
 
 class OptunaTrials:
-    def __init__(self, exp_dir: Path, base_cfg: dict, space: dict[str, Param], seed: int, num_samples: int):
+    def __init__(self, exp_dir: Path, base_cfg: dict, space: dict[str, Param], seed: int, num_samples: int,
+                 start: dict | None = None):
+        """``start``: values of searched keys that the study's first trial takes (a known good
+        configuration to search around); the keys it leaves out are sampled."""
         from optuna.trial import TrialState
         self.exp_dir, self.base_cfg, self.seed, self.num_samples = exp_dir, base_cfg, seed, num_samples
+        self.start = start or {}
         self.dists = distributions(space)
         self.study = open_study(exp_dir / JOURNAL)
         self.resume: list[int] = []
@@ -105,6 +109,8 @@ class OptunaTrials:
         if n >= self.num_samples:
             return None
         self.study.sampler = optuna.samplers.TPESampler(seed=self.seed * 1_000_003 + n)
+        if n == 0 and self.start:
+            self.study.enqueue_trial(self.start)   # a waiting trial: the ask below takes it
         t = self.study.ask(fixed_distributions=self.dists)
         return self.name(t.number), self.config(t.params), dict(t.params)
 

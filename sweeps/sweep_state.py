@@ -48,6 +48,11 @@ def _flatten(value: Any, prefix: str, out: dict) -> dict:
     return out
 
 
+# experiment keys added to the composed config after sweeps were stored, with the value their
+# absence meant: a sweep stored before the key existed resumes when given that value
+ADDED_KEYS = {"config.task.separator_target": False}   # 2026-12-06; RegBench's default is true
+
+
 def differences(stored: dict, now: dict) -> list[str]:
     """``key: stored -> now`` for every setting that differs; a config key that differs in
     some experiments only names them."""
@@ -61,9 +66,10 @@ def differences(stored: dict, now: dict) -> list[str]:
     for name in common:
         a, b = _flatten(old[name], "", {}), _flatten(new[name], "", {})
         for key in sorted(set(a) | set(b)):
-            if a.get(key, "(unset)") != b.get(key, "(unset)"):
+            was, is_ = (x.get(key, ADDED_KEYS.get(key, "(unset)")) for x in (a, b))
+            if was != is_:
                 label = key.removeprefix("config.").replace("space.", "search space ", 1)
-                where.setdefault((label, repr(a.get(key, "(unset)")), repr(b.get(key, "(unset)"))), []).append(name)
+                where.setdefault((label, repr(was), repr(is_)), []).append(name)
     for (label, was, now_), names in where.items():
         out.append(f"{label}{'' if names == common else ' (' + ', '.join(names) + ')'}: {was} -> {now_}")
     return out

@@ -180,8 +180,9 @@ def dfa_from_table(table: torch.Tensor) -> DFA:
     return DFA(tuple(tuple((a, t) for a, t in enumerate(rows_[s]) if t >= 0) for s in range(max(reach) + 1)))
 
 
-def test_regbench_strings_accepted_masks_and_states():
-    cfg = small_task("dfa", num_train=60, num_val=20, num_test=20)
+@pytest.mark.parametrize("separator_target", [True, False])
+def test_regbench_strings_accepted_masks_and_states(separator_target):
+    cfg = small_task("dfa", num_train=60, num_val=20, num_test=20, separator_target=separator_target)
     data = generate(cfg)
     sep, pad = 18, 19
     for split in (data.train, data.test):
@@ -191,9 +192,11 @@ def test_regbench_strings_accepted_masks_and_states():
             strings = split_strings(seq, sep, pad)
             assert 10 <= len(strings) <= 19
             assert all(1 <= len(s) <= 49 and dfa.accepts(s) for s in strings)
-            # targets: the next token except where it is `|` or padding
+            # targets: the next token except where it is padding (or `|`, when it is no target)
             nxt = split.inputs[i, 1:]
-            want = torch.where((nxt == sep) | (nxt == pad), IGNORE, nxt)
+            dropped = (nxt == pad) | ((nxt == sep) & (not separator_target))
+            want = torch.where(dropped, IGNORE, nxt)
+            assert bool((split.targets[i] == sep).any()) is separator_target
             assert torch.equal(split.targets[i, :-1], want)
             # dfa_state: state after each input within the current string
             state = 0
@@ -203,6 +206,46 @@ def test_regbench_strings_accepted_masks_and_states():
                 state = 0 if tok == sep else dfa.next_state(state, tok)
                 assert split.dfa_state[i, t] == state
     assert 0 < data.info["chance"] < 1
+
+
+def test_regbench_worked_example_of_the_docstring():
+    """seqicl/data/regbench.py: "a b | a c c" of the DFA 0 -a-> 1, 1 -b-> 0, 1 -c-> 1."""
+    from seqicl.data.regbench import to_split
+    from seqicl.data.vocab import Vocab, letter_targets
+    vocab = Vocab.letters(20)
+    a, b, c, sep = 0, 1, 2, 18
+    dfa = DFA((((a, 1),), ((b, 0), (c, 1))))
+    toks = [a, b, sep, a, c, c]
+    on, off = (to_split([(dfa, toks)], vocab, 6, flag) for flag in (True, False))
+    assert on.inputs.tolist() == off.inputs.tolist() == [[a, b, sep, a, c, c]]
+    assert on.targets.tolist() == [[b, sep, a, c, c, IGNORE]]
+    assert off.targets.tolist() == [[b, IGNORE, a, c, c, IGNORE]]
+    assert on.dfa_state.tolist() == [[1, 0, 0, 1, 1, 1]]
+    # the scored letter positions are t = 0, 2, 3, 4 either way
+    for split in (on, off):
+        assert letter_targets(split.targets, 20).tolist() == [[True, False, True, True, True, False]]
+
+
+def test_regbench_separator_target_changes_targets_only_and_the_cache_key(tmp_path):
+    """Same sequences, automata, chance and n-gram baselines with the option on and off; only
+    the targets at `|` differ, and the two configs never share a cache entry."""
+    on_cfg = small_task("dfa", num_train=30, num_val=10, num_test=20, separator_target=True)
+    off_cfg = dict(on_cfg, separator_target=False)
+    on, off = generate(on_cfg), generate(off_cfg)
+    sep = 18
+    for a, b in ((on.train, off.train), (on.test, off.test)):
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.dfa_trans, b.dfa_trans)
+        assert torch.equal(a.dfa_state, b.dfa_state)
+        differ = a.targets != b.targets
+        assert differ.any() and (a.targets[differ] == sep).all() and (b.targets[differ] == IGNORE).all()
+    assert on.info["chance"] == off.info["chance"] and on.info["baselines"] == off.info["baselines"]
+    assert cache_mod.cache_key(on_cfg) != cache_mod.cache_key(off_cfg)
+    # a record made before the option existed has no key: it means false (its data, its cache entry)
+    legacy = {k: v for k, v in off_cfg.items() if k != "separator_target"}
+    assert torch.equal(generate(legacy).train.targets, off.train.targets)
+    assert len({cache_mod.cache_key(c) for c in (on_cfg, off_cfg, legacy)}) == 3
+    assert torch.equal(load_task(on_cfg, str(tmp_path)).train.targets, on.train.targets)
+    assert torch.equal(load_task(off_cfg, str(tmp_path)).train.targets, off.train.targets)
 
 
 def test_regbench_automata_disjoint_and_test_fixed_across_train_sizes():

@@ -7,10 +7,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from analysis.generate import dfa_from_table, sample_strings, summarize
+from analysis.generate import dfa_from_table, fit_prompt, generate_on, sample_strings, summarize
 from seqicl.config import compose
 from seqicl.data import load_task
 from seqicl.data.automaton import DFA
+from seqicl.data.regbench import to_split
+from seqicl.data.vocab import Vocab
 from seqicl.export import ExportError, load_export, write_export
 from seqicl.train import train
 from seqicl.train.checkpoint import read_checkpoint
@@ -66,6 +68,83 @@ def test_generation_stops_at_the_letter_limit_and_reads_tables():
     assert s["novel"] == 0.75 and s["empty"] == 0.25 and s["unterminated"] == 0.25
 
 
+# ---- generation statistics on models whose strings are known ----------------------------------
+
+VOCAB5 = ["a", "b", "c", "|", "."]
+HAND_DFA = DFA((((A, 1),), ((B, 0), (C, 1))))   # 0 -a-> 1, 1 -b-> 0, 1 -c-> 1
+
+
+def hand_test_split():
+    """Two held-out examples of the hand DFA: context strings "ab", "acc" and "ac", "aba"."""
+    texts = ["a b | a c c", "a c | a b a"]
+    examples = [(HAND_DFA, Vocab(VOCAB5).encode(t)) for t in texts]
+    return to_split(examples, Vocab(VOCAB5), 7)
+
+
+class Writer(torch.nn.Module):
+    """Writes, in every string it starts, the letters of ``word(first context string)`` and then
+    ``|`` (never, with ``end=False``): its argmax carries all the probability mass, so greedy
+    and sampled decoding give the same strings."""
+    pos = None
+
+    def __init__(self, word, end=True):
+        super().__init__()
+        self.word, self.end = word, end
+
+    def forward(self, tokens):
+        logits = torch.full((tokens.shape[0], tokens.shape[1], 5), -1e4)
+        row = tokens[0].tolist()
+        first = row[: row.index(SEP)]
+        k = len(row) - 1 - max(i for i, t in enumerate(row) if t == SEP)   # letters since the last `|`
+        word = self.word(first)
+        nxt = word[k] if k < len(word) else (SEP if self.end else word[-1])
+        logits[:, -1, nxt] = 0.0
+        return logits
+
+
+@pytest.mark.parametrize("temperature", [None, 1.0])
+def test_generation_statistics_of_a_model_that_copies_the_context(temperature):
+    summary, records = generate_on(Writer(lambda first: first), hand_test_split(), VOCAB5, num_dfas=2,
+                                   samples=3, temperature=temperature, seed=0, max_letters=10)
+    assert [r["string"] for r in records] == ["ab"] * (1 if temperature is None else 3) + ["ac"] * (1 if temperature is None else 3)
+    assert summary["acceptance"] == 1.0 and summary["ended"] == 1.0 and summary["unterminated"] == 0.0
+    assert summary["mean_length"] == 2.0 and summary["context_length"] == pytest.approx((2 + 3 + 2 + 3) / 4)
+    assert summary["novel"] == 0.0 and summary["novel_accepted"] == 0.0 and summary["empty"] == 0.0
+    # greedy writes one string per DFA; sampling writes 3, all the same here: 1 distinct in 3
+    assert summary["samples"] == (1 if temperature is None else 3)
+    assert summary["distinct"] == (None if temperature is None else pytest.approx(1 / 3))
+    assert summary["decoding"] == ("greedy" if temperature is None else "T=1")
+
+
+@pytest.mark.parametrize("word, end, want", [
+    # an accepted string not in the context: 0 -a-> 1 -b-> 0 -a-> 1 -c-> 1
+    ([A, B, A, C], True, {"acceptance": 1.0, "ended": 1.0, "mean_length": 4.0, "novel": 1.0, "novel_accepted": 1.0}),
+    # no b out of the start state: rejected, and not copied
+    ([B, C], True, {"acceptance": 0.0, "ended": 1.0, "mean_length": 2.0, "novel": 1.0, "novel_accepted": 0.0}),
+    # a c c c ... never ends: cut at the 5-letter cap, accepted (every state accepts), not ended
+    ([A, C], False, {"acceptance": 1.0, "ended": 0.0, "mean_length": 5.0, "novel": 1.0, "novel_accepted": 1.0}),
+])
+def test_generation_statistics_of_a_model_that_writes_a_fixed_string(word, end, want):
+    summary, records = generate_on(Writer(lambda first: word, end), hand_test_split(), VOCAB5, num_dfas=2,
+                                   samples=2, temperature=1.0, seed=0, max_letters=5)
+    assert len(records) == 4 and summary["distinct"] == 0.5     # two identical samples per DFA
+    assert {k: summary[k] for k in want} == want
+
+
+def test_a_model_with_learned_positions_keeps_the_last_context_strings_that_fit():
+    strings = [[A, B], [A, C, C], [A]]
+    assert fit_prompt(strings, None) == strings
+    assert fit_prompt(strings, 6) == [[A, C, C], [A]]           # 4 + 2 tokens with their `|`
+    assert fit_prompt(strings, 5) == [[A]]
+    assert fit_prompt(strings, 0) == [[A]]                       # always one string
+    # max_len 8 with 5 letters: room for 2 prompt tokens, so each prompt keeps only its last string
+    # ("acc", "aba"; at least one is kept) and the generation still has its 5 letters and `|`
+    summary, records = generate_on(Writer(lambda first: first), hand_test_split(), VOCAB5, num_dfas=2,
+                                   samples=1, temperature=None, seed=0, max_letters=5, max_len=8)
+    assert [r["string"] for r in records] == ["acc", "aba"]     # copies its prompt's first (only) string
+    assert summary["context_length"] == 3.0 and summary["ended"] == 1.0 and summary["novel"] == 0.0
+
+
 @pytest.fixture(scope="module")
 def dfa_checkpoint(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
@@ -90,6 +169,24 @@ def test_export_then_load_reproduces_logits_bit_for_bit(dfa_checkpoint, tmp_path
     assert meta["config"] == cfg and meta["provenance"]["trial"] == "t1"
     with pytest.raises(ExportError, match="already exists"):
         write_export(out, ckpt, {})
+
+
+def test_generate_writes_greedy_and_sampled_in_one_call(dfa_checkpoint, tmp_path, capsys):
+    from analysis.generate import main
+    out = write_export(tmp_path / "exp", read_checkpoint(dfa_checkpoint[0]), {})
+    assert main([str(out), "--num-dfas", "3", "--samples", "2", "--device", "cpu", "--max-letters", "8"]) == 0
+    greedy = json.loads((out / "generation-greedy.json").read_text())
+    sampled = json.loads((out / "generation-T1.json").read_text())
+    assert (greedy["decoding"], greedy["samples"], sampled["decoding"], sampled["samples"]) == ("greedy", 1, "T=1", 2)
+    assert len((out / "generations-greedy.jsonl").read_text().splitlines()) == 3
+    lines = [json.loads(x) for x in (out / "generations-T1.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(0 <= r["length"] <= 8 for r in lines)
+    assert sampled["ended"] == sum(r["ended"] for r in lines) / 6
+    assert "greedy" in capsys.readouterr().out
+    # a second call at another temperature adds its own files beside them
+    assert main([str(out), "--num-dfas", "1", "--temperature", "0.5", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.glob("generation-*.json")) == [
+        "generation-T0.5.json", "generation-T1.json", "generation-greedy.json"]
 
 
 def test_missing_or_corrupt_export_fails_with_one_line_and_status_2(dfa_checkpoint, tmp_path):
@@ -148,6 +245,8 @@ def stub_results(monkeypatch):
     ("generate", ["x", "--greedy", "--temperature", "1"]),
     ("generate", ["x", "--samples", "0"]), ("generate", ["x", "--temperature", "nan"]),
     ("generate", ["x", "--temperature", "-1"]), ("generate", ["x", "--device", "bogus"]),
+    ("generate", ["x", "--decoding", "greedy,hot"]), ("generate", ["x", "--decoding", "0"]),
+    ("generate", ["x", "--decoding", "greedy", "--greedy"]),
 ])
 def test_bad_command_line_gives_one_line_and_status_2(cli, argv, capsys):
     main = importlib.import_module(f"analysis.{cli}").main
@@ -239,4 +338,4 @@ def test_generation_from_a_non_dfa_export_fails_with_one_line(dfa_checkpoint, tm
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"error: {out}: generation needs a RegBench (dfa) model, this one is induction")
-    assert not (out / "generations.jsonl").exists()
+    assert not list(out.glob("generation*"))

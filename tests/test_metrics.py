@@ -48,6 +48,22 @@ def test_evaluate_dfa_accuracy_and_accuracy_skip_masked_positions():
     assert m["accuracy"] == pytest.approx(1 / 4)
 
 
+def test_dfa_metrics_are_the_same_with_the_separator_as_a_target():
+    """task.separator_target puts `|` (3) at t = 1 instead of -100: dfa_accuracy and tvd are
+    scored at the letter targets either way, the loss and accuracy count the new target."""
+    off = hand_split()
+    on = Split(off.inputs, torch.tensor([[1, 3, 0, 2, 2]]), off.dfa_trans, off.dfa_state)
+    model = FixedLogits(HAND_PREDS)
+    m_off, m_on = evaluate(model, off), evaluate(model, on)
+    assert m_on["dfa_accuracy"] == m_off["dfa_accuracy"] == pytest.approx(3 / 4)
+    assert m_on["tvd"] == pytest.approx(m_off["tvd"])
+    assert m_on["accuracy"] == pytest.approx(1 / 5)     # the prediction a at t = 1 is not `|`
+    # the loss: the mean over 4 targets, then over the same 4 plus the `|` target at t = 1
+    logp = torch.log_softmax(model(off.inputs)[0].float(), -1)
+    at_sep = -float(logp[1, 3])
+    assert m_on["loss"] == pytest.approx((4 * m_off["loss"] + at_sep) / 5)
+
+
 def test_evaluate_accuracy_only_counts_unmasked_and_batches():
     inputs = torch.arange(3).unsqueeze(1).repeat(1, 4)
     targets = torch.full((3, 4), IGNORE)

@@ -132,7 +132,7 @@ def brute_force(split: Split, n: int, examples) -> tuple[dict, float, float]:
     for e in examples:
         x = [int(a) for a in split.inputs[e]]
         for t in range(len(x)):
-            if int(split.targets[e, t]) == IGNORE:
+            if int(split.targets[e, t]) in (IGNORE, sep):   # letter targets only
                 continue
             ctx = [a for a in x[: t + 1] if a != pad]
             counts = Counter()
@@ -187,9 +187,10 @@ def test_baselines_on_generated_data(dfa_data):
         assert set(m) == {"dfa_accuracy", "tvd"}
         assert m["dfa_accuracy"] > chance + 0.3, (name, m, chance)
         assert 0 <= m["tvd"] <= 1
-    # the scored positions are the model metrics' ones: all targets != -100
+    # the scored positions are the model metrics' ones: every letter target (not -100, not `|`)
     index, _ = ngram_distributions(dfa_data.test, 2)
-    assert len(index) == int((dfa_data.test.targets != IGNORE).sum())
+    targets = dfa_data.test.targets
+    assert len(index) == int(((targets != IGNORE) & (targets != 18)).sum())
 
 
 def test_rejects_bad_order_and_non_dfa_split():

@@ -3,6 +3,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from analysis.report import write_report
 from analysis.results import best_trial, load_results, load_trials
 from seqicl.config import compose
@@ -195,3 +197,85 @@ def test_seeds_of_one_configuration_give_mean_std_range_and_the_original_inside_
     md = write_report(tmp_path)
     assert "| induction head | 99.0 ± 1.4 [98.0, 100.0] (n=2) / 97.2, outside |  |" in md
     assert "seed_runs" not in {r["model"]: r for r in json.loads((tmp_path / "table.json").read_text())}["lstm"]
+
+
+# ---- RegBench learning curves: tables (rows models, columns sizes), the figure, generations --------
+
+NGRAMS = {"2-gram": {"dfa_accuracy": 0.832, "tvd": 0.299}, "3-gram": {"dfa_accuracy": 0.936, "tvd": 0.223}}
+CURVES = {"transformer": {1000: (0.60, 0.50), 5000: (0.75, 0.40), 40000: (0.95, 0.15)},
+          "lstm": {1000: (0.55, 0.62), 5000: (0.58, 0.60)}}              # LSTM not swept at 40k
+
+
+def fake_regbench(root):
+    """A RegBench results folder swept at several sizes: per (model, size) a weak trial and the
+    best one (higher validation), with the test DFA accuracy and TVD of ``CURVES``."""
+    for model, by_size in CURVES.items():
+        for size, (acc, tvd) in by_size.items():
+            cfg = compose(["task=dfa", f"model={model}", "train.epochs=2", f"task.num_train={size}"])
+            for name, val, shift in (("0000", 0.3, -0.2), ("0001", 0.9, 0.0)):
+                record = RunRecord(root / "dfa" / f"{model}-n{size}" / "trials" / name)
+                record.start(cfg, {"chance": 0.1, "baselines": NGRAMS}, 1000, "cpu", {"trial": name, "sampled": {}})
+                record.append_epoch({"epoch": 2, "best_val": val, "test_at_best": acc + shift, "best_epoch": 2,
+                                     "test_dfa_accuracy_at_best": acc + shift, "test_tvd_at_best": tvd - shift})
+                record.set_status("finished")
+
+
+def test_regbench_learning_curve_tables_rows_models_columns_sizes(tmp_path):
+    fake_regbench(tmp_path)
+    md = write_report(tmp_path)
+    acc = md[md.index("## RegBench (DFA): test DFA accuracy (%) against training examples"):]
+    assert "| model | 1k | 5k | 40k |" in acc
+    assert "| Transformer | 60.0 | 75.0 | 95.0 |" in acc and "| LSTM | 55.0 | 58.0 |  |" in acc
+    assert "| 2-gram (in context) | 83.2 | 83.2 | 83.2 |" in acc and "| 3-gram (in context) | 93.6 | 93.6 | 93.6 |" in acc
+    tvd = md[md.index("## RegBench (DFA): total variation distance to the DFA (lower is better) against"):]
+    assert "| Transformer | 0.500 | 0.400 | 0.150 |" in tvd and "| LSTM | 0.620 | 0.600 |  |" in tvd
+    assert "| 2-gram (in context) | 0.299 | 0.299 | 0.299 |" in tvd and "| 3-gram (in context) | 0.223 | 0.223 | 0.223 |" in tvd
+    assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![learning curves](learning_curves.png)" in md
+
+
+def test_regbench_figure_log_x_one_line_per_model_ngrams_dashed(tmp_path, monkeypatch):
+    import analysis.curves as curves
+    from analysis.report import summarize
+    from analysis.results import load_trials
+    fake_regbench(tmp_path)
+    figures = []
+    monkeypatch.setattr(curves, "save_png", lambda fig, path: figures.append(fig))
+    assert curves.plot_learning_curves(summarize(load_trials(tmp_path)), tmp_path / "x.png")
+    (fig,) = figures
+    acc_ax, tvd_ax = fig.axes
+    for ax, index, scale, ngram_key in ((acc_ax, 0, 100, "dfa_accuracy"), (tvd_ax, 1, 1, "tvd")):
+        assert ax.get_xscale() == "log"
+        solid = {line.get_label(): line for line in ax.lines if line.get_linestyle() == "-"}
+        dashed = {line.get_label(): line for line in ax.lines if line.get_linestyle() == "--"}
+        assert sorted(solid) == ["LSTM", "Transformer"]
+        assert list(solid["Transformer"].get_xdata()) == [1000, 5000, 40000]
+        assert list(solid["Transformer"].get_ydata()) == pytest.approx([v[index] * scale for v in CURVES["transformer"].values()])
+        assert list(solid["LSTM"].get_xdata()) == [1000, 5000]
+        assert sorted(dashed) == ["2-gram (in context)", "3-gram (in context)"]
+        assert dashed["3-gram (in context)"].get_ydata()[0] == pytest.approx(NGRAMS["3-gram"][ngram_key] * scale)
+    # one size only: no curve to draw
+    assert not curves.plot_learning_curves([r for r in summarize(load_trials(tmp_path)) if r["num_train"] == 1000],
+                                           tmp_path / "y.png")
+
+
+def test_generation_table_reads_every_decoding_and_older_summaries(tmp_path):
+    fake_regbench(tmp_path)
+    new = {"num_dfas": 50, "decoding": "greedy", "samples": 1, "acceptance": 0.92, "ended": 0.96,
+           "unterminated": 0.04, "mean_length": 24.5, "context_length": 25.25, "distinct": None, "novel": 0.7,
+           "novel_accepted": 0.66, "empty": 0.0}
+    exp = tmp_path / "exports" / "dfa-transformer-n40000"
+    exp.mkdir(parents=True)
+    (exp / "generation-greedy.json").write_text(json.dumps(new))
+    (exp / "generation-T1.json").write_text(json.dumps({**new, "decoding": "T=1", "samples": 8, "distinct": 0.75}))
+    old = tmp_path / "exports" / "dfa-lstm-n5000"            # a summary of before 2026-12-06
+    old.mkdir()
+    (old / "generation.json").write_text(json.dumps({"num_dfas": 100, "samples": 4, "decoding": "T=1", "acceptance": 0.0075,
+                                                    "mean_length": 57.8725, "distinct": 1.0, "novel": 1.0, "empty": 0.0,
+                                                    "unterminated": 0.93}))
+    md = write_report(tmp_path)
+    table = md[md.index("## Generation on held-out DFAs"):]
+    rows = [line for line in table.splitlines() if line.startswith("| dfa-")]
+    assert rows == ["| dfa-lstm-n5000 | 100 x 4 | T=1 | 0.8 | 7.0 | 57.9 | - | 100.0 | 100.0 | - |",
+                    "| dfa-transformer-n40000 | 50 x 1 | greedy | 92.0 | 96.0 | 24.5 | 25.2 | - | 70.0 | 66.0 |",
+                    "| dfa-transformer-n40000 | 50 x 8 | T=1 | 92.0 | 96.0 | 24.5 | 25.2 | 75.0 | 70.0 | 66.0 |"]

@@ -247,15 +247,17 @@ def test_regbench_end_to_end_sweep_export_generate_report(tmp_path):
     gen = subprocess.run([sys.executable, "-m", "analysis.generate", str(storage / "exports" / "dfa-lstm-n96"),
                           "--num-dfas", "3", "--samples", "2", "--seed", "1"], cwd=ROOT, capture_output=True, text=True)
     assert gen.returncode == 0, gen.stderr
-    lines = (storage / "exports" / "dfa-lstm-n96" / "generations.jsonl").read_text().splitlines()
-    assert len(lines) == 6 and all({"string", "accepted", "dfa"} <= set(json.loads(x)) for x in lines)
+    lines = (storage / "exports" / "dfa-lstm-n96" / "generations-T1.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all({"string", "accepted", "dfa", "ended"} <= set(json.loads(x)) for x in lines)
+    assert len((storage / "exports" / "dfa-lstm-n96" / "generations-greedy.jsonl").read_text().splitlines()) == 3
     report = subprocess.run([sys.executable, "-m", "analysis.report", str(storage)], cwd=ROOT,
                             capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     md = (storage / "table.md").read_text()
     assert "| RegBench (DFA), 48 train |" in md and "| RegBench (DFA), 96 train |" in md
     assert "2-gram" in md and "3-gram" in md and "total variation" in md
-    assert "| dfa-lstm-n96 | 3 x 2 | T=1 |" in md
+    assert "| dfa-lstm-n96 | 3 x 2 | T=1 |" in md and "| dfa-lstm-n96 | 3 x 1 | greedy |" in md
+    assert "| model | 48 | 96 |" in md                             # the learning-curve tables
     png = storage / "learning_curves.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
     rows = json.loads((storage / "table.json").read_text())

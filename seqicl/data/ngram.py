@@ -1,7 +1,8 @@
 """In-context n-gram baselines for RegBench (reference lines for ``dfa_accuracy`` and ``tvd``).
 
-For every example ``n`` and every scored position ``t`` (``targets[n, t] != -100``, the same
-positions as the model's metrics in ``seqicl.train.metrics``), an n-gram model is fitted on
+For every example ``n`` and every scored position ``t`` (the target is a letter: neither -100
+nor ``|``, ``vocab.letter_targets``; the same positions as the model's metrics in
+``seqicl.train.metrics``, whether or not the task trains ``|`` as a target), an n-gram model is fitted on
 that example's own context only: the tokens ``inputs[n, 0..t]``, everything read so far
 (padding never contributes a count). It gives a next-token distribution over the letters and
 ``|`` (``0 .. V-2``; the pad ``V-1`` always gets 0), the maximum-likelihood normalised counts
@@ -27,7 +28,9 @@ Scores, over the scored positions:
   transition, so it is incorrect.
 * ``tvd``: half the L1 distance between the n-gram distribution and the DFA's next-token
   distribution, uniform over the letters ``a`` with ``dfa_trans[n, dfa_state[n, t], a] >= 0``
-  (zero on ``|`` and pad), averaged over the scored positions. As in
+  (zero on ``|`` and pad), averaged over the scored positions. Mass on ``|`` counts against the
+  n-gram as it counts against a model (one trained with ``task.separator_target`` puts there the
+  chance that the string ends), since the DFA's distribution, over next letters, has none. As in
   ``seqicl.train.metrics.dfa_distribution``, a state without any edge (impossible at a scored
   position of generated data, whose target letter is itself an edge) has an all-zero DFA
   distribution.
@@ -64,7 +67,7 @@ import numpy as np
 import torch
 
 from .dataset import Split
-from .vocab import IGNORE
+from .vocab import letter_targets
 
 ORDERS = (2, 3)
 
@@ -115,7 +118,7 @@ def _chunk_counts(inputs: np.ndarray, targets: np.ndarray, n: int, vocab_size: i
         key = (ex * (v + 1) + prev.ravel()) * v + x.ravel()
         counts.append(_grouped_prior_counts(key, succ_hot))
 
-    scored = (targets != IGNORE) & real
+    scored = letter_targets(targets, v) & real
     idx = np.flatnonzero(scored.ravel())
     out = counts[-1][idx]
     for lower in reversed(counts[:-1]):                    # back off where the total is zero

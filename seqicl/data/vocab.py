@@ -11,6 +11,14 @@ import string
 IGNORE = -100  # target id that losses and metrics skip
 
 
+def letter_targets(targets, vocab_size: int):
+    """Where a RegBench target is a letter: neither ignored (-100) nor the separator ``|``
+    (id ``vocab_size - 2``). The positions ``dfa_accuracy``, ``tvd``, the n-gram baselines and
+    chance are scored at, whether or not the separator is trained as a target. Works on torch
+    tensors and numpy arrays alike."""
+    return (targets != IGNORE) & (targets != vocab_size - 2)
+
+
 class Vocab:
     def __init__(self, tokens: list[str]):
         if len(set(tokens)) != len(tokens):

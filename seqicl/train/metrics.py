@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import IGNORE, Split
+from ..data.vocab import letter_targets
 
 # the highest value each validation metric can take: a run there cannot find a better epoch
 BEST_POSSIBLE = {"accuracy": 1.0, "dfa_accuracy": 1.0}
@@ -36,7 +37,9 @@ def tvd(probs: torch.Tensor, trans: torch.Tensor, state: torch.Tensor) -> torch.
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, split: Split, max_tokens: int = 65536, bf16: bool = False) -> dict[str, float]:
     """Mean loss and ``accuracy`` over positions whose target is not -100; for RegBench
-    splits also ``dfa_accuracy`` (see ``dfa_correct``) and ``tvd`` over the same positions.
+    splits also ``dfa_accuracy`` (see ``dfa_correct``) and ``tvd`` over the positions whose
+    target is a letter (``letter_targets``: a ``|`` target, trained with
+    ``task.separator_target``, counts in the loss and ``accuracy`` only).
     ``bf16``: the forward runs under bfloat16 autocast, as the training step does. Batches of
     up to ``max_tokens`` tokens: one or two forward passes for the short tasks."""
     was_training = model.training
@@ -48,6 +51,7 @@ def evaluate(model: torch.nn.Module, split: Split, max_tokens: int = 65536, bf16
     dfa_hits = torch.zeros((), device=dev)
     tvd_sum = torch.zeros((), device=dev)
     count = torch.zeros((), device=dev)
+    letter_count = torch.zeros((), device=dev)
     for i in range(0, len(split), batch_size):
         x, y = split.inputs[i: i + batch_size], split.targets[i: i + batch_size]
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -60,11 +64,13 @@ def evaluate(model: torch.nn.Module, split: Split, max_tokens: int = 65536, bf16
         count += scored.sum()
         if split.dfa_trans is not None:
             trans, state = split.dfa_trans[i: i + batch_size], split.dfa_state[i: i + batch_size]
-            dfa_hits += (dfa_correct(pred, trans, state) & scored).sum()
-            tvd_sum += (tvd(logits.softmax(-1), trans, state) * scored).sum()
+            letters = letter_targets(y, trans.shape[-1])
+            dfa_hits += (dfa_correct(pred, trans, state) & letters).sum()
+            tvd_sum += (tvd(logits.softmax(-1), trans, state) * letters).sum()
+            letter_count += letters.sum()
     model.train(was_training)
-    n = count.clamp_min(1)
-    out = torch.stack([loss / n, hits / n, dfa_hits / n, tvd_sum / n]).tolist()  # the one sync
+    n, k = count.clamp_min(1), letter_count.clamp_min(1)
+    out = torch.stack([loss / n, hits / n, dfa_hits / k, tvd_sum / k]).tolist()  # the one sync
     metrics = {"loss": out[0], "accuracy": out[1]}
     if split.dfa_trans is not None:
         metrics["dfa_accuracy"], metrics["tvd"] = out[2], out[3]
