@@ -191,6 +191,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
         exp = storage / "induction" / model
         assert sorted(p.name for p in (exp / "trials").iterdir()) == ["0000", "0001"]
         for trial in (exp / "trials").iterdir():  # TensorBoard finds per-trial curves under the results folder
+            nodes = json.loads((trial / "run.json").read_text())["nodes"]   # the Ray node each attempt ran on
+            assert len(nodes) == 1 and len(nodes[0]["id"]) == 56 and nodes[0]["ip"] == "127.0.0.1", nodes
             acc = EventAccumulator(str(trial / "tb"))
             acc.Reload()
             assert [e.step for e in acc.Scalars("val/accuracy")] == [1, 2] and len(acc.Scalars("train/loss")) == 2
