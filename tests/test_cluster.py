@@ -146,16 +146,20 @@ def nodes_of(folder: Path) -> list[str]:
         return []
 
 
-def running_on(storage: Path, node: str, epochs: int) -> Path | None:
-    """A trial now training on ``node`` that has ``epochs`` epochs on disk or more."""
+def running(storage: Path, node: str | None = None, epochs=range(1, 100)) -> Path | None:
+    """A trial now training (on ``node``, if given) with a number of epochs on disk in ``epochs``."""
     for folder in trial_folders(storage):
         try:
             status = json.loads((folder / "status.json").read_text())["status"]
         except (OSError, json.JSONDecodeError, KeyError):
             continue
-        if status == "running" and nodes_of(folder)[-1:] == [node] and len(epochs_on_disk(folder)) >= epochs:
+        if status == "running" and node in (None, *nodes_of(folder)[-1:]) and len(epochs_on_disk(folder)) in epochs:
             return folder
     return None
+
+
+def ran_on(storage: Path) -> set[str]:
+    return {n for folder in trial_folders(storage) for n in nodes_of(folder)}
 
 
 def test_a_storage_folder_one_node_cannot_see_is_refused_before_any_trial(cluster, tmp_path):
@@ -178,21 +182,23 @@ def test_a_sweep_on_two_nodes_survives_a_killed_driver_and_a_dead_node(cluster, 
     first = cluster.driver(*SWEEP, "--storage", str(storage), log=log)
     sessions.append(first)
     # two slots, one CPU each on nodes of one CPU: the first two trials run on different nodes
-    wait_for("a trial past its first state on each node",
-             lambda: running_on(storage, head, 2) and running_on(storage, node2, 2), [first], timeout=400)
+    wait_for("trials on both nodes, one past its first state",
+             lambda: ran_on(storage) == {head, node2} and running(storage, epochs=range(2, 6)), [first], timeout=400)
     os.kill(first.pid, signal.SIGKILL)                 # the driver alone; its trials die with its job
     first.wait()
 
     second = cluster.driver("--resume", "--storage", str(storage), log=log)
     sessions.append(second)
-    # a trial training on the second node in the resumed run, then that whole node dies
-    resumed = time.time()
+    # a trial training on the second node in the resumed run, two epochs or more before its end and
+    # its next rung (4); then that whole node dies
+    resumed, victim = time.time(), []
     wait_for("a trial training on the second node after the resume",
-             lambda: (t := running_on(storage, node2, 1)) and (t / "epochs.jsonl").stat().st_mtime > resumed,
-             [second], timeout=400)
-    victim = running_on(storage, node2, 1)
+             lambda: (t := running(storage, node2, range(1, 4))) and (t / "epochs.jsonl").stat().st_mtime > resumed
+             and not victim.append(t), [second], timeout=400)
     kill_session(cluster.node2.pid)                    # raylet, workers, everything of the node
     cluster.node2.wait()
+    victim = victim[0]
+    assert json.loads((victim / "status.json").read_text())["status"] == "running"   # cut off mid-trial
     assert second.wait(timeout=600) == 0, log.read_text()[-4000:]
 
     trials = {(t.experiment.rsplit("/", 1)[-1], t.trial_id): t for t in load_trials(storage)}
@@ -201,13 +207,11 @@ def test_a_sweep_on_two_nodes_survives_a_killed_driver_and_a_dead_node(cluster, 
         t = trials[(folder.parent.parent.name, folder.name)]
         assert t.status in ("finished", "stopped"), (folder, t.status, t.reason)    # retried, never errored
         assert epochs_on_disk(folder) == list(range(1, t.epochs_run + 1)), folder  # every epoch once
-        assert set(nodes_of(folder)) <= {head, node2} and nodes_of(folder), folder
-    ran_on = {n for folder in trial_folders(storage) for n in nodes_of(folder)}
-    assert ran_on == {head, node2}
+        assert nodes_of(folder) and set(nodes_of(folder)) <= {head, node2}, folder
+    assert ran_on(storage) == {head, node2}
     # the trial cut off by the dead node was retried on the head, from its state
-    assert nodes_of(victim)[-1] == head and node2 in nodes_of(victim), nodes_of(victim)
-    assert trials[(victim.parent.parent.name, victim.name)].status in ("finished", "stopped")
-    table = (storage / "table.md").read_text()
-    assert all(f"| {m}" in table.lower() or m in table.lower() for m in MODELS), table
+    assert nodes_of(victim)[-2:] == [node2, head], nodes_of(victim)
+    rows = json.loads((storage / "table.json").read_text())
+    assert {(r["model"], r["trials"], r["errored"]) for r in rows} == {(m, 3, 0) for m in MODELS}, rows
     assert len((storage / "trials.csv").read_text().splitlines()) == 1 + len(trials)
     assert not (storage / ".ray").exists() and not list(storage.glob(".node-probe-*"))
