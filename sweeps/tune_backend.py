@@ -502,7 +502,7 @@ def _session(cluster, root: Path, storage: Path):
         try:
             if cluster.address:
                 nodes = check_storage_on_nodes(storage)
-                print(f"seqicl sweep: {nodes} Ray node{'s' * (nodes > 1)}, each reads and writes {storage}", flush=True)
+                print(f"seqicl sweep: every node of the Ray cluster ({nodes}) reads and writes {storage}", flush=True)
             if cluster.max_concurrent is None:
                 cluster.max_concurrent = cluster.slots(cluster_resources())
             yield
