@@ -19,11 +19,13 @@ import secrets
 import shutil
 import signal
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqicl.atomic import atomic_write_text
 from seqicl.config import ConfigError
 from seqicl.train.record import FINAL, RecordError, RunRecord
 
@@ -89,6 +91,59 @@ def shutdown_ray() -> None:
         ray.shutdown()
 
 
+def where_am_i() -> dict:
+    """The Ray node this process runs on: its id, unique in the cluster, and its address."""
+    import ray
+    return {"id": ray.get_runtime_context().get_node_id(), "ip": ray.util.get_node_ip_address()}
+
+
+def storage_seen_here(folder: str, probe: str, token: str) -> str | None:
+    """Run on one node: why this node does not share the driver's results folder, or None.
+    The driver wrote ``token`` into ``probe`` there; a folder of this machine's own at the same
+    path (a local /tmp) has no such file or another token."""
+    try:
+        if (Path(folder) / probe).read_text() != token:
+            return "sees another folder at that path"
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except FileNotFoundError:
+        return "cannot see it"
+    except OSError as e:
+        return f"cannot read or write it ({e.strerror or type(e).__name__})"
+    return None
+
+
+def check_storage_on_nodes(storage: Path, timeout_s: float = 180) -> int:
+    """Every alive node of the cluster must read and write the driver's results folder, or its
+    trials' records would land on that node's disk and be lost to the sweep. Checked before any
+    trial starts by a task pinned to each node. Returns the number of nodes; raises ConfigError."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    token = secrets.token_hex(16)
+    probe = storage / f".node-probe-{token[:12]}"
+    atomic_write_text(probe, token)
+    try:
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        check = ray.remote(num_cpus=0, max_retries=0)(storage_seen_here)
+        refs = [check.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(storage), probe.name, token) for n in nodes]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        for node, ref in zip(nodes, refs):
+            where = f"--storage {storage}: Ray node {node['NodeManagerAddress']} ({node['NodeID'][:12]})"
+            if ref not in ready:
+                raise ConfigError(f"{where} did not answer the storage check within {timeout_s:g} s")
+            try:
+                why = ray.get(ref)
+            except ray.exceptions.RayError as e:
+                why = f"failed the storage check ({type(e).__name__})"
+            if why:
+                raise ConfigError(f"{where} {why}: give a folder on a file system that every node mounts "
+                                  "at the same path")
+    finally:
+        probe.unlink(missing_ok=True)
+    return len(nodes)
+
+
 def dashboard_missing() -> str | None:
     """Why ``--dashboard`` cannot work here, or None."""
     import importlib.util
@@ -136,9 +191,15 @@ def run_trial(config: dict) -> None:
 
     stopped = False
     with locked(folder / ".lock", wait_s=120, what=f"trial folder {folder}"):
+        # every attempt names its node in run.json: on a cluster, where each part of a record was made
+        record = RunRecord(folder)
+        nodes = record.run().get("nodes", []) if record.exists() else []
+        nodes.append(where_am_i())
+        if record.exists() and record.status()["status"] not in FINAL:
+            record.note(nodes=nodes)  # a retry or a resumed sweep: train() keeps run.json
         try:
             summary = train(cfg, run_dir=folder, on_epoch=at_rungs, save_at=config["rungs"],
-                            meta={"trial": trial, "sampled": config["sampled"]})
+                            meta={"trial": trial, "sampled": config["sampled"], "nodes": nodes})
         except torch.cuda.OutOfMemoryError as e:
             raise RuntimeError(f"CUDA out of memory with {config['sampled']}: {str(e).splitlines()[0]}") from None
         except SystemExit:  # Tune stopped the trial at a rung (its report raised in this thread)
@@ -409,7 +470,7 @@ def run_experiments(prepare, cluster, *, storage: Path, name: str, root: Path,
     ``prepare`` comes after the start so a cluster that will not start leaves nothing on disk.
     Returns "complete", "budget" or "interrupted"; raises ConfigError if Ray or MPS will not start."""
     shutil.rmtree(storage / SCRATCH, ignore_errors=True)  # Tune's files of an earlier, killed run
-    with _session(cluster, root):
+    with _session(cluster, root, storage):
         lanes = prepare(cluster)
         ended = run_lanes(lanes, storage=storage, name=name, max_concurrent=cluster.max_concurrent,
                           cpus_per_trial=cluster.cpus_per_trial, gpus_per_trial=cluster.gpus_per_trial,
@@ -421,9 +482,10 @@ def run_experiments(prepare, cluster, *, storage: Path, name: str, root: Path,
 
 
 @contextmanager
-def _session(cluster, root: Path):
+def _session(cluster, root: Path, storage: Path):
     """MPS (when asked), then Ray; both stopped on the way out. MPS comes first: a trial process
-    joins MPS only if the daemon runs when it first initialises CUDA."""
+    joins MPS only if the daemon runs when it first initialises CUDA. On a cluster joined by
+    address, every node must reach ``storage`` before anything is written there."""
     terminate_on_sigterm()
     if cluster.mps != "off" and not mps.start_mps():
         if cluster.mps == "on":
@@ -437,9 +499,12 @@ def _session(cluster, root: Path):
             raise ConfigError(f"cannot start or reach Ray at {cluster.address or 'a local cluster'}: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         terminate_on_sigterm()  # again: ray.init installs a handler of its own
-        if cluster.max_concurrent is None:
-            cluster.max_concurrent = cluster.slots(cluster_resources())
         try:
+            if cluster.address:
+                nodes = check_storage_on_nodes(storage)
+                print(f"seqicl sweep: every node of the Ray cluster ({nodes}) reads and writes {storage}", flush=True)
+            if cluster.max_concurrent is None:
+                cluster.max_concurrent = cluster.slots(cluster_resources())
             yield
         finally:
             shutdown_ray()

@@ -191,6 +191,8 @@ def test_tiny_sweep_end_to_end(tmp_path):
         exp = storage / "induction" / model
         assert sorted(p.name for p in (exp / "trials").iterdir()) == ["0000", "0001"]
         for trial in (exp / "trials").iterdir():  # TensorBoard finds per-trial curves under the results folder
+            nodes = json.loads((trial / "run.json").read_text())["nodes"]   # the Ray node each attempt ran on
+            assert len(nodes) == 1 and len(nodes[0]["id"]) == 56 and nodes[0]["ip"] == "127.0.0.1", nodes
             acc = EventAccumulator(str(trial / "tb"))
             acc.Reload()
             assert [e.step for e in acc.Scalars("val/accuracy")] == [1, 2] and len(acc.Scalars("train/loss")) == 2
@@ -430,3 +432,13 @@ def test_every_registered_model_sweeps_every_task(task, tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     trials = load_trials(storage)
     assert sorted(t.model for t in trials) == sorted(MIXERS) and {t.status for t in trials} == {"finished"}
+
+
+def test_the_storage_probe_tells_a_folder_of_the_nodes_own_from_the_drivers(tmp_path):
+    """What the task pinned to each cluster node answers (sweeps.tune_backend.check_storage_on_nodes)."""
+    from sweeps.tune_backend import storage_seen_here
+    (tmp_path / ".node-probe-x").write_text("token-1")
+    assert storage_seen_here(str(tmp_path), ".node-probe-x", "token-1") is None
+    assert storage_seen_here(str(tmp_path), ".node-probe-x", "token-2") == "sees another folder at that path"
+    assert storage_seen_here(str(tmp_path / "absent"), ".node-probe-x", "token-1") == "cannot see it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".node-probe-x"]   # its own write leaves nothing

@@ -171,6 +171,15 @@ def test_an_error_is_recorded_with_its_reason(tmp_path):
     assert status["status"] == "errored" and status["reason"] == "RuntimeError: disk on fire"
 
 
+def test_a_note_sets_callers_fields_of_run_json_and_keeps_the_rest(tmp_path):
+    record = RunRecord(tmp_path)
+    record.start({"seed": 3}, {"vocab": 20}, 100, "cpu", {"trial": "0007", "nodes": [{"id": "a"}]})
+    record.note(nodes=[{"id": "a"}, {"id": "b"}])
+    run = record.run()
+    assert run["nodes"] == [{"id": "a"}, {"id": "b"}] and run["trial"] == "0007" and run["config"] == {"seed": 3}
+    assert run["n_params"] == 100 and record.status()["status"] == "running"
+
+
 def test_nan_loss_stops_the_run_as_diverged(tmp_path):
     cfg = compose(["task.num_train=128", "task.num_val=16", "task.num_test=16", "optim.lr=1e30",
                    "optim.warmup_frac=0.0", "train.grad_clip=0", "train.epochs=5", "train.progress=false",

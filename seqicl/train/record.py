@@ -2,7 +2,7 @@
 without Ray, torch or the code that wrote it.
 
     run.json       format, config, task facts, parameter count, start time, and the caller's
-                   fields (a sweep adds its trial id and sampled values)
+                   fields (a sweep adds its trial id, sampled values and the nodes it ran on)
     status.json    running | finished | stopped | diverged | errored, the reason, epochs done
     epochs.jsonl   one JSON line per evaluated epoch, keyed by "epoch"
     state.pt       everything needed to continue (while the run is not over)
@@ -57,6 +57,10 @@ class RunRecord:
              "device": device, "started": time.time()}, indent=1))
         atomic_write_text(self.dir / "epochs.jsonl", "")
         self.set_status("running", epochs=0)
+
+    def note(self, **fields) -> None:
+        """Set caller's fields of ``run.json`` in place (a retried trial adds the node it runs on)."""
+        atomic_write_text(self.dir / "run.json", json.dumps({**self.run(), **fields}, indent=1))
 
     def set_status(self, status: str, reason: str | None = None, epochs: int | None = None) -> None:
         assert status in STATUSES, status
