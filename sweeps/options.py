@@ -145,6 +145,14 @@ def check_writable(folder: Path) -> None:
         raise ConfigError(f"cannot write results under {folder} ({probe} is not a writable folder)") from None
 
 
-def has_gpu() -> bool:
+def has_gpu(args=None) -> bool:
+    """Whether the trials will have GPUs: this machine's, or with ``--address`` (or the engine's
+    address variable) the cluster's, so that the same command on a head without a GPU plans the
+    GPU sweep."""
+    from .tune_backend import cluster_gpus, default_address
+    address = args and (args.address or default_address())
+    if address:
+        check_address(address)
+        return cluster_gpus(address) > 0
     import torch
     return torch.cuda.is_available()

@@ -87,7 +87,7 @@ def main(argv=None) -> int:
         if not root.is_dir():
             raise ConfigError(f"{root}: no such results folder")
         seeds = parse_seeds(args.seeds)
-        cluster = resolve_cluster(args, has_gpu(), default_concurrent=os.cpu_count() or 1)
+        cluster = resolve_cluster(args, has_gpu(args), default_concurrent=os.cpu_count() or 1)
         with locked(root / LOCK, what=f"results folder {root}"):
             jobs = plan(root, seeds)
             if not jobs:

@@ -131,7 +131,7 @@ def make_plan(args) -> tuple[Plan, dict | None]:
         raise ConfigError(f"unknown task '{args.task}' (choose from {', '.join(TASKS)}, induction_head)")
     from analysis.names import model_order
     # the original table's order: with fewer slots than models, the experiments start in this order
-    gpu = has_gpu()
+    gpu = has_gpu(args)
     # the default: paper with a GPU, cpu (about 5 minutes on a laptop) without; $SEQICL_PRESET overrides
     preset_name = args.preset or os.environ.get("SEQICL_PRESET") or ("paper" if gpu else "cpu")
     preset = load_preset(preset_name)

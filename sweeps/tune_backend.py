@@ -85,6 +85,21 @@ def cluster_resources() -> dict:
     return ray.cluster_resources()
 
 
+def cluster_gpus(address: str) -> float:
+    """The GPUs of the cluster at ``address``, asked before the sweep is planned: the default
+    preset and packing follow the cluster's GPUs, not those of the machine the driver runs on
+    (a head without a GPU). A short connection of its own, with nothing shipped."""
+    import ray
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="error", log_to_driver=False)
+        return float(ray.cluster_resources().get("GPU", 0.0))
+    except Exception as e:  # a cluster that will not answer (or refuses the token): one line
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: "
+                          f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    finally:
+        shutdown_ray()
+
+
 def shutdown_ray() -> None:
     import ray
     if ray.is_initialized():

@@ -35,7 +35,9 @@ MODELS = ("lstm", "gilr")
 SWEEP = ["--task", TASK, "--models", ",".join(MODELS), "--num-samples", "3", "--max-failures", "2",
          "train.epochs=6", "train.state_every=2", "task.num_train=4096", "task.num_val=64", "task.num_test=64",
          "model.d_model=16"]
-NODE = ["--block", "--num-cpus", "1", "--object-store-memory", str(100 * 1024 ** 2), "--disable-usage-stats"]
+# each node declares one GPU (a logical resource: trials still train on the CPU) so that the
+# driver, on a machine without one, must take its packing from the cluster's GPUs
+NODE = ["--block", "--num-cpus", "1", "--num-gpus", "1", "--object-store-memory", str(100 * 1024 ** 2), "--disable-usage-stats"]
 
 
 def usable() -> str | None:
@@ -184,6 +186,8 @@ def test_a_sweep_on_two_nodes_survives_a_killed_driver_and_a_dead_node(cluster, 
     # two slots, one CPU each on nodes of one CPU: the first two trials run on different nodes
     wait_for("trials on both nodes, one past its first state",
              lambda: ran_on(storage) == {head, node2} and running(storage, epochs=range(2, 6)), [first], timeout=400)
+    # packed by the cluster's GPUs, not by the driver's machine (which has none)
+    assert "gpu/trial=0.0625" in log.read_text(), log.read_text()[-3000:]
     os.kill(first.pid, signal.SIGKILL)                 # the driver alone; its trials die with its job
     first.wait()
 

@@ -269,7 +269,7 @@ def test_regbench_end_to_end_sweep_export_generate_report(tmp_path):
 
 def test_the_cpu_default_preset_gives_the_transformer_its_jump_and_a_time_budget(tmp_path, monkeypatch):
     monkeypatch.delenv("SEQICL_PRESET")
-    monkeypatch.setattr(sweep_run, "has_gpu", lambda: False)
+    monkeypatch.setattr(sweep_run, "has_gpu", lambda args=None: False)
     plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", "induction", "--storage", str(tmp_path / "s")]))
     assert plan.preset == "cpu" and plan.cluster.time_budget == 255 and plan.num_samples == 1
     assert list(plan.experiments)[0] == "transformer"          # the original table's order: it starts first
