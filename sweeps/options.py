@@ -94,9 +94,7 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
             raise ConfigError(f"--dashboard {why}")
     use_mps = getattr(args, "mps", "auto")
     if use_mps == "on":
-        if address:  # the daemon would run here, not on the cluster's nodes
-            raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
-                              "each node before `ray start`")
+        refuse_mps_on_a_cluster(args, address)
         if why := mps.mps_available():
             raise ConfigError(f"--mps: {why}")
     elif use_mps == "auto":
@@ -116,6 +114,12 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
             max_concurrent = default_concurrent
     return Cluster(max_concurrent, gpus, args.cpus_per_trial, args.max_failures, args.time_budget,
                    address, use_mps, args.dashboard)
+
+
+def refuse_mps_on_a_cluster(args, address: str | None) -> None:
+    if address and getattr(args, "mps", "auto") == "on":  # the daemon would run here, not on the nodes
+        raise ConfigError("--mps: works with the local cluster only; with --address, start MPS on "
+                          "each node before `ray start`")
 
 
 def check_address(address: str) -> None:
@@ -151,7 +155,8 @@ def has_gpu(args=None) -> bool:
     GPU sweep."""
     from .tune_backend import cluster_gpus, default_address
     address = args and (args.address or default_address())
-    if address:
+    if address:  # the flags that need no cluster are checked before it is asked
+        refuse_mps_on_a_cluster(args, address)
         check_address(address)
         return cluster_gpus(address) > 0
     import torch

@@ -201,7 +201,7 @@ def test_default_mps_starts_and_stops_or_runs_without_it(fake, start_rc, tmp_pat
     monkeypatch.setattr(tune_backend, "init_ray", lambda *a, **k: None)
     monkeypatch.setattr(tune_backend, "shutdown_ray", lambda: None)
     cluster = Cluster(16, 1 / 16, 1.0, 1, None, None, "auto", False)
-    with tune_backend._session(cluster, ROOT):
+    with tune_backend._session(cluster, ROOT, tmp_path):
         inside = os.environ.get("CUDA_MPS_PIPE_DIRECTORY")
     if start_rc == 0:
         assert inside and cluster.mps == "auto" and calls(record)[-1] == "stdin quit"
