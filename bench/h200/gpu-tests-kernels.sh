@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# On the H200 (issue 28, items 3 and 4), in parts that each fit one 10-minute call:
+#   tests     every GPU test (pytest -m gpu), about 4 min at most
+#   kernels   bench/kernels.py: all eight recurrent kernels (% of copy bandwidth), fwd and fwd+bwd
+#   bash bench/h200/gpu-tests-kernels.sh tests,kernels      (one call)
+# Item 5's step table (every registered model at the RegBench shape, fp32, tf32 and bf16) is
+# bench/h200/regbench-plan.sh, which also turns it into issue 29's GPU-minutes: another call.
+# Run with carry [".whl"] after ../shared/gpu/make-wheels.sh (the tests import ray and optuna):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+#     && export PYTHONPATH=/tmp/site:$PWD && bash bench/h200/gpu-tests-kernels.sh tests,kernels
+set -u
+OUT=${OUT:-h200-out}; mkdir -p "$OUT"
+parts=",${1:-tests,kernels},"
+export PYTHONUNBUFFERED=1 SEQICL_CACHE=/tmp/seqicl-cache
+(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date) | tee "$OUT/card.txt"
+if [[ $parts == *,tests,* ]]; then
+  timeout 260 python3 -m pytest -q -m gpu tests/ > "$OUT/pytest_gpu.txt" 2>&1; echo "pytest rc $?"; tail -n 8 "$OUT/pytest_gpu.txt"
+fi
+if [[ $parts == *,kernels,* ]]; then
+  timeout 280 python3 bench/kernels.py --out "$OUT/kernels.md" > "$OUT/kernels.log" 2>&1; echo "kernels rc $?"; tail -n 40 "$OUT/kernels.log"
+fi
