@@ -1,0 +1,39 @@
+"""bench/ptxas_report.py compiles every GPU launch of the chunked kernels for sm_90 on a machine
+without a GPU: one row per distinct launch, with ptxas's own register count."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.slow
+def test_every_launch_of_the_chunked_kernels_compiles_for_sm90(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}   # the GPU's launch settings
+    out = tmp_path / "ptxas.md"
+    proc = subprocess.run([sys.executable, "bench/ptxas_report.py", "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| triton_")]
+    kernels = {}
+    for kernel, settings, regs, spills, shared in rows:
+        kernels.setdefault(kernel.strip(), []).append(settings)
+        assert 0 < int(regs) <= 255 and int(shared) >= 0, (kernel, regs)
+        assert [int(x) for x in spills.split("/")] and "num_warps=" in settings
+    la = "triton_linear_attention."
+    # three decay modes x two precisions (tf32x3 for float32 inputs, tf32 for bfloat16) per pass
+    for name in ("_forward_kernel", "_dq_kernel", "_dkv_kernel"):
+        launches = kernels[la + name]
+        modes = sorted(s.split("MODE=")[1][0] for s in launches)
+        assert modes == ["0", "0", "1", "1", "2", "2"], launches
+        assert sorted("PRECISION=tf32x3" in s for s in launches) == [False] * 3 + [True] * 3, launches
+    assert sorted(k for k in kernels if "selective" in k) == ["triton_selective_scan._backward_kernel",
+                                                              "triton_selective_scan._forward_kernel"]
+
+
+def test_the_interpreters_settings_are_refused():
+    proc = subprocess.run([sys.executable, "bench/ptxas_report.py"], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, TRITON_INTERPRET="1"), timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: unset TRITON_INTERPRET")
