@@ -372,8 +372,10 @@ def ending(plan: Plan, wall_s: float) -> str:
     nxt = [f"python -m analysis.export {plan.storage} --all        # the best checkpoint of every pair"]
     if plan.task == "dfa":
         nxt.append(f"python -m analysis.generate {plan.storage}/exports/<export> --num-dfas 50   # checked against each DFA")
-    if plan.preset != "paper":
-        nxt.append(f"{here} --preset paper   # on a GPU: 64 trials per model, 50 epochs each at most")
+    if plan.preset in ("cpu", "smoke"):  # a laptop's look: the GPU budget comes next
+        nxt.append(f"{here} --preset regbench   # on a GPU: the learning curve 1k-40k, every model"
+                   if plan.task == "dfa" else
+                   f"{here} --preset paper   # on a GPU: 64 trials per model, 50 epochs each at most")
     return (f"sweep wall time: {wall_s:.0f} s (preset {plan.preset}); tables in {plan.storage}/table.md "
             f"(.csv, .json), every trial in trials.csv\nnext:\n" + "\n".join(f"  {line}" for line in nxt))
 

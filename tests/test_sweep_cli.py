@@ -283,6 +283,10 @@ def test_the_cpu_default_preset_gives_the_transformer_its_jump_and_a_time_budget
     text = sweep_run.ending(plan, 12.3)
     assert f"tables in {plan.storage}/table.md" in text and "wall time: 12 s" in text
     assert f"python -m analysis.export {plan.storage} --all" in text and "--preset paper" in text
+    plan.task, plan.preset = "dfa", "cpu"                      # RegBench's GPU budget is its learning curve
+    assert "--preset regbench" in sweep_run.ending(plan, 1) and "--preset paper" not in sweep_run.ending(plan, 1)
+    plan.preset = "regbench"                                   # already the GPU budget: nothing to suggest
+    assert "--preset" not in sweep_run.ending(plan, 1)
 
 
 def sweep_output(storage, tty: bool) -> str:
