@@ -82,7 +82,28 @@ class OptunaTrials:
             if status in FINAL:   # the trial ended but the driver died before it told the study
                 self.tell(self.name(t.number), status, last_score(exp_dir, self.name(t.number)))
             else:
+                self.complete_values(t)
                 self.resume.append(t.number)
+
+    def sampler(self, number: int):
+        """Trial n's sampler: seeded by its number, so a trial's values do not depend on which
+        process asked for them."""
+        import optuna
+        return optuna.samplers.TPESampler(seed=self.seed * 1_000_003 + number)
+
+    def complete_values(self, t) -> None:
+        """A driver killed inside ``ask`` leaves its trial in the journal with only some of its
+        values (or none): resumed as it is, it would train the base config under the trial's
+        name. Draw the missing ones as that ask did: the same seeded sampler, every searched key
+        in order (values already stored take their draw too), fixed ones (``start``) taken as given."""
+        missing = [key for key in self.dists if key not in t.params]
+        if not missing:
+            return
+        sampler, fixed = self.sampler(t.number), t.system_attrs.get("fixed_params", {})
+        for key, dist in self.dists.items():
+            value = fixed[key] if key in fixed else sampler.sample_independent(self.study, t, key, dist)
+            if key in missing:
+                self.study._storage.set_trial_param(t._trial_id, key, dist.to_internal_repr(value), dist)
 
     @staticmethod
     def name(number: int) -> str:
@@ -101,14 +122,13 @@ class OptunaTrials:
         return cfg
 
     def next(self) -> tuple[str, dict, dict] | None:
-        import optuna
         if self.resume:
             t = self.study.trials[self.resume.pop(0)]
             return self.name(t.number), self.config(t.params), dict(t.params)
         n = self.started()
         if n >= self.num_samples:
             return None
-        self.study.sampler = optuna.samplers.TPESampler(seed=self.seed * 1_000_003 + n)
+        self.study.sampler = self.sampler(n)
         if n == 0 and self.start:
             self.study.enqueue_trial(self.start)   # a waiting trial: the ask below takes it
         t = self.study.ask(fixed_distributions=self.dists)
