@@ -71,6 +71,7 @@ def seed_stats(best: Trial | None, reseeds: list[Trial], with_range: bool = Fals
     span = {"seed_min": min(values, default=None), "seed_max": max(values, default=None)} if with_range else {}
     if len(values) < 2:
         return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut, **span}
+    values = sorted(values)  # one summation order, whichever order the records were read in
     mean = sum(values) / len(values)
     std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
     return {"seed_mean": mean, "seed_std": std, "seed_n": len(values), "seed_cut": cut, **span}

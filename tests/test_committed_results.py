@@ -9,15 +9,21 @@ from analysis.report import write_report
 
 from conftest import ROOT
 
-FOLDERS = sorted(p.parent for p in (ROOT / "results").glob("*/trials.jsonl.gz"))
+# a results folder may hold one table per sweep in subfolders (e.g. one per task and preset)
+FOLDERS = sorted(p.parent for p in (ROOT / "results").glob("**/trials.jsonl.gz"))
 TABLES = ("table.md", "table.csv", "table.json", "trials.csv", "best_configs.yaml")
 
 
 def test_every_results_folder_has_a_compact_record():
-    assert len(FOLDERS) == len([p for p in (ROOT / "results").iterdir() if p.is_dir()]) >= 4
+    tops = [p for p in (ROOT / "results").iterdir() if p.is_dir()]
+    assert len(tops) >= 5
+    for top in tops:
+        assert any(top.glob("**/trials.jsonl.gz")), top.name
+    for table in (ROOT / "results").glob("**/table.md"):
+        assert (table.parent / "trials.jsonl.gz").exists(), table.parent
 
 
-@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: str(p.relative_to(ROOT / "results")))
 def test_report_reproduces_the_committed_tables(folder: Path, tmp_path):
     copy = tmp_path / folder.name
     shutil.copytree(folder, copy)
