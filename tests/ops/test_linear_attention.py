@@ -138,6 +138,31 @@ def test_triton_strongly_negative_per_key_decays_stay_finite_and_exact(decay_sca
     run_triton_and_compare([q, k, v, log_decay], strided_grad(shape, seed=6), 1e-5, 1e-5)
 
 
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("shape, heads", [((1, 2, 19, 21, 18), 2 * 3 * 3), ((2, 1, 18, 17, 9), 1 * 3 * 2)])
+def test_triton_cuts_wide_heads_into_blocks(shape, heads, decay, monkeypatch):
+    # keys and values wider than MAX_HEAD_DIM (8 under the interpreter, 64 on a GPU) run as
+    # (key block, value block) heads whose outputs add up over key blocks: checked against the
+    # reference with every gradient, and the kernel seen to get the blocks as heads
+    from seqicl.ops.linear_attention import triton_linear_attention as tla
+    assert tla.MAX_HEAD_DIM == 8
+    launched, apply = [], tla.LinearAttentionFunction.apply
+    monkeypatch.setattr(tla.LinearAttentionFunction, "apply",
+                        lambda *args: launched.append(tuple(args[0].shape)) or apply(*args))
+    inputs = make_inputs(shape, decay, seed=sum(shape))
+    run_triton_and_compare(inputs, strided_grad(shape, seed=7), 1e-5, 1e-5)
+    B, H, L, K, V = shape
+    assert launched == [(B, heads, L, -(-K // -(-K // 8)))]
+
+
+def test_float32_matmuls_run_as_tf32_only_where_the_user_allowed_it(monkeypatch):
+    from seqicl.ops.linear_attention import triton_linear_attention as tla
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    assert tla._precision(torch.float32) == "tf32x3" and tla._precision(torch.bfloat16) == "tf32"
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
+    assert tla._precision(torch.float32) == "tf32"
+
+
 def test_triton_bfloat16_inputs_keep_their_dtypes():
     # GLA's case: activations in bf16, the decay in float32
     shape = (1, 2, 20, 16, 16)
@@ -202,7 +227,7 @@ def test_mixers_on_triton_match_torch(name):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("decay", DECAYS)
-@pytest.mark.parametrize("shape", SHAPES + [(4, 4, 1000, 64, 64), (2, 2, 300, 128, 65)])
+@pytest.mark.parametrize("shape", SHAPES + [(4, 4, 1000, 64, 64), (2, 2, 300, 128, 65), (2, 2, 300, 128, 129)])
 def test_triton_matches_reference_cuda(shape, decay, dtype):
     inputs = make_inputs(shape, decay, seed=sum(shape), device="cuda", dtype=dtype, head_views=True)
     grad = strided_grad(shape, seed=7, device="cuda", dtype=dtype, head_view=True)

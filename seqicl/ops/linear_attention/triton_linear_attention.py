@@ -52,8 +52,15 @@ DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
 # dk, dv and dg: one program per (batch, head), all of K and V (dk sums over V, dv over K)
 BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
     dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=8, num_stages=1)
-# bf16 inputs carry 8 mantissa bits: TF32 matmuls lose nothing that matters there
+# bf16 inputs carry 8 mantissa bits: TF32 matmuls lose nothing that matters there. float32
+# inputs get TF32x3 (about float32's precision) unless the user allowed TF32 for matmuls
+# (torch.backends.cuda.matmul.allow_tf32, seqicl's train.tf32), as torch's own matmuls do.
 PRECISION = {torch.float32: "tf32x3", torch.bfloat16: "tf32", torch.float16: "tf32"}
+# Wider keys or values are cut into blocks of at most this many, each block run as a head of its
+# own: a program holds a K x V state (and backward a K x V dS), and at 128 x 128 in float32 that
+# spills thousands of bytes, at 128 x 256 it needs more shared memory than the card has
+# (bench/ptxas_report.py). The interpreter's value is small so that the tests cross blocks.
+MAX_HEAD_DIM = 8 if _INTERPRETED else 64
 
 NO_DECAY, PER_HEAD, PER_KEY = 0, 1, 2
 
@@ -303,6 +310,43 @@ def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))  # tl.dot needs every side >= 16
 
 
+def _precision(dtype: torch.dtype) -> str:
+    if dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return "tf32"
+    return PRECISION.get(dtype, "ieee")
+
+
+def _split(x: torch.Tensor, n: int, width: int) -> torch.Tensor:
+    """(B, H, L, n * width or less) -> (B, H, n, L, width): the last dim cut into n blocks,
+    zero-padded at the end (zero keys add nothing to a state, zero values nothing to o)."""
+    B, H, L, D = x.shape
+    x = torch.nn.functional.pad(x, (0, n * width - D))
+    return x.view(B, H, L, n, width).permute(0, 1, 3, 2, 4)
+
+
+def _blockwise(q, k, v, log_decay, max_dim: int) -> torch.Tensor:
+    """Linear attention with keys and values cut into blocks of at most max_dim, every (key
+    block, value block) pair a head: o is the sum over key blocks (q S and each score are sums
+    over keys; a decay per key stays with its key) and the value blocks side by side."""
+    B, H, L, K = q.shape
+    V = v.shape[-1]
+    nk, nv = -(-K // max_dim), -(-V // max_dim)
+    kw, vw = -(-K // nk), -(-V // nv)
+
+    def as_heads(x, keys: bool):  # key side (B, H, nk, 1, L, kw) or value side (B, H, 1, nv, L, vw)
+        x = _split(x, nk, kw).unsqueeze(3) if keys else _split(x, nv, vw).unsqueeze(2)
+        return x.expand(B, H, nk, nv, L, x.shape[-1]).reshape(B, H * nk * nv, L, x.shape[-1])
+
+    qh, kh, vh = as_heads(q, True), as_heads(k, True), as_heads(v, False)
+    if log_decay is None or log_decay.dim() == 1:
+        gh = None if log_decay is None else log_decay.repeat_interleave(nk * nv)
+    else:
+        gh = as_heads(log_decay, True)
+    o = LinearAttentionFunction.apply(qh, kh, vh, gh).view(B, H, nk, nv, L, vw)
+    o = o.sum(2) if nk > 1 else o.squeeze(2)
+    return o.permute(0, 1, 3, 2, 4).reshape(B, H, L, nv * vw)[..., :V]
+
+
 class LinearAttentionFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, log_decay):
@@ -318,7 +362,7 @@ class LinearAttentionFunction(torch.autograd.Function):
         o = torch.empty(B, H, L, V, device=q.device, dtype=q.dtype)
         cfg = _launch_config(FORWARD_CONFIG, mode)
         cfg["BLOCK_V"] = min(cfg["BLOCK_V"], _block(V))
-        precision = PRECISION.get(q.dtype, "ieee")
+        precision = _precision(q.dtype)
         if o.numel():
             grid = (B * H, triton.cdiv(V, cfg["BLOCK_V"]))
             _forward_kernel[grid](q, k, v, g, o, *_strides(q), *_strides(k), *_strides(v),
@@ -374,4 +418,6 @@ def linear_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          f"{tuple(k.shape)}, {tuple(v.shape)}")
     if log_decay is not None and log_decay.shape not in ((H,), q.shape):
         raise ValueError(f"log_decay must be (H,) or {tuple(q.shape)}, got {tuple(log_decay.shape)}")
+    if max(K, v.shape[-1]) > MAX_HEAD_DIM:
+        return _blockwise(q, k, v, log_decay, MAX_HEAD_DIM)
     return LinearAttentionFunction.apply(q, k, v, log_decay)
