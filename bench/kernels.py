@@ -5,7 +5,8 @@
 For every kernel and shape: forward and forward+backward time of the Triton kernel and of the
 torch reference, the speed-up, the forward's achieved bandwidth (bytes it must move: inputs read
 once, outputs written once) and that as a percentage of the device-to-device copy bandwidth
-measured in the same run. Linear attention (d_model D as H=4 heads of K=V=D/4, so K=V=64 at
+measured in the same run, and the backward's time (forward + backward less forward) over the
+forward's. Linear attention (d_model D as H=4 heads of K=V=D/4, so K=V=64 at
 D=256) may be partly compute bound: its rows also give the forward's TFLOP/s, counting the
 matmuls of the chunked form (per step and head 2C(K+V) for the chunk's scores and their product
 with v, 4KV for the state's; with a decay per key the scores take log2(C) matmuls, not counted).
@@ -112,18 +113,25 @@ def kernel_cases(B, L, D):
     return cases
 
 
+def ratio(a: float, b: float, spec: str, unit: str = "") -> str:
+    return "—" if a != a else format(a / b, spec) + unit  # a NaN: the reference was not timed
+
+
 def total(out):
     return sum(o.float().sum() for o in out) if isinstance(out, tuple) else out.float().sum()
 
 
-def kernel_table(copy_gbs: float) -> list[str]:
+def kernel_table(copy_gbs: float, only: list[str] | None = None, shapes=SHAPES, reference: bool = True) -> list[str]:
     rows = ["| kernel | B, L, D | fwd ms | fwd+bwd ms | ref fwd ms | ref fwd+bwd ms | fwd speed-up | "
-            "fwd+bwd speed-up | fwd GB/s | % of copy | fwd TFLOP/s |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for B, L, D in SHAPES:
+            "fwd+bwd speed-up | bwd / fwd | fwd GB/s | % of copy | fwd TFLOP/s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for B, L, D in shapes:
         for name, (make, fast_fn, ref_fn, nbytes, flops) in kernel_cases(B, L, D).items():
+            if only and not any(o in name for o in only):
+                continue
             args = make()
-            times = {}
-            for label, fn in (("fast", fast_fn), ("ref", ref_fn)):
+            times = {("ref", "fwd"): float("nan"), ("ref", "both"): float("nan")}
+            for label, fn in (("fast", fast_fn), ("ref", ref_fn))[:2 if reference else 1]:
                 slow = label == "ref" and L > 100
                 with torch.no_grad():
                     times[label, "fwd"] = bench_ms(lambda: fn(*args), fast=slow)
@@ -136,9 +144,10 @@ def kernel_table(copy_gbs: float) -> list[str]:
             gbs = nbytes / times["fast", "fwd"] / 1e6
             tflops = "—" if flops is None else f"{flops / times['fast', 'fwd'] / 1e9:.1f}"
             rows.append(f"| {name} | {B}, {L}, {D} | {times['fast', 'fwd']:.4f} | {times['fast', 'both']:.4f} | "
-                        f"{times['ref', 'fwd']:.3f} | {times['ref', 'both']:.3f} | "
-                        f"{times['ref', 'fwd'] / times['fast', 'fwd']:.0f}x | {times['ref', 'both'] / times['fast', 'both']:.0f}x | "
-                        f"{gbs:.0f} | {100 * gbs / copy_gbs:.0f}% | {tflops} |")
+                        f"{ratio(times['ref', 'fwd'], 1, '.3f')} | {ratio(times['ref', 'both'], 1, '.3f')} | "
+                        f"{ratio(times['ref', 'fwd'], times['fast', 'fwd'], '.0f', 'x')} | "
+                        f"{ratio(times['ref', 'both'], times['fast', 'both'], '.0f', 'x')} | "
+                        f"{(times['fast', 'both'] - times['fast', 'fwd']) / times['fast', 'fwd']:.1f} | {gbs:.0f} | {100 * gbs / copy_gbs:.0f}% | {tflops} |")
             print(rows[-1], flush=True)
     return rows
 
@@ -169,6 +178,10 @@ def step_table() -> list[str]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None)
+    p.add_argument("--only", default=None, help="comma-separated parts of kernel names, e.g. selective_scan,gla")
+    p.add_argument("--large-only", action="store_true", help="only the B 64, L 2048, D 256 shape")
+    p.add_argument("--no-reference", action="store_true", help="skip the torch references (slow at L 2048)")
+    p.add_argument("--no-steps", action="store_true", help="skip the training-step table")
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("error: bench/kernels.py needs a CUDA GPU", file=sys.stderr)
@@ -181,7 +194,11 @@ def main() -> int:
     copy = copy_bandwidth()
     head.append(f"Device-to-device copy bandwidth (read + write): {copy:.0f} GB/s\n")
     print("\n".join(head), flush=True)
-    lines = head + ["## Kernels", ""] + kernel_table(copy) + ["", "## One training step (d_model 64, 2 layers, batch 32, AdamW)", ""] + step_table()
+    only = args.only.split(",") if args.only else None
+    lines = head + ["## Kernels", ""] + kernel_table(copy, only, SHAPES[-1:] if args.large_only else SHAPES,
+                                                     not args.no_reference)
+    if not args.no_steps:
+        lines += ["", "## One training step (d_model 64, 2 layers, batch 32, AdamW)", ""] + step_table()
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0

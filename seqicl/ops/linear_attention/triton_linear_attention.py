@@ -39,19 +39,19 @@ import triton
 import triton.language as tl
 
 # The interpreter runs a tile op by op: small chunks keep tests fast and make short sequences
-# cross several chunks. The GPU values are untimed: the largest that ptxas compiled for sm_90
-# without (or with little) register spilling with fp32 inputs (TF32x3 matmuls, three dots each);
-# a decay per key takes log2(C) matmuls per score, hence its smaller chunk. Knobs to time:
-# CHUNK / CHUNK_PER_KEY (16, 32, 64), BLOCK_V (forward), BLOCK_K (the dq pass), num_warps,
-# num_stages and PRECISION below (bf16 inputs, on TF32, leave room for larger chunks).
+# cross several chunks. The GPU values were timed on an H100 (bench/kernel_configs.py,
+# bench/results/kernel-configs-h100-2026-12-06.md; B 64, L 2048, 4 heads of 64): against the
+# first, ptxas-chosen ones (CHUNK 32, BLOCK_V 32, 8 warps), 4 warps and the whole value width per
+# program cut the forward to 0.31x (fp32, no decay) and 0.32x (fp32, decay per key), the 4-warp dq
+# and dkv passes cut forward + backward by 10-14% each.
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 FORWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=16) if _INTERPRETED else \
-    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=32, num_warps=8, num_stages=2)
+    dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=2)
 DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
-    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=8, num_stages=2)
+    dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=4, num_stages=2)
 # dk, dv and dg: one program per (batch, head), all of K and V (dk sums over V, dv over K)
 BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
-    dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=8, num_stages=1)
+    dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=4, num_stages=1)
 # bf16 inputs carry 8 mantissa bits: TF32 matmuls lose nothing that matters there. float32
 # inputs get TF32x3 (about float32's precision) unless the user allowed TF32 for matmuls
 # (torch.backends.cuda.matmul.allow_tf32, seqicl's train.tf32), as torch's own matmuls do.

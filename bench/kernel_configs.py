@@ -1,0 +1,164 @@
+"""Launch settings of the chunked kernels, timed against their defaults (needs a CUDA GPU).
+
+    python bench/kernel_configs.py [--out bench/results/kernel-configs-<card>-<date>.md]
+    TRITON_INTERPRET=1 python bench/kernel_configs.py --cpu      # plumbing check, tiny shapes
+
+The linear-attention and selective-scan kernels' launch settings were chosen from ptxas's
+register counts on a machine without a card (bench/ptxas_report.py). This times candidate
+settings at bench/kernels.py's large shape (B 64, L 2048, D 256: linear attention as 4 heads of
+K = V = 64, the selective scan with E 256 and N 16), each beside the default in the same run:
+the forward pass alone (no gradient) for forward settings, forward + backward for backward
+settings. Before it is timed, every candidate's output (and gradients) is checked against the
+default's, so a setting that computes something else is reported, not timed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from seqicl.atomic import atomic_write_text  # noqa: E402
+from seqicl.ops.linear_attention import triton_linear_attention as la  # noqa: E402
+from seqicl.ops.selective_scan import triton_selective_scan as ss  # noqa: E402
+
+LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stages=2)
+              for c, ck, bv, w in [(32, 16, 32, 4), (16, 16, 32, 4), (16, 16, 64, 4), (64, 32, 32, 8),
+                                   (32, 32, 64, 8), (32, 16, 16, 4)]]
+LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=2)
+         for c, ck, bk, w in [(32, 16, 32, 4), (16, 16, 32, 4), (32, 16, 16, 4), (64, 32, 32, 8)]]
+LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=1)
+          for c, ck, w in [(16, 16, 4), (32, 16, 8), (32, 32, 8)]]
+SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
+              for bl, be, w in [(32, 8, 4), (16, 16, 4), (64, 8, 8), (32, 16, 8), (16, 8, 4), (64, 4, 4)]]
+SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
+               for bl, be, w in [(16, 16, 4), (16, 8, 4), (32, 8, 8), (16, 32, 8), (8, 16, 4), (32, 4, 4)]]
+
+
+def bench_ms(fn) -> float:
+    if not torch.cuda.is_available():
+        fn()
+        return float("nan")
+    import triton.testing
+    return triton.testing.do_bench(fn, warmup=10, rep=50, return_mode="median")
+
+
+def la_inputs(B, L, H, K, decay, dtype, device):
+    gen = torch.Generator(device).manual_seed(0)
+    q, k, v = (torch.randn(B, H, L, K, device=device, generator=gen).to(dtype).requires_grad_() for _ in range(3))
+    if decay == "none":
+        return [q, k, v]
+    g = torch.nn.functional.logsigmoid(torch.randn(B, H, L, K, device=device, generator=gen)) / 16
+    return [q, k, v, g.requires_grad_()]
+
+
+def ss_inputs(B, L, E, N, dtype, device):
+    gen = torch.Generator(device).manual_seed(0)
+    A = -torch.arange(1.0, N + 1, device=device).repeat(E, 1)
+    return [torch.randn(B, L, E, device=device, generator=gen).to(dtype).requires_grad_(),
+            (0.1 * torch.rand(B, L, E, device=device, generator=gen)).to(dtype).requires_grad_(), A.requires_grad_(),
+            torch.randn(B, L, N, device=device, generator=gen).to(dtype).requires_grad_(),
+            torch.randn(B, L, N, device=device, generator=gen).to(dtype).requires_grad_(),
+            torch.ones(E, device=device).requires_grad_()]
+
+
+def run(fn, args, grad: bool):
+    if not grad:
+        with torch.no_grad():
+            return [fn(*args).float()]
+    out = fn(*args)
+    return [out.float()] + [g.float() for g in torch.autograd.grad(out.float().sum(), args)]
+
+
+def same(a: list, b: list, tol: float) -> str | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        err = ((x - y).abs().max() / y.abs().max().clamp_min(1e-30)).item()
+        if not err <= tol:
+            return f"differs from the default (output {i}: relative error {err:.1e})"
+    return None
+
+
+def time_settings(module, name: str, candidates: list[dict], fn, args, grad: bool, tol: float,
+                  label: str) -> list[str]:
+    """Times module.<name> = each candidate (the default first) and prints one row each."""
+    default = getattr(module, name)
+    rows = []
+    try:
+        want = run(fn, args, grad)
+        base = bench_ms(lambda: run(fn, args, grad))
+        rows.append(f"| {label} | {name} (default) | {fmt(default)} | {base:.3f} | 1.00 |")
+        print(rows[-1], flush=True)
+        for cand in candidates:
+            setattr(module, name, cand)
+            try:
+                problem = same(run(fn, args, grad), want, tol)
+                ms = float("nan") if problem else bench_ms(lambda: run(fn, args, grad))
+                rows.append(f"| {label} | {name} | {fmt(cand)} | {problem or f'{ms:.3f}'} | "
+                            f"{'' if problem else f'{ms / base:.2f}'} |")
+            except Exception as e:  # a setting the card cannot run (e.g. out of shared memory)
+                rows.append(f"| {label} | {name} | {fmt(cand)} | failed: {type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:90]} | |")
+            print(rows[-1], flush=True)
+    finally:
+        setattr(module, name, default)
+    return rows
+
+
+def fmt(cfg: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cfg.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cpu", action="store_true", help="plumbing check under TRITON_INTERPRET=1, tiny shapes")
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+    if args.cpu != (os.environ.get("TRITON_INTERPRET") == "1"):
+        print("error: --cpu runs under TRITON_INTERPRET=1 and only there", file=sys.stderr)
+        return 2
+    if not args.cpu and not torch.cuda.is_available():
+        print("error: bench/kernel_configs.py needs a CUDA GPU (or --cpu under TRITON_INTERPRET=1)", file=sys.stderr)
+        return 2
+    device = "cpu" if args.cpu else "cuda"
+    B, L, D = (1, 40, 32) if args.cpu else (64, 2048, 256)
+    H, K, N = 4, D // 4, 16
+    la_fwd, la_dq, la_dkv, ss_fwd, ss_bwd = ((LA_FORWARD, LA_DQ, LA_DKV, SS_FORWARD, SS_BACKWARD) if not args.cpu else
+                                              ([dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8)],
+                                               [dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=8)],
+                                               [dict(CHUNK=32, CHUNK_PER_KEY=16)],
+                                               [dict(BLOCK_L=8, BLOCK_E=4)],
+                                               [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False)]))
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"
+    import triton
+    lines = [f"# Launch settings of the chunked kernels: {card}, {datetime.date.today()}",
+             f"torch {torch.__version__}, triton {triton.__version__}; B {B}, L {L}, D {D} (linear attention "
+             f"{H} heads of {K}; selective scan N {N}); median ms of do_bench; forward settings timed "
+             "without gradients, backward ones as forward + backward", "",
+             "| case | setting | values | ms | against the default |", "|---|---|---|---:|---:|"]
+    print("\n".join(lines), flush=True)
+    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
+        dname = str(dtype)[6:]
+        for case in ("none", "selective scan", "per_key"):  # the likeliest to matter first
+            if case == "selective scan":
+                inputs = ss_inputs(B, L, D, N, dtype, device)
+                label = f"selective scan, {dname}"
+                lines += time_settings(ss, "FORWARD_CONFIG", ss_fwd, ss.selective_scan_triton, inputs, False, tol, label)
+                lines += time_settings(ss, "BACKWARD_CONFIG", ss_bwd, ss.selective_scan_triton, inputs, True, tol, label)
+                continue
+            inputs = la_inputs(B, L, H, K, case, dtype, device)
+            label = f"linear attention, {dname}, decay {case}"
+            lines += time_settings(la, "FORWARD_CONFIG", la_fwd, la.linear_attention_triton, inputs, False, tol, label)
+            lines += time_settings(la, "DQ_CONFIG", la_dq, la.linear_attention_triton, inputs, True, tol, label)
+            lines += time_settings(la, "BACKWARD_CONFIG", la_dkv, la.linear_attention_triton, inputs, True, tol, label)
+    if args.out:
+        atomic_write_text(args.out, "\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
