@@ -362,14 +362,18 @@ def sweep(plan: Plan, stored: dict | None) -> int:
         print(f"\ninterrupted: continue with  python sweeps/run.py --resume --storage {plan.storage}", file=sys.stderr)
         return 130
     report = write_report(plan.storage)
-    print(f"\n{report}\n{ending(plan, time.time() - start)}")
+    print(f"\n{report}\n{ending(plan, time.time() - start, ended)}")
     return 0
 
 
-def ending(plan: Plan, wall_s: float) -> str:
-    """What a finished sweep tells its user last: where things are, and what to run next."""
+def ending(plan: Plan, wall_s: float, ended: str = "complete") -> str:
+    """What a finished sweep tells its user last: where things are, and what to run next. A sweep
+    that its time budget ended says so first: its tables are partial."""
     here = f"python sweeps/run.py --task {plan.task}"
     nxt = [f"python -m analysis.export {plan.storage} --all        # the best checkpoint of every pair"]
+    if ended == "budget":
+        nxt.insert(0, f"python sweeps/run.py --resume --storage {plan.storage}   # the time budget ran out "
+                      "before every trial ended: these tables are partial")
     if plan.task == "dfa":
         nxt.append(f"python -m analysis.generate {plan.storage}/exports/<export> --num-dfas 50   # checked against each DFA")
     if plan.preset in ("cpu", "smoke"):  # a laptop's look: the GPU budget comes next

@@ -287,6 +287,9 @@ def test_the_cpu_default_preset_gives_the_transformer_its_jump_and_a_time_budget
     assert "--preset regbench" in sweep_run.ending(plan, 1) and "--preset paper" not in sweep_run.ending(plan, 1)
     plan.preset = "regbench"                                   # already the GPU budget: nothing to suggest
     assert "--preset" not in sweep_run.ending(plan, 1)
+    assert "--resume" not in sweep_run.ending(plan, 1)
+    cut = sweep_run.ending(plan, 1, "budget").splitlines()     # the budget ran out: partial, and how to go on
+    assert cut[2].strip().startswith(f"python sweeps/run.py --resume --storage {plan.storage}") and "partial" in cut[2]
 
 
 def sweep_output(storage, tty: bool) -> str:

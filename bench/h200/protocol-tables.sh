@@ -3,7 +3,8 @@
 #   bash bench/h200/protocol-tables.sh <task> <original|original-size|paper> <seconds> [run.py flags]
 # Each call runs (or continues) results/<task>-<preset> in /tmp for at most <seconds>, then writes
 # its report and packs the records and states (no TensorBoard) into $OUT; the next call
-# carries the archive back in (untar it at the same place first) and runs with --resume.
+# carries the archive back in (untar it at the same place first) and runs with --resume. A searched
+# preset's chosen configurations then run with seeds 1 and 2 (sweeps/reseed.py) in the time left.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 task=$1 preset=$2 seconds=$3; shift 3
@@ -16,6 +17,17 @@ start=$(date +%s)
 python3 sweeps/run.py --task "$task" --preset "$preset" --storage "$S" --time-budget "$seconds" "${resume[@]}" "$@" \
   > "$OUT/sweep-$task-$preset.log" 2>&1; echo "sweep rc $? after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
 tail -n 12 "$OUT/sweep-$task-$preset.log"
+# a searched table (not `original`, whose seeds are its trials) gets its chosen configurations
+# again with seeds 1 and 2 once its sweep is complete, in the time left (reseed.py resumes too)
+left=$(( seconds - ($(date +%s) - start) ))
+if [ "$preset" != original ] && ! grep -q "the time budget ran out" "$OUT/sweep-$task-$preset.log"; then
+  if [ $left -ge 60 ]; then
+    python3 sweeps/reseed.py "$S" --seeds 1,2 --time-budget $left > "$OUT/reseed-$task-$preset.log" 2>&1
+    echo "reseed rc $? in $left s or less" | tee -a "$OUT/wall.txt"; tail -n 5 "$OUT/reseed-$task-$preset.log"
+  else
+    echo "reseeds left for the next call ($left s left)" | tee -a "$OUT/wall.txt"
+  fi
+fi
 timeout 60 python3 -m analysis.report "$S" > /dev/null 2>&1
 tar --exclude='tb' -czf "$OUT/$task-$preset.tar.gz" -C /tmp/protocol "$task-$preset"
 cp "$S/table.md" "$OUT/table-$task-$preset.md" 2>/dev/null
