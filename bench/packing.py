@@ -83,6 +83,21 @@ def worker(rank: int, opts: dict, barrier, results) -> None:
         results.put({"rank": rank, "error": traceback.format_exc()})
 
 
+def regbench_shape(name: str, length: int, cpu: bool) -> dict:
+    """A trial at RegBench's shape: the model at the paper's best size, its optimiser settings."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from regbench_steps import BATCH, VOCAB, model_config
+    cfg = model_config(name, cpu)
+    return {"model": cfg["model"], "optim": cfg["optim"], "grad_clip": cfg["train"]["grad_clip"],
+            "vocab": VOCAB, "length": 16 if cpu else length, "batch": BATCH}
+
+
+def describe(shape: dict) -> str:
+    m = shape["model"]
+    return (f"{m['n_layers']} x {m['d_model']}, batch {shape['batch']}, length {shape['length']}"
+            + (", bf16 autocast" if shape.get("bf16") else ""))
+
+
 def run_row(n: int, opts: dict) -> dict:
     """N processes at once; their summed steps/s, the card and why a step was not graph-captured."""
     ctx = mp.get_context("spawn")  # fresh interpreters, as Ray's workers are
@@ -123,6 +138,11 @@ def parse_args(argv):
     p.add_argument("--procs", default=None, help="comma-separated process counts (default 1,4,16; --cpu: 1,2)")
     p.add_argument("--seconds", type=float, default=None, help="timed stepping per row (default 20; --cpu: 2)")
     p.add_argument("--model", default="transformer")
+    p.add_argument("--regbench", action="store_true",
+                   help="the model at RegBench's shape instead: the paper's best size (bench/regbench_steps.py), "
+                        "length --length, batch 32")
+    p.add_argument("--length", type=int, default=1000, help="sequence length with --regbench")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast steps, as train.precision=bf16")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--graph", action="store_true", help="graph-captured steps only (default: both)")
     mode.add_argument("--eager", action="store_true", help="eager steps only (default: both)")
@@ -166,6 +186,11 @@ def main(argv=None) -> int:
               f"stop it first (echo quit | {mps.BINARY})", file=sys.stderr)
         return 2
 
+    shapes = None
+    if args.regbench or args.bf16:
+        shapes = [regbench_shape(args.model, args.length, args.cpu) if args.regbench else
+                  {"model": {"name": args.model, "d_model": 64, "n_layers": 2}, "vocab": 20, "length": 31, "batch": 32}]
+        shapes[0]["bf16"] = args.bf16
     modes = ["eager"] if args.cpu or args.eager else ["graph"] if args.graph else ["eager", "graph"]
     rows, notes, card = [], [], "CPU"
     for use_mps in ([False, True] if args.mps else [False]):
@@ -175,7 +200,8 @@ def main(argv=None) -> int:
         try:
             for mode in modes:
                 for n in args.procs:
-                    opts = {"model": args.model, "graph": mode == "graph", "seconds": args.seconds, "cpu": args.cpu}
+                    opts = {"model": args.model, "graph": mode == "graph", "seconds": args.seconds, "cpu": args.cpu,
+                            "shapes": shapes}
                     r = run_row(n, opts)
                     card = r["card"]
                     note = f"{mode} rows stepped eagerly: {r['why']}"
@@ -189,7 +215,8 @@ def main(argv=None) -> int:
 
     command = shlex.join(["python"] + (sys.argv if argv is None else ["bench/packing.py", *argv]))
     lines = [f"# Packing: {card}, {datetime.date.today()}", "", f"`{command}`", "",
-             f"{args.model}, d_model 64, 2 layers, batch 32, length 31; {args.seconds:g} s of stepping per row, "
+             f"{args.model}, {describe(shapes[0]) if shapes else 'd_model 64, 2 layers, batch 32, length 31'}; "
+             f"{args.seconds:g} s of stepping per row, "
              "all processes of a row at once; steps/s summed over the processes." + (
                  " CPU plumbing check, not a measurement." if args.cpu else ""), "",
              "| mode | MPS | procs | total steps/s | per-proc steps/s | vs N=1 |" + (" vs MPS off |" if args.mps else ""),

@@ -14,8 +14,8 @@ where steps per epoch = size // batch; evaluation (validation and test, forward 
 a third of a training step per batch of held-out examples; and E[epochs per trial] is ASHA's
 expectation when a fraction 1/rf of the trials passes each rung (rungs at grace x rf^k): the
 first rung's epochs for every trial, each later stretch for the share that got there. It is an
-estimate of one trial at a time on one GPU: trials packed side by side may go faster where one
-trial leaves the GPU idle (measure with bench/packing.py), the searched sizes differ from the
+estimate of one trial at a time on one GPU unless ``--packing R`` gives the throughput of packed
+trials over one alone (``bench/packing.py --regbench --mps``): the searched sizes differ from the
 paper's (the steps table times the centre of each search), and ``stop_when_perfect`` ends some
 trials early. Printed: a table (rows models, columns sizes) of GPU-minutes, each model's total,
 and the total against ``--budget``.
@@ -89,7 +89,7 @@ def budget_table(ms: dict[str, float], plan: dict, budget: float | None) -> list
         grand += sum(cells)
         rows.append(f"| {m} | {ms[m]:.2f} | " + " | ".join(f"{c:.1f}" for c in cells) + f" | {sum(cells):.1f} |")
     missing = [m for m in (plan["models"] or []) if m not in ms]
-    rows += ["", f"total: {grand:.1f} GPU-minutes (one trial at a time)"
+    rows += ["", f"total: {grand:.1f} GPU-minutes"
              + (f" against a budget of {budget:g}: {grand / budget:.1f}x" if budget else "")]
     if missing:
         rows.append(f"no step time for: {', '.join(missing)}")
@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=None, help="comma-separated training sizes (default: the preset's)")
     p.add_argument("--models", default=None, help="comma-separated (default: the preset's)")
     p.add_argument("--budget", type=float, default=120, help="GPU-minutes to compare against (issue 29: 120)")
+    p.add_argument("--packing", type=float, default=1.0,
+                   help="throughput of trials packed on one GPU over one trial alone (bench/packing.py --regbench): "
+                        "GPU-minutes are divided by it")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     try:
@@ -115,13 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:  # a missing table, an unknown preset, a bad --sizes
         print(f"error: {e}".splitlines()[0], file=sys.stderr)
         return 2
+    if not args.packing >= 1:
+        print(f"error: --packing is a throughput ratio of at least 1, got {args.packing:g}", file=sys.stderr)
+        return 2
+    ms = {m: v / args.packing for m, v in ms.items()}
     plan.update({k: v for k, v in (("epochs", args.epochs), ("samples", args.samples)) if v is not None},
                 sizes=sizes, models=args.models.split(",") if args.models else plan["models"])
     if not ms or not sizes or plan["epochs"] < 1 or plan["samples"] < 1 or min(sizes) < BATCH:
         print(f"error: nothing to plan (no {args.precision} rows in {args.steps}, or no sizes, epochs or samples)",
               file=sys.stderr)
         return 2
-    lines = [f"# RegBench sweep budget from {Path(args.steps).name} ({args.precision})", ""] + budget_table(
+    lines = [f"# RegBench sweep budget from {Path(args.steps).name} ({args.precision}"
+             + (f", ms/step divided by packing {args.packing:g}" if args.packing != 1 else "") + ")", ""] + budget_table(
         ms, plan, args.budget)
     print("\n".join(lines))
     if args.out:

@@ -45,3 +45,15 @@ def test_budget_of_the_regbench_preset_from_a_steps_table(tmp_path, capsys):
     assert rb.main([str(tmp_path / "missing.md")]) == 2
     assert rb.main([str(steps), "--precision", "tf32"]) == 2
     assert capsys.readouterr().err.count("error: ") == 2
+
+
+def test_packed_trials_divide_the_minutes(tmp_path, capsys):
+    steps = tmp_path / "steps.md"
+    steps.write_text(STEPS)
+    out = tmp_path / "budget.md"
+    assert rb.main([str(steps), "--models", "transformer", "--sizes", "40000", "--packing", "2.5", "--out", str(out)]) == 0
+    want = 8 * (3 + 2 + 11 / 9) * (1250 + 1000 / 32 / 3) * 0.010 / 2.5 / 60
+    text = out.read_text()
+    assert "divided by packing 2.5" in text and f"| transformer | 4.00 | {want:.1f} | {want:.1f} |" in text
+    assert rb.main([str(steps), "--packing", "0.5"]) == 2
+    assert "--packing is a throughput ratio" in capsys.readouterr().err

@@ -184,6 +184,16 @@ def test_packing_cpu_table(tmp_path):
     assert all(float(r[3]) > 0 for r in rows) and rows[0][5].strip() == "1.00x"
 
 
+def test_packing_at_the_regbench_shape_says_its_shape(tmp_path):
+    # --regbench: the model at the paper's size (1 x 16 on a CPU), bf16 autocast steps
+    out = tmp_path / "packing.md"
+    proc = subprocess.run([sys.executable, "bench/packing.py", "--cpu", "--regbench", "--bf16", "--model", "mamba",
+                           "--procs", "1", "--seconds", "0.3", "--out", str(out)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "mamba, 1 x 16, batch 32, length 16, bf16 autocast;" in out.read_text()
+
+
 def test_packing_refuses_mps_on_cpu():
     proc = subprocess.run([sys.executable, "bench/packing.py", "--cpu", "--mps"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
