@@ -304,3 +304,70 @@ def test_every_registered_mixer_is_named_in_the_readme_and_the_analysis():
     section = readme[readme.index("## Models and kernels"):readme.index("## Layout")]
     assert [m for m in MIXERS if f"`{m}`" not in section] == []
     assert [m for m in MIXERS if m not in MODEL_NAMES] == []
+
+
+class _OriginalComplexScan(torch.autograd.Function):
+    """The original's complex_rnn.py kernel pair, written out in torch: the forward scan, and the
+    backward reading grad_output from each tensor's start as if it were contiguous (L * C, C, 1)."""
+
+    @staticmethod
+    def forward(ctx, vr, vi, fr, fi):
+        h, hs = torch.zeros_like(vr[:, 0], dtype=torch.complex64), []
+        for t in range(vr.shape[1]):
+            h = torch.complex(fr[:, t], fi[:, t]) * h + torch.complex(vr[:, t], vi[:, t])
+            hs.append(h)
+        h = torch.stack(hs, 1)
+        ctx.save_for_backward(fr, fi, h)
+        return h.real.contiguous(), h.imag.contiguous()
+
+    @staticmethod
+    def backward(ctx, gr, gi):
+        fr, fi, h = ctx.saved_tensors
+        B, L, C = fr.shape
+        gr = torch.as_strided(gr, (B, L, C), (L * C, C, 1), gr.storage_offset())
+        gi = torch.as_strided(gi, (B, L, C), (L * C, C, 1), gi.storage_offset())
+        f = torch.complex(fr, fi)
+        gh, dv, df = torch.zeros_like(h[:, 0]), torch.zeros_like(h), torch.zeros_like(h)
+        for t in range(L - 1, -1, -1):
+            gh = gh + torch.complex(gr[:, t], gi[:, t])
+            dv[:, t] = gh
+            df[:, t] = gh * (h[:, t - 1].conj() if t > 0 else 0)
+            gh = gh * f[:, t].conj()
+        return dv.real, dv.imag, df.real, df.imag
+
+
+def test_the_original_lru_gradient_is_its_kernels():
+    """grad="original": the same outputs as grad="exact", and the parameter gradients of the
+    original's LRULayer (in_proj, chunk, complex_scan on (Re, Im), cat, SiLU gate, LayerNorm,
+    out_proj) with its Triton kernel's backward, not the exact ones."""
+    from seqicl.models.lru import LRU
+    torch.manual_seed(0)
+    d, B, L = 8, 3, 7
+    m = LRU(d, block="original", grad="original").eval()
+    exact = LRU(d, block="original").eval()
+    exact.load_state_dict(m.state_dict())
+    x, g = torch.randn(B, L, d), torch.randn(B, L, d)
+
+    def original(x):
+        v, o = m.proj(x).chunk(2, dim=-1)
+        vr, vi = v.chunk(2, dim=-1)
+        gamma, mod, theta = m.gamma_log.exp(), torch.exp(-m.nu_log.exp()), m.theta_log.exp()
+        fr, fi = (mod * torch.cos(theta)).expand(B, L, d).contiguous(), (mod * torch.sin(theta)).expand(B, L, d).contiguous()
+        hr, hi = _OriginalComplexScan.apply(gamma * vr, gamma * vi, fr, fi)
+        return m.out(m.norm(torch.cat([hr, hi], dim=-1) * torch.nn.functional.silu(o)))
+
+    names, params = zip(*m.named_parameters())
+    want_y = original(x)
+    want = dict(zip(names, torch.autograd.grad((want_y * g).sum(), params)))
+    y = m(x)
+    got = dict(zip(names, torch.autograd.grad((y * g).sum(), params)))
+    torch.testing.assert_close(y, want_y, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(exact(x), want_y, rtol=1e-4, atol=1e-5)
+    for name in names:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-5, msg=lambda s: f"{name}: {s}")
+    right = dict(zip(names, torch.autograd.grad((exact(x) * g).sum(), list(exact.parameters()))))
+    torch.testing.assert_close(right["out.weight"], got["out.weight"])  # after the read-out: exact
+    for name in ("nu_log", "theta_log", "gamma_log", "proj.weight"):  # through the scan: not
+        assert not torch.allclose(right[name], got[name], rtol=1e-2, atol=1e-4), name
+    with pytest.raises(ValueError, match="LRU grad must be exact"):
+        LRU(4, grad="original")

@@ -18,7 +18,15 @@ real projection gives v (2n: [Re; Im] of the scan's input) and a gate o (2n); th
 
     h_t = lambda * h_{t-1} + gamma * v_t,   y = out(LayerNorm(dropout([Re h; Im h] * silu(o))))
 
-with no complex C, no Re(.) read-out and no skip D."""
+with no complex C, no Re(.) read-out and no skip D.
+
+``grad="original"`` (block original only): the gradient the original's training applied. Its Triton
+scan (scan_triton/complex_rnn.py) takes the gradients of Re h and Im h as they come out of
+torch.cat's backward, strided (L * 2n, 2n, 1) views of one (B, L, 2n) tensor G, and reads them as
+if contiguous (L * n, n, 1) from each view's start: for Re h[b, t, c] it reads G's flat element
+(b L + t) n + c, for Im h[b, t, c] the element n + (b L + t) n + c. The rest of its backward is
+exact, so the scan, in_proj's v half, nu, theta and gamma got gradients from the wrong time
+steps and batch rows. The forward is the same as grad="exact"."""
 from __future__ import annotations
 
 import math
@@ -37,11 +45,14 @@ class LRU(nn.Module):
     needs_positions = False
 
     def __init__(self, d_model: int, layer_idx: int = 0, d_state: int | None = None, r_min: float = 0.9,
-                 r_max: float = 0.999, max_phase: float = 2 * math.pi, dropout: float = 0.0, block: str = "paper"):
+                 r_max: float = 0.999, max_phase: float = 2 * math.pi, dropout: float = 0.0, block: str = "paper",
+                 grad: str = "exact"):
         super().__init__()
         if block not in ("paper", "original"):
             raise ValueError(f"LRU block must be paper or original, got {block!r}")
-        self.block = block
+        if grad not in ("exact", "original") or (grad == "original" and block != "original"):
+            raise ValueError(f"LRU grad must be exact, or original with block original, got {grad!r} with {block!r}")
+        self.block, self.grad_mode = block, grad
         n = d_state or d_model
         u1, u2 = torch.rand(n), torch.rand(n)
         nu = -0.5 * torch.log(u1 * (r_max ** 2 - r_min ** 2) + r_min ** 2)  # -log|lambda|
@@ -69,10 +80,28 @@ class LRU(nn.Module):
         lam_re, lam_im = torch.view_as_real(lam).unbind(-1)
         if self.block == "original":
             v, o = self.proj(xf).split(2 * n, dim=-1)
-            h = complex_scan(lam_re, lam_im, v.unflatten(-1, (2, n)) * self.gamma_log.exp())
-            return self.out(self.norm(self.drop(h.flatten(-2) * F.silu(o))).to(x.dtype))
+            h = complex_scan(lam_re, lam_im, v.unflatten(-1, (2, n)) * self.gamma_log.exp()).flatten(-2)
+            if self.grad_mode == "original":
+                h = _OriginalScanGrad.apply(h)
+            return self.out(self.norm(self.drop(h * F.silu(o))).to(x.dtype))
         # (B, L, 2, n): real and imaginary parts of gamma * (B x_t), gamma broadcast over both
         bx = F.linear(xf, self.b).unflatten(-1, (2, n)) * self.gamma_log.exp()
         h = complex_scan(lam_re, lam_im, bx)
         y = F.linear(h.flatten(-2), self.c) + xf * self.skip  # Re(C h) + D x
         return self.out(self.drop(F.gelu(y)).to(x.dtype))
+
+
+class _OriginalScanGrad(torch.autograd.Function):
+    """Identity on [Re h | Im h] (B, L, 2n); backward hands on the gradient as the original's
+    complex-scan kernel read it (module docstring, grad="original")."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor) -> torch.Tensor:
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        b, length, two_n = g.shape
+        n, rows = two_n // 2, b * length
+        flat = g.contiguous().view(-1)
+        return torch.cat([flat[: rows * n].view(b, length, n), flat[n: n + rows * n].view(b, length, n)], dim=-1)
