@@ -403,7 +403,7 @@ def test_the_original_preset_runs_its_seeds_side_by_side(tmp_path):
 def test_original_size_searches_lr_decay_and_schedule_at_the_originals_size(tmp_path):
     plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", "associative_recall", "--preset", "original-size",
                                                         "--storage", str(tmp_path / "s")]))
-    assert plan.seeds == [] and plan.num_samples == 64 and plan.grace_period == 50
+    assert plan.seeds == [] and plan.num_samples == 32 and plan.grace_period == 50
     for name, e in plan.experiments.items():
         assert sorted(e.space) == ["optim.lr", "optim.schedule", "optim.weight_decay"], name
         assert list(e.space["optim.schedule"].args) == ["linear", "timm_cosine", "cosine"]
