@@ -3,7 +3,8 @@
 #   bash bench/h200/protocol-tables.sh <task> <original|original-size|paper> <seconds> [run.py flags]
 # Each call runs (or continues) results/<task>-<preset> in /tmp for at most <seconds>, then writes
 # its report and packs the records and states (no TensorBoard) into $OUT; the next call
-# carries the archive back in (untar it at the same place first) and runs with --resume. A searched
+# carries the archive back in (untar it at the same place first) and runs with --resume; on a
+# machine still warm the folder is still in /tmp and the call resumes from it. A searched
 # preset's chosen configurations then run with seeds 1 and 2 (sweeps/reseed.py) in the time left.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
@@ -29,5 +30,8 @@ if [ "$preset" != original ] && ! grep -q "the time budget ran out" "$OUT/sweep-
   fi
 fi
 timeout 60 python3 -m analysis.report "$S" > /dev/null 2>&1
+# the summary (records, tables, settings) always fits the device tool's 16 MiB; the full folder
+# (trial checkpoints, needed to --resume on a fresh machine) only while it is small
+tar --exclude="$task-$preset/$task" -czf "$OUT/$task-$preset-summary.tar.gz" -C /tmp/protocol "$task-$preset"
 tar --exclude='tb' -czf "$OUT/$task-$preset.tar.gz" -C /tmp/protocol "$task-$preset"
 cp "$S/table.md" "$OUT/table-$task-$preset.md" 2>/dev/null
