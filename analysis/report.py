@@ -77,6 +77,12 @@ def seed_stats(best: Trial | None, reseeds: list[Trial], with_range: bool = Fals
     return {"seed_mean": mean, "seed_std": std, "seed_n": len(values), "seed_cut": cut, **span}
 
 
+def cut_by_budget(t: Trial) -> bool:
+    """A trial the sweep's time budget ended before its last epoch, as seqicl before 2026-12-06 recorded
+    it ("stopped", never continued): not counted as stopped early by ASHA."""
+    return t.status == "stopped" and (t.reason or "").startswith("the time budget")
+
+
 def summarize(trials: list[Trial]) -> list[dict]:
     """One row per (task, training size, model): the best trial's numbers and the trial counts.
     Only searched trials compete; re-runs of the chosen config give the seed statistics."""
@@ -87,7 +93,8 @@ def summarize(trials: list[Trial]) -> list[dict]:
     rows = []
     for (task, size, model), ts in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], model_order([kv[0][2]]))):
         best = best_trial(ts)
-        count = {s: sum(t.status == s for t in ts) for s in ("finished", "stopped", "diverged", "errored")}
+        count = {s: sum(t.status == s and not cut_by_budget(t) for t in ts)
+                 for s in ("finished", "stopped", "diverged", "errored")}
         # one configuration once per seed (--seeds: nothing sampled): every seed is a run of it
         seed_runs = len(ts) > 1 and not any(t.params for t in ts)
         others = [t for t in ts if t is not best] if seed_runs else []
@@ -370,7 +377,14 @@ def write_report(root: str | Path) -> str:
     md = f"# seqicl results: {title}\n\n" + markdown(rows, load_generations(root), failed)
     running = sum(t.status == "running" for t in trials)
     if running:
-        md += f"\n{running} trial(s) still running or interrupted: counted with their best epoch so far.\n"
+        md += (f"\n{running} trial(s) still running, or cut by the time budget or an interrupted driver "
+               f"(`--resume` continues them): counted with their best epoch so far.\n")
+    cut = [t for t in trials if cut_by_budget(t)]
+    if cut:
+        names = ", ".join(f"{t.model} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)" for t in cut)
+        md += (f"\n{len(cut)} trial(s) cut by the sweep's time budget before their last epoch and recorded as "
+               f"stopped, so that `--resume` never continued them (seqicl before 2026-12-06); counted with "
+               f"their best epoch so far, not as stopped early: {names}.\n")
     if results.skipped:
         md += "\n## Unreadable trial records (left out)\n\n" + "".join(f"- {line}\n" for line in results.skipped)
     from .curves import plot_learning_curves, plot_search_progress  # matplotlib only when a report is written

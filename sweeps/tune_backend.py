@@ -369,18 +369,13 @@ class Keeper:
     def record(self, trial: str) -> RunRecord:
         return RunRecord(trial_dir(self.exp_dir, trial))
 
-    def finish(self, trial: str, status: str, reason: str | None, config: dict | None = None,
-               keep_to_state: bool = False) -> None:
+    def finish(self, trial: str, status: str, reason: str | None, config: dict | None = None) -> None:
         """The record's final status (a trial that failed before training gets a record here,
-        so it is listed), then the source is told, record first. ``keep_to_state``: the trial
-        was cut off between saved states, so its record keeps the epochs up to its last state
-        (those its best.pt and state.pt belong to)."""
+        so it is listed), then the source is told, record first."""
         record = self.record(trial)
         try:
             if not record.exists() and config is not None:
                 record.start(config["cfg"], {}, 0, "unknown", {"trial": trial, "sampled": config["sampled"]})
-            if keep_to_state:
-                record.truncate(record.status().get("epochs", 0))
             rows = record.epochs()
             if record_status(self.exp_dir, trial) != status:
                 record.set_status(status, reason)
@@ -388,6 +383,18 @@ class Keeper:
             rows = []
         self.source.tell(trial, status, rows[-1].get("best_val") if rows else None)
         self.told.add(trial)
+
+    def cut(self, trial: str, reason: str) -> None:
+        """A trial the sweep's time budget ended between saved states. Its record keeps the epochs
+        up to its last state and stays "running", and the source is not told: `--resume` continues
+        it from that state, as it does a trial whose driver died (seqicl before 2026-12-06 told the
+        search it had ended, so a resumed sweep never trained it further)."""
+        record = self.record(trial)
+        try:
+            record.truncate(record.status().get("epochs", 0))
+            record.set_status("running", reason)
+        except RecordError:
+            pass
 
     def ended(self, config: dict, died: bool, why: str | None = None) -> None:
         trial = config["trial"]
@@ -465,7 +472,7 @@ def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: in
         return "complete"
     if time_budget_s is not None and time.time() - started >= time_budget_s:
         for keeper, trial in untold:
-            keeper.finish(trial, "stopped", f"the time budget of {time_budget_s:g} s ran out", keep_to_state=True)
+            keeper.cut(trial, f"the time budget of {time_budget_s:g} s ran out: --resume continues it")
         return "budget"
     return "interrupted"
 

@@ -66,6 +66,16 @@ def test_report_files_and_cli(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_trials_cut_by_the_time_budget_are_named_not_counted_as_stopped_early(tmp_path):
+    fake_trial(tmp_path, "lstm", "asha", [(1, 0.2, 0.2), (2, 0.3, 0.3)])              # ASHA stopped at 2
+    cut = fake_trial(tmp_path, "lstm", "cut", [(e, 0.1 * e, 0.1 * e) for e in range(1, 8)])
+    RunRecord(cut).set_status("stopped", "the time budget of 500 s ran out")
+    md = write_report(tmp_path)
+    row = json.loads((tmp_path / "table.json").read_text())[0]
+    assert row["stopped"] == 1 and row["finished"] == 0 and row["trials"] == 2 and row["test"] == pytest.approx(0.7)
+    assert "1 trial(s) cut by the sweep's time budget" in md and "lstm cut (7 of 10 epochs)" in md
+
+
 def test_seed_statistics_and_the_original_numbers(tmp_path):
     fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5)])
     fake_trial(tmp_path, "lstm", "b", [(1, 0.9, 0.8)])                 # the chosen trial: test 0.8

@@ -195,3 +195,24 @@ def test_sigterm_stops_the_driver_and_everything_it_started_and_the_sweep_resume
     assert done.returncode == 0, done.stderr[-2000:]
     assert [t.trial_id for t in load_trials(storage)] == ["0000", "0001"]
     assert epochs_on_disk(storage, "0000") == list(range(1, load_trials(storage)[0].epochs_run + 1))
+
+
+def test_a_trial_cut_by_the_time_budget_is_continued_by_resume_to_its_last_epoch(tmp_path):
+    # one trial far longer than the budget: the budget cuts it mid-run, and --resume must train it
+    # on from its last state (it used to be told to the search as ended and never trained again)
+    storage = tmp_path / "sweep"
+    long_trial = [*SWEEP, "train.epochs=150", "train.state_every=5", "optim.warmup_frac=0", "--num-samples", "1"]
+    run = lambda *extra: subprocess.run([sys.executable, "sweeps/run.py", *long_trial, "--storage", str(storage), *extra],
+                                        cwd=ROOT, env=HEALTHY, capture_output=True, text=True, timeout=900)
+    cut = run("--time-budget", "30")
+    assert cut.returncode == 0 and "tables are partial" in cut.stdout, cut.stdout[-2000:] + cut.stderr[-2000:]
+    status = json.loads((storage / "induction" / "lstm" / "trials" / "0000" / "status.json").read_text())
+    kept = epochs_on_disk(storage, "0000")
+    assert status["status"] == "running" and "time budget" in status["reason"], status
+    assert 0 < len(kept) < 150 and kept == list(range(1, len(kept) + 1)) and status["epochs"] == len(kept)
+    assert "still running, or cut by the time budget" in (storage / "table.md").read_text()
+    done = run("--resume")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    [trial] = load_trials(storage)
+    assert trial.status == "finished" and trial.epochs_run == 150
+    assert epochs_on_disk(storage, "0000") == list(range(1, 151))
