@@ -15,7 +15,9 @@ Sources must have run the same settings: the same preset, and where two sources 
 experiment, the same composed config and search space (their ``sweep.json``); otherwise the merge
 stops with one line and writes nothing. OUT may be one of the sources if it holds no trial
 folders (a committed, compact folder); it gets ``trials.jsonl.gz``, ``sweep.json`` (when every
-source has one), ``merged.json`` (which experiment came from where) and the report's tables.
+source has one), ``merged.json`` (which experiment came from where), each export's generation
+summaries (``exports/<name>/generation*``, the last source's where two have one; no checkpoints)
+and the report's tables.
 """
 from __future__ import annotations
 
@@ -122,9 +124,30 @@ def merge(out: Path, sources: list[Path], title: str | None = None) -> dict:
         atomic_write_text(out / "sweep.json", json.dumps(merged_settings([s for _, s in settings], title), indent=1))
     else:
         (out / "sweep.json").unlink(missing_ok=True)  # a stale one would name settings not merged
+    provenance["generations"] = copy_generations(out, sources)
     atomic_write_text(out / "merged.json", json.dumps(provenance, indent=1) + "\n")
     write_report(out)
     return provenance
+
+
+def copy_generations(out: Path, sources: list[Path]) -> dict[str, str]:
+    """The generation summaries of every export (``exports/<name>/generation*``, no checkpoints),
+    a later source's replacing an earlier one's of the same export name; returns name -> source."""
+    latest: dict[str, Path] = {}
+    for source in sources:
+        for folder in sorted(p for p in (source / "exports").glob("*") if p.is_dir()):
+            if any(folder.glob("generation*")):
+                latest[folder.name] = folder
+    for name, folder in latest.items():
+        target = out / "exports" / name
+        if target.resolve() == folder.resolve():
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for stale in target.glob("generation*"):
+            stale.unlink()
+        for f in sorted(folder.glob("generation*")):
+            atomic_write_text(target / f.name, f.read_text())
+    return {name: str(folder.parent.parent) for name, folder in sorted(latest.items())}
 
 
 def merged_settings(settings: list[dict], title: str) -> dict:

@@ -91,3 +91,25 @@ def test_bad_arguments_get_one_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "analysis.merge", str(tmp_path / "out")], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+SUMMARY = {"num_dfas": 50, "decoding": "greedy", "samples": 1, "acceptance": 0.5, "ended": 0.9, "unterminated": 0.1,
+           "mean_length": 24.5, "context_length": 25.0, "distinct": None, "novel": 0.7, "novel_accepted": 0.6, "empty": 0.0}
+
+
+def test_generation_summaries_come_along_the_later_source_winning_and_no_checkpoint(tmp_path):
+    old, new, out = tmp_path / "old", tmp_path / "new", tmp_path / "merged"
+    fake_trial(old, "lstm", "0000", [(10, 0.5, 0.40)])
+    fake_trial(new, "gilr", "0000", [(10, 0.7, 0.70)])
+    for source, name, accept in ((old, "dfa-lstm-n40000", 0.5), (old, "dfa-gilr-n40000", 0.1), (new, "dfa-gilr-n40000", 0.9)):
+        folder = source / "exports" / name
+        folder.mkdir(parents=True)
+        (folder / "generation-greedy.json").write_text(json.dumps({**SUMMARY, "acceptance": accept}))
+        (folder / "model.pt").write_bytes(b"weights")
+    (old / "exports" / "dfa-gilr-n40000" / "generation-T1.json").write_text(json.dumps(SUMMARY))  # the newer has none
+    assert merge_main([str(out), str(old), str(new)]) == 0
+    got = {p.relative_to(out / "exports").as_posix() for p in (out / "exports").rglob("*") if p.is_file()}
+    assert got == {"dfa-lstm-n40000/generation-greedy.json", "dfa-gilr-n40000/generation-greedy.json"}
+    assert json.loads((out / "exports" / "dfa-gilr-n40000" / "generation-greedy.json").read_text())["acceptance"] == 0.9
+    assert json.loads((out / "merged.json").read_text())["generations"]["dfa-gilr-n40000"] == str(new)
+    assert "| dfa-gilr-n40000 | 50 x 1 | greedy | 90.0 |" in (out / "table.md").read_text()
