@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# On the card (issue 29): one slice of the RegBench learning curve, resumable on a warm machine,
+# then, once the slice is complete, export and generation from its 40k winners.
+#   bash bench/h200/regbench-slice.sh <name> <seconds> [run.py flags: --models, --num-examples, overrides]
+# e.g. bash bench/h200/regbench-slice.sh transformer-40k 540 --models transformer --num-examples 40000 train.precision=bf16
+# A device machine keeps /tmp only while it stays warm, and a trial's states (hundreds of MB at
+# these sizes) cannot travel back, so a slice must end within one session: call again with the same
+# name (on the still-warm machine) to resume it. $OUT gets the slice's summary (records, tables,
+# settings, generation summaries; no checkpoints), which `python -m analysis.merge` joins with the
+# other slices here. The export of a 40k winner is named dfa-<model>-n40000 in every slice.
+set -u
+OUT=${OUT:-h200-out}; mkdir -p "$OUT"
+name=$1 seconds=$2; shift 2
+export PYTHONUNBUFFERED=1 SEQICL_CACHE=${SEQICL_CACHE:-/tmp/seqicl-cache}
+W=${WORK:-/tmp/regbench}; S=$W/$name; size=${SIZE:-40000}   # the size whose winners are exported
+(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"; date) | tee "$OUT/card.txt"
+mkdir -p "$W"
+resume=(); [ -f "$S/sweep.json" ] && resume=(--resume)
+start=$(date +%s)
+python3 sweeps/run.py --task dfa --preset regbench --storage "$S" --time-budget "$seconds" "${resume[@]}" "$@" \
+  > "$OUT/sweep-$name.log" 2>&1; echo "sweep rc $? after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
+grep -E "^\[|progress|done|left" "$OUT/sweep-$name.log" | tail -n 16
+if grep -q "the time budget ran out" "$OUT/sweep-$name.log"; then
+  echo "slice not complete: call again with the same name to resume it" | tee -a "$OUT/wall.txt"
+else
+  # the 40k winner of every model in the slice: export, then greedy and T=1 generation on 100 held-out DFAs
+  models=$(python3 -c "import json,sys; print(' '.join(sorted({e.split('-n')[0] for e in json.load(open(sys.argv[1]))['defining']['experiments'] if e.endswith('-n'+sys.argv[2])})))" "$S/sweep.json" "$size")
+  for m in $models; do
+    e=$S/exports/dfa-$m-n$size
+    [ -f "$e/generation-greedy.json" ] && continue
+    timeout 120 python3 -m analysis.export "$S" --task dfa --model "$m" --num-train "$size" --out "$e" >> "$OUT/export-$name.log" 2>&1 \
+      && timeout 300 python3 -m analysis.generate "$e" --num-dfas 100 --samples 4 --seed 0 >> "$OUT/generate-$name.log" 2>&1
+    echo "$m: export and generation rc $? ($(( $(date +%s) - start )) s in)" | tee -a "$OUT/wall.txt"
+  done
+fi
+timeout 120 python3 -m analysis.report "$S" > /dev/null 2>&1
+tar -czf "$OUT/$name-summary.tar.gz" --exclude="$name/dfa" --exclude='*.pt' -C "$W" "$name"
+cp "$S/table.md" "$OUT/table-$name.md" 2>/dev/null
