@@ -63,7 +63,7 @@ def seed_stats(best: Trial | None, reseeds: list[Trial], with_range: bool = Fals
     values = [best.test_at_best] + [r.test_at_best for r in done.values()] \
         if best is not None and best.test_at_best is not None else []
     short: dict[int, Trial] = {}
-    for r in sorted((r for r in mine if not complete(r) and r.status in ("finished", "stopped")
+    for r in sorted((r for r in mine if not complete(r) and r.status in ("finished", "stopped", "running")
                      and r.seed not in done), key=lambda r: r.epochs_run):
         short[r.seed] = r  # the longest of each seed
     cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": full, "seed": r.seed}

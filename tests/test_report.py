@@ -76,6 +76,18 @@ def test_trials_cut_by_the_time_budget_are_named_not_counted_as_stopped_early(tm
     assert "1 trial(s) cut by the sweep's time budget" in md and "lstm cut (7 of 10 epochs)" in md
 
 
+def test_a_rerun_cut_by_the_time_budget_is_listed_as_not_counted(tmp_path):
+    fake_trial(tmp_path, "lstm", "b", [(10, 0.9, 0.8)])
+    fake_trial(tmp_path, "lstm", "s1", [(10, 0.95, 0.6)], experiment="reseeds", role="reseed", seed=1)
+    # seqicl since 2026-12-06 leaves a re-run the budget cut "running" at its last state
+    fake_trial(tmp_path, "lstm", "s2", [(3, 0.5, 0.3)], experiment="reseeds", role="reseed", seed=2,
+               status="running")
+    md = write_report(tmp_path)
+    (row,) = json.loads((tmp_path / "table.json").read_text())
+    assert row["seed_n"] == 2 and row["seed_cut"] == [{"test": 0.3, "epochs": 3, "of": 10, "seed": 2}]
+    assert "1 not counted, trained 3 of 10 epochs: 30.0" in md, md
+
+
 def test_seed_statistics_and_the_original_numbers(tmp_path):
     fake_trial(tmp_path, "lstm", "a", [(1, 0.5, 0.5)])
     fake_trial(tmp_path, "lstm", "b", [(1, 0.9, 0.8)])                 # the chosen trial: test 0.8
