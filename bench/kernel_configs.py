@@ -38,7 +38,9 @@ LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=2)
 LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
           for c, ck, w, s in [(16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 2)]]
 SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
-              for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (16, 8, 2), (32, 16, 4)]]
+              for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (16, 8, 2), (32, 16, 4)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program (sass_report.py:
+     for bl, be, w in [(16, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1)]]  # no shuffles, 0.79x the issue floor)
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
                for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 2), (8, 32, 4), (32, 16, 4)]]
 
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                                               ([dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8)],
                                                [dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=8)],
                                                [dict(CHUNK=32, CHUNK_PER_KEY=16)],
-                                               [dict(BLOCK_L=8, BLOCK_E=4)],
+                                               [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True)],
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False)]))
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"
     import triton

@@ -148,7 +148,7 @@ def analyse(launch: dict, sms: int, clock_ghz: float) -> dict:
 
 def analyse_counts(launch: dict, everything: list[str], loop: list[str], sms: int, clock_ghz: float) -> dict:
     """Each pipe's floor for the launch: the loop's instructions once per trip, the rest once."""
-    tile = next((launch["consts"][k] for k in ("CHUNK", "BLOCK_L") if k in launch["consts"]), None)
+    tile = next((launch["consts"][k] for k in ("BLOCK_L", "CHUNK") if k in launch["consts"]), None)
     trips = -(-L // tile) if tile else 1
     counts = collections.Counter(opcode(t) for t in loop)
     per_program = {"issue": len(everything) - len(loop) + trips * len(loop),

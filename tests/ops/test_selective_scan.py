@@ -143,6 +143,23 @@ def test_triton_forward_tiles_longer_than_the_saved_chunks(monkeypatch):
 
 
 @interpreter
+@pytest.mark.parametrize("tile", [4, 16], ids=["tiles-shorter-than-the-saved-chunks", "tiles-longer"])
+@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64)],
+                         ids=["odd", "N3", "one-step", "N64"])
+def test_the_sequential_forward_matches_the_reference_and_saves_the_states_backward_reads(shape, tile, monkeypatch):
+    # time inside the program (FORWARD_CONFIG SEQUENTIAL): outputs, and through the states it saves
+    # for backward (tiles of 8 under the interpreter) every gradient
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True).items():
+        monkeypatch.setitem(kernels.FORWARD_CONFIG, key, value)
+    inputs = make_inputs(*shape, seed=sum(shape) + tile)
+    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=tile), 1e-5, 1e-5,
+                           exactly_zero=("A",) if shape[1] == 1 else ())
+    bf16 = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
+    run_triton_and_compare(bf16, strided_grad(1, 11, 6, seed=8, dtype=torch.bfloat16), 1e-2, 2e-2)
+
+
+@interpreter
 def test_triton_bfloat16_keeps_each_dtype():
     # as Mamba under autocast: bf16 activations, a float32 step
     inputs = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
