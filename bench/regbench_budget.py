@@ -12,8 +12,9 @@ GPU here: for each (model, training size) the sweep costs
 
 where steps per epoch = size // batch; evaluation (validation and test, forward only) counts as
 a third of a training step per batch of held-out examples; and E[epochs per trial] is ASHA's
-expectation when a fraction 1/rf of the trials passes each rung (rungs at grace x rf^k): the
-first rung's epochs for every trial, each later stretch for the share that got there. It is an
+expectation when a fraction 1/rf of the trials passes each rung (rungs at grace x rf^k), and at
+least one trial: the first rung's epochs for every trial, each later stretch for the share that
+got there (one trial of one sample trains every epoch). It is an
 estimate of one trial at a time on one GPU unless ``--packing R`` gives the throughput of packed
 trials over one alone (``bench/packing.py --regbench --mps``): the searched sizes differ from the
 paper's (the steps table times the centre of each search), and ``stop_when_perfect`` ends some
@@ -50,19 +51,20 @@ def read_steps(path: Path, precision: str) -> dict[str, float]:
     return out
 
 
-def expected_epochs(epochs: int, grace: int, rf: float) -> float:
-    """ASHA's expected epochs per trial: every trial trains to the first rung, a fraction
-    1/rf**k of them past the k-th."""
+def expected_epochs(epochs: int, grace: int, rf: float, samples: float = float("inf")) -> float:
+    """ASHA's expected epochs per trial of ``samples``: every trial trains to the first rung, a
+    fraction 1/rf**k of them past the k-th, and never fewer than one (the best trial always goes
+    on: a lone trial trains every epoch, which the fraction alone would put at a few)."""
     total, start, share = 0.0, 0, 1.0
     for rung in [m for m in Rungs(grace, rf, epochs).milestones if m < epochs] + [epochs]:
-        total += share * (rung - start)
+        total += max(share, 1 / samples) * (rung - start)
         start, share = rung, share / rf
     return total
 
 
 def plan_minutes(ms: float, size: int, held_out: int, epochs: int, samples: int, grace: int, rf: float) -> float:
     steps = size // BATCH + EVAL_COST * held_out / BATCH
-    return samples * expected_epochs(epochs, grace, rf) * steps * ms / 1e3 / 60
+    return samples * expected_epochs(epochs, grace, rf, samples) * steps * ms / 1e3 / 60
 
 
 def preset_plan(name: str) -> dict:
@@ -78,7 +80,7 @@ def budget_table(ms: dict[str, float], plan: dict, budget: float | None) -> list
     sizes = sorted(plan["sizes"])
     models = [m for m in (plan["models"] or ms) if m in ms]
     head = (f"epochs {plan['epochs']}, {plan['samples']} trials per (model, size), ASHA grace {plan['grace']} rf "
-            f"{plan['rf']:g} (expected {expected_epochs(plan['epochs'], plan['grace'], plan['rf']):.2f} epochs per "
+            f"{plan['rf']:g} (expected {expected_epochs(plan['epochs'], plan['grace'], plan['rf'], plan['samples']):.2f} epochs per "
             f"trial), {plan['held_out']} held-out examples evaluated every epoch")
     rows = [head, "", "| model | ms/step | " + " | ".join(f"{n:,}" for n in sizes) + " | total |",
             "|---|---:|" + "---:|" * (len(sizes) + 1)]

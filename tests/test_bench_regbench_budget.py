@@ -23,6 +23,10 @@ def test_asha_expected_epochs_by_hand():
     assert rb.expected_epochs(20, 3, 3) == pytest.approx(3 + 6 / 3 + 11 / 9)
     assert rb.expected_epochs(8, 2, 2) == pytest.approx(2 + 2 / 2 + 4 / 4)     # rungs 2, 4 (8 is the end)
     assert rb.expected_epochs(10, 10, 3) == pytest.approx(10)                  # no rung before the end
+    # at least one trial goes on past every rung: a lone trial trains all 20 epochs, and of 8
+    # trials 8/3 pass the first rung but one, not 8/9, the second
+    assert rb.expected_epochs(20, 3, 3, samples=1) == pytest.approx(20)
+    assert rb.expected_epochs(20, 3, 3, samples=8) == pytest.approx(3 + 6 / 3 + 11 / 8)
 
 
 def test_budget_of_the_regbench_preset_from_a_steps_table(tmp_path, capsys):
@@ -33,13 +37,13 @@ def test_budget_of_the_regbench_preset_from_a_steps_table(tmp_path, capsys):
     plan = rb.preset_plan("regbench")
     assert (plan["epochs"], plan["samples"], plan["grace"], plan["rf"], plan["held_out"]) == (20, 8, 3, 3, 1000)
     # 40k examples: 1250 steps an epoch + 1000/32/3 steps' worth of evaluation, 10 ms a step,
-    # 8 trials of 6.22 expected epochs
-    want_40k = 8 * (3 + 2 + 11 / 9) * (1250 + 1000 / 32 / 3) * 0.010 / 60
+    # 8 trials of 6.375 expected epochs (past the second rung: one of the 8, not 8/9)
+    want_40k = 8 * (3 + 2 + 11 / 8) * (1250 + 1000 / 32 / 3) * 0.010 / 60
     assert rb.plan_minutes(10.0, 40000, 1000, 20, 8, 3, 3) == pytest.approx(want_40k)
     out = tmp_path / "budget.md"
     assert rb.main([str(steps), "--models", "transformer,lstm", "--sizes", "1000,40000", "--out", str(out)]) == 0
     text = out.read_text()
-    want_1k = 8 * (3 + 2 + 11 / 9) * (31 + 1000 / 32 / 3) * 0.010 / 60
+    want_1k = 8 * (3 + 2 + 11 / 8) * (31 + 1000 / 32 / 3) * 0.010 / 60
     assert f"| transformer | 10.00 | {want_1k:.1f} | {want_40k:.1f} | {want_1k + want_40k:.1f} |" in text
     assert "no step time for: lstm" in text and f"against a budget of 120: {(want_1k + want_40k) / 120:.1f}x" in text
     assert rb.main([str(tmp_path / "missing.md")]) == 2
@@ -52,7 +56,7 @@ def test_packed_trials_divide_the_minutes(tmp_path, capsys):
     steps.write_text(STEPS)
     out = tmp_path / "budget.md"
     assert rb.main([str(steps), "--models", "transformer", "--sizes", "40000", "--packing", "2.5", "--out", str(out)]) == 0
-    want = 8 * (3 + 2 + 11 / 9) * (1250 + 1000 / 32 / 3) * 0.010 / 2.5 / 60
+    want = 8 * (3 + 2 + 11 / 8) * (1250 + 1000 / 32 / 3) * 0.010 / 2.5 / 60
     text = out.read_text()
     assert "divided by packing 2.5" in text and f"| transformer | 4.00 | {want:.1f} | {want:.1f} |" in text
     assert rb.main([str(steps), "--packing", "0.5"]) == 2
