@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# On the card (issue 28; not run yet): the next round of launch settings, then the GPU tests of the
-# two kernels with the settings the first round chose (the last call was cut before the selective
-# scan's tests finished), in one call of about 8 minutes.
+# On the card (issue 28; not run yet), one call of about 8 minutes: the GPU tests of the two chunked
+# kernels (the last call was cut before the selective scan's finished; they now include its
+# sequential forward), then the next round of launch settings, the sequential forward among them.
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled && bash bench/h200/kernel-configs.sh
 set -u

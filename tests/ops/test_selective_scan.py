@@ -251,3 +251,14 @@ def test_triton_reverse_scan_variant_cuda(monkeypatch):
     monkeypatch.setitem(kernels.BACKWARD_CONFIG, "REVERSE_SCAN", True)
     inputs = make_inputs(2, 300, 64, 16, seed=16, device="cuda")
     run_triton_and_compare(inputs, strided_grad(2, 300, 64, seed=17, device="cuda"), 1e-4, 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", [8, 32])
+def test_the_sequential_forward_cuda(tile, monkeypatch):
+    # the candidate forward (bench/kernel_configs.py times it) at GPU tiles, around backward's 16
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setattr(kernels, "FORWARD_CONFIG", dict(BLOCK_L=tile, BLOCK_E=32, SEQUENTIAL=True, num_warps=1))
+    for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
+        inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")
+        run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)
