@@ -103,10 +103,11 @@ def merge(out: Path, sources: list[Path], title: str | None = None) -> dict:
         for experiment, trials in mine.items():
             sweeps[experiment] = (i, trials)
 
-    sweep_source = {(Path(e).parent.as_posix(), ts[0].model): i for e, (i, ts) in sweeps.items()}
+    # a re-run belongs to the sweep of its task, model and training size
+    sweep_source = {(Path(e).parent.as_posix(), ts[0].model, ts[0].num_train): i for e, (i, ts) in sweeps.items()}
     kept, dropped = [], []
     for rel, (i, t) in sorted(reseeds.items()):
-        owner = sweep_source.get((Path(t.experiment).parent.as_posix(), t.model))
+        owner = sweep_source.get((Path(t.experiment).parent.as_posix(), t.model, t.num_train))
         (kept if owner in (None, i) else dropped).append(t)
     trials = [t for _, ts in sweeps.values() for t in ts] + kept
 

@@ -113,3 +113,16 @@ def test_generation_summaries_come_along_the_later_source_winning_and_no_checkpo
     assert json.loads((out / "exports" / "dfa-gilr-n40000" / "generation-greedy.json").read_text())["acceptance"] == 0.9
     assert json.loads((out / "merged.json").read_text())["generations"]["dfa-gilr-n40000"] == str(new)
     assert "| dfa-gilr-n40000 | 50 x 1 | greedy | 90.0 |" in (out / "table.md").read_text()
+
+
+def test_a_rerun_follows_the_sweep_of_its_own_training_size(tmp_path, capsys):
+    from seqicl.config import compose
+    task = compose(["model=lstm"])["task"]
+    old, new, out = tmp_path / "old", tmp_path / "new", tmp_path / "merged"
+    for size in (100, 200):
+        fake_trial(old, "lstm", "0000", [(10, 0.5, 0.4)], experiment=f"lstm-n{size}", task={**task, "num_train": size})
+    fake_trial(old, "lstm", "lstm-n100-seed1", [(10, 0.5, 0.45)], experiment="reseeds", role="reseed", seed=1,
+               task={**task, "num_train": 100})
+    fake_trial(new, "lstm", "0000", [(10, 0.9, 0.8)], experiment="lstm-n200", task={**task, "num_train": 200})
+    assert merge_main([str(out), str(old), str(new)]) == 0          # only the 200-example lane re-ran
+    assert "1 kept, 0 dropped" in capsys.readouterr().out
