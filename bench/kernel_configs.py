@@ -9,7 +9,8 @@ settings at bench/kernels.py's large shape (B 64, L 2048, D 256: linear attentio
 K = V = 64, the selective scan with E 256 and N 16), each beside the default in the same run:
 the forward pass alone (no gradient) for forward settings, forward + backward for backward
 settings. Before it is timed, every candidate's output (and gradients) is checked against the
-default's, so a setting that computes something else is reported, not timed.
+default's, so a setting that computes something else is reported, not timed. wkv's settings
+(float32, as the kernel table measures it) come first.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from seqicl.atomic import atomic_write_text  # noqa: E402
 from seqicl.ops.linear_attention import triton_linear_attention as la  # noqa: E402
 from seqicl.ops.selective_scan import triton_selective_scan as ss  # noqa: E402
+from seqicl.ops.wkv import triton_wkv as wkv  # noqa: E402
 
 # Candidates around the defaults timed on 2026-12-06 (kernel-configs-h100-2026-12-06.md: 4 warps
 # and the whole value width won the forward; dq and dkv gained ~10% from 4 warps): the whole key
@@ -41,6 +43,12 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
               for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (16, 8, 2), (32, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program (sass_report.py:
      for bl, be, w in [(16, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1)]]  # no shuffles, 0.79x the issue floor)
+# wkv (41% of copy at one warp per (batch, 16 channels): 7.75 warps an SM; sass_report: 2.0x its
+# instruction floor, which would allow 83%): more programs, and more warps per program
+WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
+               for bl, bd, w in [(32, 8, 1), (16, 16, 1), (64, 16, 1), (32, 32, 2), (32, 16, 2)]]
+WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
+                for bl, bd, w in [(16, 8, 1), (32, 16, 1), (8, 16, 1), (16, 32, 2)]]
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
                for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 2), (8, 32, 4), (32, 16, 4)]]
 
@@ -70,6 +78,14 @@ def ss_inputs(B, L, E, N, dtype, device):
             torch.randn(B, L, N, device=device, generator=gen).to(dtype).requires_grad_(),
             torch.randn(B, L, N, device=device, generator=gen).to(dtype).requires_grad_(),
             torch.ones(E, device=device).requires_grad_()]
+
+
+def wkv_inputs(B, L, D, dtype, device):
+    gen = torch.Generator(device).manual_seed(0)
+    return [torch.randn(D, device=device, generator=gen).requires_grad_(),
+            torch.randn(D, device=device, generator=gen).requires_grad_(),
+            torch.randn(B, L, D, device=device, generator=gen).to(dtype).requires_grad_(),
+            torch.randn(B, L, D, device=device, generator=gen).to(dtype).requires_grad_()]
 
 
 def run(fn, args, grad: bool):
@@ -138,14 +154,19 @@ def main(argv: list[str] | None = None) -> int:
                                                [dict(CHUNK=32, CHUNK_PER_KEY=16)],
                                                [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True)],
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False)]))
+    wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else
+                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1)], [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1)]))
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"
     import triton
     lines = [f"# Launch settings of the chunked kernels: {card}, {datetime.date.today()}",
              f"torch {torch.__version__}, triton {triton.__version__}; B {B}, L {L}, D {D} (linear attention "
-             f"{H} heads of {K}; selective scan N {N}); median ms of do_bench; forward settings timed "
+             f"{H} heads of {K}; selective scan N {N}; wkv D {D}); median ms of do_bench; forward settings timed "
              "without gradients, backward ones as forward + backward", "",
              "| case | setting | values | ms | against the default |", "|---|---|---|---:|---:|"]
     print("\n".join(lines), flush=True)
+    inputs = wkv_inputs(B, L, D, torch.float32, device)   # the kernel table's wkv row is float32
+    lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd, wkv.wkv_triton, inputs, False, 1e-4, "wkv, float32")
+    lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd, wkv.wkv_triton, inputs, True, 1e-4, "wkv, float32")
     for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
         dname = str(dtype)[6:]
         for case in ("none", "selective scan", "per_key"):  # the likeliest to matter first
