@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import re
 import subprocess
@@ -76,6 +77,7 @@ class CompileInsteadOfLaunch:
 
     def __init__(self, arch: int):
         self.arch, self.rows, self.seen = arch, [], set()
+        self.case = ""  # a label the caller sets before each case's launches; kept in their rows
 
     def __enter__(self):
         self.original = JITFunction.run
@@ -91,9 +93,13 @@ class CompileInsteadOfLaunch:
             report.seen.add(key)
             compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", report.arch, 32),
                                       options=options)
+            grid = grid(dict(consts, **options)) if callable(grid) else grid
             report.rows.append({"kernel": f"{kernel.fn.__module__.rsplit('.', 1)[-1]}.{kernel.__name__}",
                                 "settings": {k: v for k, v in consts.items() if v is not None} | options,
-                                "shared": compiled.metadata.shared, **ptxas_usage(compiled.asm["ptx"], report.arch)})
+                                "shared": compiled.metadata.shared, **ptxas_usage(compiled.asm["ptx"], report.arch),
+                                # for readers of the machine code (sass_report.py)
+                                "case": report.case, "consts": consts, "cubin": compiled.asm["cubin"],
+                                "programs": math.prod(int(g) for g in grid), "warps": compiled.metadata.num_warps})
         JITFunction.run = run
         return self
 

@@ -36,13 +36,10 @@ from pathlib import Path
 
 import torch
 import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from triton.runtime.jit import JITFunction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ptxas_report import signature  # noqa: E402
+from bench.ptxas_report import CompileInsteadOfLaunch  # noqa: E402
 from seqicl.atomic import atomic_write_text  # noqa: E402
 
 NVDISASM = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
@@ -86,37 +83,7 @@ def main_loop(sass: str) -> tuple[list[str], list[str]]:
     return [t for _, t in instructions], [t for at, t in instructions if start <= at <= end]
 
 
-class Collect:
-    """While active, ``kernel[grid](...)`` compiles for sm_90 and keeps each distinct launch."""
-
-    def __enter__(self):
-        self.original, self.launches, seen = JITFunction.run, [], set()
-        collect = self
-
-        def run(kernel, *args, grid, warmup, **kwargs):
-            options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
-            sig, consts = signature(kernel, args, kwargs)
-            key = (kernel.__name__, str(sorted(consts.items())), str(sorted(options.items())))
-            if key in seen:
-                return
-            seen.add(key)
-            compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", 90, 32), options=options)
-            grid = grid(dict(consts, **options)) if callable(grid) else grid
-            programs = 1
-            for g in grid:
-                programs *= int(g)
-            collect.launches.append({"kernel": kernel.__name__, "consts": consts, "options": options,
-                                     "programs": programs, "warps": compiled.metadata.num_warps,
-                                     "cubin": compiled.asm["cubin"], "case": collect.case})
-        JITFunction.run = run
-        self.case = ""
-        return self
-
-    def __exit__(self, *exc):
-        JITFunction.run = self.original
-
-
-def launch_cases(collect: Collect) -> None:
+def launch_cases(collect: CompileInsteadOfLaunch) -> None:
     """Forward and backward of each case at the benchmark's shape, float32 CPU tensors: the launches
     compile, nothing runs (outputs stay uninitialised)."""
     from seqicl.ops.linear_attention.triton_linear_attention import linear_attention_triton
@@ -205,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if not NVDISASM.exists():
         print(f"error: no nvdisasm at {NVDISASM}", file=sys.stderr)
         return 2
-    with Collect() as collect:
+    with CompileInsteadOfLaunch(90) as collect:
         launch_cases(collect)
     measured = measured_times(args.measured) if args.measured else {}
     lines = [f"# Instruction floor of the kernels below issue 28's bandwidth target, sm_90, {datetime.date.today()}",
@@ -216,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
              "| case | kernel | settings | programs x warps | trips | per trip (SHFL / MUFU / FP32) | "
              "floor ms (pipe) |", "|---|---|---|---:|---:|---|---:|"]
     floors: dict[tuple[str, str], float] = collections.defaultdict(float)
-    for launch in collect.launches:
+    for launch in collect.rows:
+        launch = dict(launch, kernel=launch["kernel"].rsplit(".", 1)[-1])
         a = analyse(launch, args.sms, args.clock_ghz)
         c = a["counts"]
         settings = ", ".join(f"{k}={v}" for k, v in launch["consts"].items()
