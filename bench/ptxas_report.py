@@ -128,16 +128,21 @@ def launch_every_kernel() -> list[str]:
     return cases
 
 
+def cannot_compile(*tools: Path) -> str | None:
+    """Why this machine cannot compile the GPU launches here (one line), or None."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return "unset TRITON_INTERPRET: the interpreter's launch settings are not the GPU's"
+    missing = [t for t in (PTXAS, *tools) if not t.exists()]
+    return f"no {missing[0].name} at {missing[0]}" if missing else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 for the H100 and H200")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        print("error: unset TRITON_INTERPRET: the interpreter's launch settings are not the GPU's", file=sys.stderr)
-        return 2
-    if not PTXAS.exists():
-        print(f"error: no ptxas at {PTXAS}", file=sys.stderr)
+    if why := cannot_compile():
+        print(f"error: {why}", file=sys.stderr)
         return 2
     with CompileInsteadOfLaunch(args.arch) as report:
         cases = launch_every_kernel()

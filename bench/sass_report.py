@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime
-import os
 import re
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ptxas_report import CompileInsteadOfLaunch  # noqa: E402
+from bench.ptxas_report import CompileInsteadOfLaunch, cannot_compile  # noqa: E402
 from seqicl.atomic import atomic_write_text  # noqa: E402
 
 NVDISASM = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
@@ -166,11 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--measured", type=Path, default=None, help="a kernel table of bench/kernels.py")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
-    if os.environ.get("TRITON_INTERPRET") == "1":
-        print("error: unset TRITON_INTERPRET: the interpreter's launch settings are not the GPU's", file=sys.stderr)
-        return 2
-    if not NVDISASM.exists():
-        print(f"error: no nvdisasm at {NVDISASM}", file=sys.stderr)
+    if why := cannot_compile(NVDISASM):
+        print(f"error: {why}", file=sys.stderr)
         return 2
     with CompileInsteadOfLaunch(90) as collect:
         launch_cases(collect)
