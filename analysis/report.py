@@ -178,8 +178,8 @@ def seed_table(g: Grid) -> str:
     def fmt(r):
         if r is None:
             return ""
-        text = (f"best {pct(r['test'])}" if r["seed_mean"] is None else
-                f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); best {pct(r['test'])}")
+        text = (f"chosen {pct(r['test'])}" if r["seed_mean"] is None else
+                f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); chosen {pct(r['test'])}")
         if r["seed_cut"]:  # shown, never averaged: cut short, or a shorter schedule than the chosen config's
             cut = r["seed_cut"]
             epochs = sorted(c["epochs"] for c in cut)
@@ -187,7 +187,8 @@ def seed_table(g: Grid) -> str:
             text += f"; {len(cut)} not counted, trained {span} of {cut[0]['of']} epochs: " + " ".join(pct(c["test"]) for c in cut)
         return text
     body = [[g.label(task, size)] + [fmt(g.cell.get((task, size, m))) for m in g.models] for task, size in g.keys]
-    return ("\n## Over seeds: mean ± std of the best configuration's runs (n runs), best single run\n\n"
+    return ("\n## Over seeds: mean ± std of the chosen configuration's runs (n runs); chosen: the run picked "
+            "on validation, not the seed best on test\n\n"
             + md_table(["task"] + g.names, ["---"] + [":---:"] * len(g.models), body))
 
 
@@ -205,7 +206,7 @@ def original_table(g: Grid) -> str:
             cells.append(f"{ours} / {orig[m]:.1f}" if r is not None and m in orig else ours)
         body.append([g.label(task, size)] + cells + [f"{pct(g.first(task, size)['chance'])} / {orig['random']:.1f}"])
     return ("\n## Against the original seq_icl table: seqicl / original (test accuracy, %; "
-            "seqicl's best single run, with the mean ± std over seeds where re-runs exist)\n\n"
+            "seqicl's run chosen on validation, with the mean ± std over seeds where re-runs exist)\n\n"
             + md_table(["task"] + g.names + ["Random"], ["---"] + [":---:"] * (len(g.models) + 1), body))
 
 

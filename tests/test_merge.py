@@ -126,3 +126,23 @@ def test_a_rerun_follows_the_sweep_of_its_own_training_size(tmp_path, capsys):
     fake_trial(new, "lstm", "0000", [(10, 0.9, 0.8)], experiment="lstm-n200", task={**task, "num_train": 200})
     assert merge_main([str(out), str(old), str(new)]) == 0          # only the 200-example lane re-ran
     assert "1 kept, 0 dropped" in capsys.readouterr().out
+
+
+def test_a_later_run_of_other_models_adds_their_cells(tmp_path, capsys):
+    """How a table too big for one device call is built: models run in separate calls, then merged."""
+    first, second, out = tmp_path / "first", tmp_path / "second", tmp_path / "merged"
+    fake_trial(first, "transformer", "0000", [(10, 1.0, 0.99)])
+    fake_trial(first, "transformer", "transformer-seed1", [(10, 1.0, 0.97)], experiment="reseeds", role="reseed", seed=1)
+    sweep_json(first, ["transformer"])
+    compact_only(first)
+    fake_trial(second, "lstm", "0000", [(10, 0.4, 0.35)])
+    sweep_json(second, ["lstm"], run="2026-12-07T08:00:00")
+
+    assert merge_main([str(out), str(first), str(second)]) == 0
+    said = capsys.readouterr().out
+    assert "induction/lstm: 1 trials from" in said and "induction/transformer: 1 trials from" in said
+    rows = {r["model"]: r for r in json.loads((out / "table.json").read_text())}
+    assert rows["lstm"]["test"] == 0.35 and rows["transformer"]["test"] == 0.99
+    assert rows["transformer"]["seed_n"] == 2                                 # the first run's re-run stays
+    settings = json.loads((out / "sweep.json").read_text())
+    assert sorted(settings["defining"]["experiments"]) == ["lstm", "transformer"]

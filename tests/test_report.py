@@ -106,7 +106,7 @@ def test_seed_statistics_and_the_original_numbers(tmp_path):
     assert row["trials"] == 2 and row["test"] == 0.8                     # re-runs never compete
     assert row["seed_n"] == 3 and abs(row["seed_mean"] - 0.7) < 1e-12
     assert abs(row["seed_std"] - 0.1) < 1e-12                            # sample std of 0.6, 0.7, 0.8
-    assert "| induction head | 70.0 ± 10.0 (n=3); best 80.0; 2 not counted, trained 1 of 10 epochs: 10.0 20.0 |" in md
+    assert "| induction head | 70.0 ± 10.0 (n=3); chosen 80.0; 2 not counted, trained 1 of 10 epochs: 10.0 20.0 |" in md
     # seqicl (mean ± std) / original, LSTM and Random
     assert "| induction head | 80.0 (70.0 ± 10.0) / 4.8 | 5.0 / 5.0 |" in md
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# On the card (issue 27): run some models of a committed table's sweep again, merge them into it,
+# On the card (issue 27): run some models of a committed table's sweep again, or models it lacks, merge them into it,
 # and re-run every chosen configuration that lacks seeds 1 and 2, all in one device call.
 #   bash bench/h200/protocol-rerun.sh <committed folder> <models> <seconds> [run.py flags]
 # e.g. bash bench/h200/protocol-rerun.sh results/2026-12-06-h100-protocol/associative_recall-original-size s4d,lru 540
