@@ -5,7 +5,7 @@
 #   bash bench/h200/gpu-tests-kernels.sh tests,kernels      (one call)
 # Item 5's step table (every registered model at the RegBench shape, fp32, tf32 and bf16) is
 # bench/h200/regbench-plan.sh, which also turns it into issue 29's GPU-minutes: another call.
-# Run with carry [".whl"] after ../shared/gpu/make-wheels.sh (the tests import ray and optuna):
+# Run with carry [".whl"] after ../shared/gpu/make-wheels.sh and bench/h200/slim-wheels.sh (the tests import ray and optuna):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD && bash bench/h200/gpu-tests-kernels.sh tests,kernels
 set -u
