@@ -281,101 +281,6 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states
     tl.store(dD_part_ptr + b * E + cols, dD_sum, mask=col_ok)
 
 
-@triton.jit
-def _column(tile, ns, n):
-    """Column n of a (BLOCK_N, BLOCK_E) tile, as a (BLOCK_E,) vector."""
-    return tl.sum(tl.where(ns[:, None] == n, tile, 0.0), axis=0)
-
-
-@triton.jit
-def _backward_per_state_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr,
-                               du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
-                               L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
-                               sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
-                               BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
-                               REVERSE_SCAN: tl.constexpr):
-    """The backward above, one state n at a time inside each tile: the scans run on (BLOCK_L, BLOCK_E)
-    tiles, not (BLOCK_L, BLOCK_E, BLOCK_N) ones, so a thread holds N times fewer values (the
-    3-D kernel needs 255 registers on sm_90 at its (16, 16) tile). du and ddelta add up over n in
-    registers; each state's adjoint carry and dA sum wait between tiles in (BLOCK_N, BLOCK_E)
-    tensors, their column n read and written back as the loop reaches it."""
-    b = tl.program_id(0).to(tl.int64)
-    e_block = tl.program_id(1)
-    batch = tl.num_programs(0)
-    cols = e_block * BLOCK_E + tl.arange(0, BLOCK_E)
-    ns = tl.arange(0, BLOCK_N)
-    rows = tl.arange(0, BLOCK_L)
-    col_ok = cols < E
-    D = tl.load(D_ptr + cols, mask=col_ok, other=0.0)
-    n_tiles = tl.cdiv(L, BLOCK_L)
-    adjoints = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)      # dh at the step after the tile, per n
-    dA_sum = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
-    dD_sum = tl.zeros((BLOCK_E,), tl.float32)
-    part_base = (e_block * batch + b) * L * N                # dB, dC partials (E blocks, B, L, N)
-
-    for i in range(0, n_tiles):
-        t0 = (n_tiles - 1 - i) * BLOCK_L
-        t = t0 + rows
-        t_ok = t < L
-        mask = t_ok[:, None] & col_ok[None, :]
-        u = _load(u_ptr, b * su_b, t, cols, su_l, su_e, mask)
-        delta = _load(delta_ptr, b * sd_b, t, cols, sd_l, sd_e, mask)
-        g = _load(g_ptr, b * sg_b, t, cols, sg_l, sg_e, mask)
-        x_per_B = delta * u
-        # the adjoint's step at t is dh -> a_{t+1} dh + C_t dy_t (past L: a = 1, C dy = 0)
-        if REVERSE_SCAN:
-            t_adj = t
-        else:
-            t_adj = t0 + BLOCK_L - 1 - rows                      # rows backwards in time
-        adj_ok = t_adj < L
-        delta_after = _load(delta_ptr, b * sd_b, t_adj + 1, cols, sd_l, sd_e,
-                            (t_adj + 1 < L)[:, None] & col_ok[None, :])
-        g_adj = _load(g_ptr, b * sg_b, t_adj, cols, sg_l, sg_e, adj_ok[:, None] & col_ok[None, :])
-        states_base = (b * n_tiles + t0 // BLOCK_L) * E * N
-        du = D[None, :] * g
-        ddelta = tl.zeros((BLOCK_L, BLOCK_E), tl.float32)
-        for n in range(0, N):
-            A = tl.load(A_ptr + cols * N + n, mask=col_ok, other=0.0)
-            A2 = A * LOG2E
-            Bn = tl.load(B_ptr + b * sB_b + t * sB_l + n * sB_n, mask=t_ok, other=0.0).to(tl.float32)
-            Cn = tl.load(C_ptr + b * sC_b + t_adj * sC_l + n * sC_n, mask=adj_ok, other=0.0).to(tl.float32)
-            h_before = tl.load(states_ptr + states_base + cols * N + n, mask=col_ok, other=0.0)
-            x = x_per_B * Bn[:, None]
-            a_prod, h_from_zero = tl.associative_scan((tl.exp2(delta * A2[None, :]), x), 0, _compose)
-            h = a_prod * h_before[None, :] + h_from_zero
-            tl.store(dC_part_ptr + part_base + t * N + n, tl.sum(h * g, axis=1), mask=t_ok)
-
-            adjoint = _column(adjoints, ns, n)
-            a_after = tl.exp2(delta_after * A2[None, :])
-            if REVERSE_SCAN:
-                a_prod, dh_from_zero = tl.associative_scan((a_after, Cn[:, None] * g_adj), 0, _compose,
-                                                           reverse=True)
-                dh = a_prod * adjoint[None, :] + dh_from_zero
-                adjoint = tl.sum(tl.where((rows == 0)[:, None], dh, 0.0), axis=0)
-            else:
-                a_prod, dh_from_zero = tl.associative_scan((a_after, Cn[:, None] * g_adj), 0, _compose)
-                dh_back = a_prod * adjoint[None, :] + dh_from_zero
-                adjoint = tl.sum(tl.where((rows == BLOCK_L - 1)[:, None], dh_back, 0.0), axis=0)
-                dh = tl.flip(dh_back, 0)
-            adjoints = tl.where(ns[:, None] == n, adjoint[None, :], adjoints)
-
-            decayed = dh * (h - x)                               # dh_t a_t h_{t-1}
-            dh_B = dh * Bn[:, None]
-            du += delta * dh_B
-            ddelta += decayed * A[None, :] + u * dh_B
-            tl.store(dB_part_ptr + part_base + t * N + n, tl.sum(dh * x_per_B, axis=1), mask=t_ok)
-            dA_sum = tl.where(ns[:, None] == n, dA_sum + tl.sum(decayed * delta, axis=0)[None, :], dA_sum)
-
-        out_offs = b * L * E + t[:, None] * E + cols[None, :]
-        tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=mask)
-        tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=mask)
-        dD_sum += tl.sum(g * u, axis=0)
-
-    state_ok = (ns < N)[:, None] & col_ok[None, :]
-    tl.store(dA_part_ptr + b * E * N + cols[None, :] * N + ns[:, None], dA_sum, mask=state_ok)
-    tl.store(dD_part_ptr + b * E + cols, dD_sum, mask=col_ok)
-
-
 def _strides(*tensors):
     return [s for x in tensors for s in x.stride()]
 
@@ -419,9 +324,7 @@ class SelectiveScan(torch.autograd.Function):
         dA_part = torch.zeros((batch, E, N), **f32)
         dD_part = torch.zeros((batch, E), **f32)
         if du.numel():
-            cfg = dict(cfg)
-            kernel = _backward_per_state_kernel if cfg.pop("PER_STATE", False) else _backward_kernel
-            kernel[(batch, e_blocks)](
+            _backward_kernel[(batch, e_blocks)](
                 u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
                 dD_part, L, E, N, *_strides(u, delta, B, C, grad_y),
                 BLOCK_N=triton.next_power_of_2(N), **cfg)
