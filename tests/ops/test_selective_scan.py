@@ -262,14 +262,3 @@ def test_the_sequential_forward_cuda(tile, monkeypatch):
     for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
         inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")
         run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)
-
-
-@interpreter
-@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64)],
-                         ids=["odd", "N3", "one-step", "N64"])
-def test_the_sequential_backward_matches_the_reference(shape, monkeypatch):
-    from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "SEQUENTIAL", True)
-    inputs = make_inputs(*shape, seed=sum(shape))
-    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=1), 1e-5, 1e-5,
-                           exactly_zero=("A",) if shape[1] == 1 else ())

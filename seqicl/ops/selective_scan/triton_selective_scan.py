@@ -281,82 +281,6 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states
     tl.store(dD_part_ptr + b * E + cols, dD_sum, mask=col_ok)
 
 
-@triton.jit
-def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr,
-                                du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr, h_ptr,
-                                L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
-                                sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
-                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr):
-    """The backward with time inside the program, as _forward_sequential_kernel: the scans become
-    one step after the other, with no shuffles; the sums over n (du, ddelta) and over channels (dB,
-    dC) remain, one per step. Each tile runs twice: forward from its saved state, writing every
-    step's h to this program's slice of h_ptr (BLOCK_L x BLOCK_N x BLOCK_E floats, which stays in
-    L2), then backwards, reading h_t back; the adjoint dh and a_{t+1} are carried from step to step
-    and from tile to tile."""
-    b = tl.program_id(0).to(tl.int64)
-    e_block = tl.program_id(1)
-    batch = tl.num_programs(0)
-    cols = e_block * BLOCK_E + tl.arange(0, BLOCK_E)
-    ns = tl.arange(0, BLOCK_N)
-    col_ok = cols < E
-    n_ok = ns < N
-    state_ok = n_ok[:, None] & col_ok[None, :]
-    state_offs = cols[None, :] * N + ns[:, None]                  # (E, N) in memory, held (N, E)
-    A = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0)
-    A2 = A * LOG2E
-    cols2, ns2, col_ok2, n_ok2 = cols[None, :], ns[:, None], col_ok[None, :], n_ok[:, None]
-    D = tl.load(D_ptr + cols2, mask=col_ok2, other=0.0)
-    n_tiles = tl.cdiv(L, BLOCK_L)
-    part_base = (e_block * batch + b) * L * N                    # dB, dC partials (E blocks, B, L, N)
-    h_base = (b * tl.num_programs(1) + e_block) * BLOCK_L * BLOCK_N * BLOCK_E
-    h_offs = ns2 * BLOCK_E + tl.arange(0, BLOCK_E)[None, :]
-    dh = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)                # dh_{t+1}, then dh_t
-    a_after = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)           # a_{t+1}
-    dA_sum = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
-    dD_sum = tl.zeros((1, BLOCK_E), tl.float32)
-    for i in range(0, n_tiles):
-        t0 = (n_tiles - 1 - i) * BLOCK_L
-        h = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
-        for j in range(0, BLOCK_L):
-            t = t0 + j
-            ok = t < L                                            # past L: delta = 0, g = 0
-            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + b * sg_b + t * sg_l + cols2 * sg_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
-            tl.store(h_ptr + h_base + j * BLOCK_N * BLOCK_E + h_offs, h)
-            tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(h * g, axis=1, keep_dims=True), mask=n_ok2 & ok)
-        tl.debug_barrier()                                        # every thread's h is written
-        for jj in range(0, BLOCK_L):
-            j = BLOCK_L - 1 - jj
-            t = t0 + j
-            ok = t < L
-            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + b * sg_b + t * sg_l + cols2 * sg_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + b * sC_b + t * sC_l + ns2 * sC_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            h = tl.load(h_ptr + h_base + j * BLOCK_N * BLOCK_E + h_offs)
-            # the adjoint's step: dh_t = a_{t+1} dh_{t+1} + C_t dy_t (0 past L: g = 0 there)
-            dh = a_after * dh + Ct * g
-            a_after = tl.exp2(A2 * delta)
-            decayed = dh * (h - Bt * (delta * u))                 # dh_t a_t h_{t-1}
-            dh_B = tl.sum(dh * Bt, axis=0, keep_dims=True)
-            du = delta * dh_B + D * g
-            ddelta = tl.sum(decayed * A, axis=0, keep_dims=True) + u * dh_B
-            out_offs = b * L * E + t * E + cols2
-            tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
-            tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
-            tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(dh * (delta * u), axis=1, keep_dims=True),
-                     mask=n_ok2 & ok)
-            dA_sum += decayed * delta
-            dD_sum += g * u
-        tl.debug_barrier()                                        # h of this tile read before the next overwrites it
-    tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
-    tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
-
-
 def _strides(*tensors):
     return [s for x in tensors for s in x.stride()]
 
@@ -400,18 +324,10 @@ class SelectiveScan(torch.autograd.Function):
         dA_part = torch.zeros((batch, E, N), **f32)
         dD_part = torch.zeros((batch, E), **f32)
         if du.numel():
-            cfg = dict(cfg)
-            block_n = triton.next_power_of_2(N)
-            if cfg.pop("SEQUENTIAL", False):
-                cfg.pop("REVERSE_SCAN", None)
-                h_scratch = torch.empty((batch, e_blocks, cfg["BLOCK_L"], block_n, cfg["BLOCK_E"]), **f32)
-                _backward_sequential_kernel[(batch, e_blocks)](
-                    u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
-                    dD_part, h_scratch, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=block_n, **cfg)
-            else:
-                _backward_kernel[(batch, e_blocks)](
-                    u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
-                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=block_n, **cfg)
+            _backward_kernel[(batch, e_blocks)](
+                u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
+                dD_part, L, E, N, *_strides(u, delta, B, C, grad_y),
+                BLOCK_N=triton.next_power_of_2(N), **cfg)
         else:
             du.zero_()
             ddelta.zero_()
