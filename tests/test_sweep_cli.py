@@ -412,6 +412,26 @@ def test_original_size_searches_lr_decay_and_schedule_at_the_originals_size(tmp_
     assert plan.experiments["rwkv"].cfg["model"]["mixer"]["variant"] == "original"   # the base's variants
 
 
+def test_paper_original_searches_as_paper_on_the_originals_model_variants(tmp_path):
+    def plan(preset):
+        return sweep_run.make_plan(sweep_run.parse_args(["--task", "induction", "--preset", preset,
+                                                         "--storage", str(tmp_path / preset)]))[0]
+    ours, paper, original = plan("paper-original"), plan("paper"), plan("original")
+    assert ours.num_samples == paper.num_samples == 64 and ours.seeds == []
+    variant_keys = ("init", "shift_size", "block", "variant")
+    for name, e in ours.experiments.items():
+        assert sorted(e.space) == sorted(paper.experiments[name].space), name          # the same search
+        assert e.cfg["train"] == paper.experiments[name].cfg["train"], name            # and recipe
+        assert e.cfg["optim"] == paper.experiments[name].cfg["optim"], name
+        assert e.cfg["model"]["tie_head"] is False
+        want = original.experiments[name].cfg["model"]
+        assert e.cfg["model"]["init"] == want["init"] == "original", name
+        assert {k: e.cfg["model"]["mixer"].get(k) for k in variant_keys} == \
+            {k: want["mixer"].get(k) for k in variant_keys}, name                       # the original's variants
+    assert ours.experiments["s4d"].cfg["model"]["mixer"]["init"] == "inv"
+    assert paper.experiments["s4d"].cfg["model"]["mixer"]["init"] == "lin"
+
+
 def test_a_preset_lays_over_its_base(tmp_path, monkeypatch):
     for name, text in {"a": "num_samples: 2\noverrides: [train.epochs=3]\nspace: {model.d_model: 16, optim.lr: 0.1}\n",
                        "b": "base: a\noverrides: [train.batch_size=8]\nspace: {optim.lr: 0.2}\n",

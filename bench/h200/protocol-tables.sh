@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the H200 (issue 27): the three tables of one task, each sweep resumable across device calls.
-#   bash bench/h200/protocol-tables.sh <task> <original|original-size|paper> <seconds> [run.py flags]
+#   bash bench/h200/protocol-tables.sh <task> <original|original-size|paper-original|paper> <seconds> [run.py flags]
 # Each call runs (or continues) results/<task>-<preset> in /tmp for at most <seconds>, then writes
 # its report and packs the records and states (no TensorBoard) into $OUT; the next call
 # carries the archive back in (untar it at the same place first) and runs with --resume; on a
