@@ -144,9 +144,10 @@ def test_triton_forward_tiles_longer_than_the_saved_chunks(monkeypatch):
 
 @interpreter
 @pytest.mark.parametrize("tile", [4, 16], ids=["tiles-shorter-than-the-saved-chunks", "tiles-longer"])
-@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64)],
-                         ids=["odd", "N3", "one-step", "N64"])
+@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64), (2, 32, 8, 4)],
+                         ids=["odd", "N3", "one-step", "N64", "no-bounds-checks"])
 def test_the_sequential_forward_matches_the_reference_and_saves_the_states_backward_reads(shape, tile, monkeypatch):
+    # "no-bounds-checks": whole tiles, channels and states, the path without any mask
     # time inside the program (FORWARD_CONFIG SEQUENTIAL): outputs, and through the states it saves
     # for backward (tiles of 8 under the interpreter) every gradient
     from seqicl.ops.selective_scan import triton_selective_scan as kernels

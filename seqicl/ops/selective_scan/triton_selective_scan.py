@@ -152,49 +152,88 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_
 
 
 @triton.jit
+def _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base,
+                      u_ptr, delta_ptr, B_ptr, C_ptr, y_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e,
+                      sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr,
+                      BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, STORE_STATES: tl.constexpr,
+                      MASK_L: tl.constexpr, MASK_E: tl.constexpr, MASK_N: tl.constexpr):
+    """The BLOCK_L steps of one tile from state h; returns the state after them. A MASK_* that is
+    False drops that axis's bounds check: full tiles, channels and states load and store without
+    predicates or zero-fill (most of the instructions a step issues, besides its arithmetic)."""
+    col_ok2 = cols2 < E if MASK_E else cols2 >= 0
+    n_ok2 = ns2 < N if MASK_N else ns2 >= 0
+    state_ok = n_ok2 & col_ok2
+    u_ptrs = u_ptr + b * su_b + t0 * su_l + cols2 * su_e
+    delta_ptrs = delta_ptr + b * sd_b + t0 * sd_l + cols2 * sd_e
+    B_ptrs = B_ptr + b * sB_b + t0 * sB_l + ns2 * sB_n
+    C_ptrs = C_ptr + b * sC_b + t0 * sC_l + ns2 * sC_n
+    y_ptrs = y_ptr + b * L * E + t0 * E + cols2
+    for j in tl.static_range(BLOCK_L):
+        t = t0 + j
+        if STORE_STATES:
+            # one tile length divides the other; the state before step t, for backward's tile t // CHUNK
+            if BLOCK_L >= CHUNK:
+                if j % CHUNK == 0:
+                    tl.store(states_ptr + states_base + (t // CHUNK) * E * N + state_offs, h,
+                             mask=state_ok & (t < L) if MASK_L else state_ok)
+            else:
+                if j == 0:
+                    tl.store(states_ptr + states_base + (t // CHUNK) * E * N + state_offs, h,
+                             mask=state_ok & (t < L) & (t % CHUNK == 0))
+        if MASK_L:
+            # past L: delta = 0, so a = 1 and x = 0, and the state is left as it is
+            ok = t < L
+            u = tl.load(u_ptrs + j * su_l, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            delta = tl.load(delta_ptrs + j * sd_l, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            Bt = tl.load(B_ptrs + j * sB_l, mask=n_ok2 & ok, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptrs + j * sC_l, mask=n_ok2 & ok, other=0.0).to(tl.float32)
+            y_ok = col_ok2 & ok
+        else:
+            u = tl.load(u_ptrs + j * su_l, mask=col_ok2 if MASK_E else None, other=0.0 if MASK_E else None).to(tl.float32)
+            delta = tl.load(delta_ptrs + j * sd_l, mask=col_ok2 if MASK_E else None, other=0.0 if MASK_E else None).to(tl.float32)
+            Bt = tl.load(B_ptrs + j * sB_l, mask=n_ok2 if MASK_N else None, other=0.0 if MASK_N else None).to(tl.float32)
+            Ct = tl.load(C_ptrs + j * sC_l, mask=n_ok2 if MASK_N else None, other=0.0 if MASK_N else None).to(tl.float32)
+            y_ok = col_ok2
+        h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
+        y = tl.sum(h * Ct, axis=0, keep_dims=True) + D * u
+        tl.store(y_ptrs + j * E, y.to(y_ptr.dtype.element_ty), mask=y_ok)
+    return h
+
+
+@triton.jit
 def _forward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_ptr, L, E, N,
                                su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
-                               CHUNK: tl.constexpr, STORE_STATES: tl.constexpr):
+                               CHUNK: tl.constexpr, STORE_STATES: tl.constexpr,
+                               MASK_E: tl.constexpr, MASK_N: tl.constexpr):
     """The forward with time inside the program: one step after the other, the (BLOCK_N, BLOCK_E)
     state held transposed so that channels lie along the lanes and y_t = sum_n C_tn h_tn is summed
     within each thread, not across them (the associative scan spends shuffles on that). The steps
-    of a tile are unrolled, so their loads do not wait on the state; only h = a h + x does."""
+    of a tile are unrolled, so their loads do not wait on the state; only h = a h + x does. Whole
+    tiles run without the time bounds check; the last, partial one with it."""
     b = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     ns = tl.arange(0, BLOCK_N)
-    col_ok = cols < E
-    n_ok = ns < N
-    state_ok = n_ok[:, None] & col_ok[None, :]
+    state_ok = (ns < N)[:, None] & (cols < E)[None, :]
     state_offs = cols[None, :] * N + ns[:, None]                  # states stay (E, N) in memory
     A2 = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0) * LOG2E
     # every per-step tensor is 2-D, (1, BLOCK_E) or (BLOCK_N, 1), so it broadcasts within the
     # state's own layout: a 1-D load would be moved into that layout, step by step
-    cols2, ns2, col_ok2, n_ok2 = cols[None, :], ns[:, None], col_ok[None, :], n_ok[:, None]
-    D = tl.load(D_ptr + cols2, mask=col_ok2, other=0.0)
+    cols2, ns2 = cols[None, :], ns[:, None]
+    D = tl.load(D_ptr + cols2, mask=cols2 < E, other=0.0)
     states_base = b * tl.cdiv(L, CHUNK) * E * N
     h = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
-    for t0 in range(0, L, BLOCK_L):
-        for j in tl.static_range(BLOCK_L):
-            t = t0 + j
-            ok = t < L
-            if STORE_STATES:
-                # one tile length divides the other; the state before step t, for backward's tile t // CHUNK
-                if BLOCK_L >= CHUNK:
-                    if j % CHUNK == 0:
-                        tl.store(states_ptr + states_base + (t // CHUNK) * E * N + state_offs, h, mask=state_ok & ok)
-                else:
-                    if j == 0:
-                        tl.store(states_ptr + states_base + (t // CHUNK) * E * N + state_offs, h,
-                                 mask=state_ok & ok & (t % CHUNK == 0))
-            # past L: delta = 0, so a = 1 and x = 0, and the state is left as it is
-            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + b * sC_b + t * sC_l + ns2 * sC_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
-            y = tl.sum(h * Ct, axis=0, keep_dims=True) + D * u
-            tl.store(y_ptr + b * L * E + t * E + cols2, y.to(y_ptr.dtype.element_ty), mask=col_ok2 & ok)
+    whole = L // BLOCK_L * BLOCK_L
+    for t0 in range(0, whole, BLOCK_L):
+        h = _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base,
+                              u_ptr, delta_ptr, B_ptr, C_ptr, y_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e,
+                              sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, BLOCK_E, BLOCK_N, CHUNK,
+                              STORE_STATES, False, MASK_E, MASK_N)
+    if whole < L:
+        h = _sequential_steps(h, whole, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base,
+                              u_ptr, delta_ptr, B_ptr, C_ptr, y_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e,
+                              sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, BLOCK_E, BLOCK_N, CHUNK,
+                              STORE_STATES, True, MASK_E, MASK_N)
 
 
 @triton.jit
@@ -299,7 +338,10 @@ class SelectiveScan(torch.autograd.Function):
                              dtype=torch.float32) if needs_grad else y
         if y.numel():
             config = dict(FORWARD_CONFIG)
-            kernel = _forward_sequential_kernel if config.pop("SEQUENTIAL", False) else _forward_kernel
+            kernel = _forward_kernel
+            if config.pop("SEQUENTIAL", False):
+                kernel = _forward_sequential_kernel
+                config.update(MASK_E=E % config["BLOCK_E"] != 0, MASK_N=N != triton.next_power_of_2(N))
             grid = (batch, triton.cdiv(E, config["BLOCK_E"]))
             kernel[grid](u, delta, A32, B, C, D32, y, states, L, E, N,
                          *_strides(u, delta, B, C), BLOCK_N=triton.next_power_of_2(N),
