@@ -1,26 +1,56 @@
 """Registers, main-loop instruction mix and floors of the selective scan forward at given FORWARD_CONFIGs
 (sm_90, B 64, L 2048, E 256, N 16, float32, saving states for backward).
-    PYTHONPATH=<triton 3.6 site>:$PWD python bench/sass_sequential_forward.py "dict(BLOCK_L=16, BLOCK_E=32, SEQUENTIAL=True, num_warps=1)" ..."""
-import sys, subprocess, tempfile, collections, re
-sys.path.insert(0, '.')
+    PYTHONPATH=<triton 3.6 site>:$PWD python bench/sass_sequential_forward.py \
+        '{"BLOCK_L": 16, "BLOCK_E": 32, "SEQUENTIAL": true, "num_warps": 1}' ...
+Each argument is one FORWARD_CONFIG as JSON."""
+import collections
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 import torch
-from bench.ptxas_report import CompileInsteadOfLaunch
-from bench import sass_report as S
-from seqicl.ops.selective_scan import triton_selective_scan as k
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import sass_report  # noqa: E402
+from bench.ptxas_report import CompileInsteadOfLaunch, cannot_compile  # noqa: E402
+from seqicl.ops.selective_scan import triton_selective_scan as kernels  # noqa: E402
+
 B, L, D, N = 64, 2048, 256, 16
-for cfg in [eval(a) for a in sys.argv[1:]]:
-    k.FORWARD_CONFIG.clear(); k.FORWARD_CONFIG.update(cfg)
-    with CompileInsteadOfLaunch(90) as col:
-        x, delta, Bm, Cm = (torch.zeros(B, L, n, requires_grad=True) for n in (D, D, N, N))
-        A, Dp = torch.zeros(D, N, requires_grad=True), torch.zeros(D, requires_grad=True)
-        k.selective_scan_triton(x, delta, A, Bm, Cm, Dp)
-    launch = [r for r in col.rows if "forward" in r["kernel"]][0]
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(launch["cubin"]); f.flush()
-        sass = subprocess.run([str(S.NVDISASM), "-c", f.name], capture_output=True, text=True, check=True).stdout
-    open('/tmp/seqf.sass','w').write(sass)
-    everything, loop = S.main_loop(sass)
-    c = collections.Counter(S.opcode(t) for t in loop)
-    a = S.analyse(dict(launch, kernel=launch["kernel"].rsplit(".",1)[-1]), 132, 1.98)
-    print(cfg, "regs", launch["regs"], "spill", launch["spill_store"], "progs", launch["programs"], "x", launch["warps"], "loop", len(loop), "floor", {p: round(v,3) for p,v in a["floor_ms"].items()})
-    print("  ", c.most_common(18))
+
+
+def main(argv: list[str]) -> int:
+    if why := cannot_compile(sass_report.NVDISASM):
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    try:
+        configs = [json.loads(a) for a in argv]
+    except json.JSONDecodeError as e:
+        print(f"error: each argument is a FORWARD_CONFIG as JSON ({e})", file=sys.stderr)
+        return 2
+    for cfg in configs:
+        kernels.FORWARD_CONFIG.clear()
+        kernels.FORWARD_CONFIG.update(cfg)
+        with CompileInsteadOfLaunch(90) as collect:
+            x, delta, Bm, Cm = (torch.zeros(B, L, n, requires_grad=True) for n in (D, D, N, N))
+            A, Dp = torch.zeros(D, N, requires_grad=True), torch.zeros(D, requires_grad=True)
+            kernels.selective_scan_triton(x, delta, A, Bm, Cm, Dp)   # compiles, runs nothing
+        launch = next(r for r in collect.rows if "forward" in r["kernel"])
+        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+            f.write(launch["cubin"])
+            f.flush()
+            sass = subprocess.run([str(sass_report.NVDISASM), "-c", f.name], capture_output=True, text=True,
+                                  check=True).stdout
+        _, loop = sass_report.main_loop(sass)
+        counts = collections.Counter(sass_report.opcode(t) for t in loop)
+        a = sass_report.analyse(dict(launch, kernel=launch["kernel"].rsplit(".", 1)[-1]), 132, 1.98)
+        print(cfg, "regs", launch["regs"], "spill", launch["spill_store"], "programs", launch["programs"], "x",
+              launch["warps"], "loop", len(loop), "floor ms", {p: round(v, 3) for p, v in a["floor_ms"].items()})
+        print("  ", counts.most_common(18))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
