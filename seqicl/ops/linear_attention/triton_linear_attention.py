@@ -38,6 +38,8 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.triton_exp import exp
+
 # The interpreter runs a tile op by op: small chunks keep tests fast and make short sequences
 # cross several chunks. The GPU values were timed on an H100 (bench/kernel_configs.py,
 # bench/results/kernel-configs-h100-2026-12-06.md; B 64, L 2048, 4 heads of 64): against the
@@ -93,7 +95,7 @@ def _decay_matrix(rows, gamma, MODE: tl.constexpr):
     diff = (rows[:, None] - rows[None, :]).to(tl.float32)
     causal = diff >= 0
     if MODE == 1:
-        return tl.where(causal, tl.exp(tl.where(causal, diff * gamma, 0.0)), 0.0)
+        return tl.where(causal, exp(tl.where(causal, diff * gamma, 0.0)), 0.0)
     return tl.where(causal, 1.0, 0.0)
 
 
@@ -107,8 +109,8 @@ def _level(G, rows, BLOCK_K: tl.constexpr, CHUNK: tl.constexpr, s: tl.constexpr)
     R = tl.reshape(tl.broadcast_to(ref[:, None, :], (CHUNK // (2 * s), 2 * s, BLOCK_K)), (CHUNK, BLOCK_K))
     upper = ((rows // s) % 2 == 1)[:, None]
     # min(., 0) only keeps the unused half from overflowing
-    up = tl.where(upper, tl.exp(tl.minimum(G - R, 0.0)), 0.0)
-    low = tl.where(upper, 0.0, tl.exp(tl.minimum(R - G, 0.0)))
+    up = tl.where(upper, exp(tl.minimum(G - R, 0.0)), 0.0)
+    low = tl.where(upper, 0.0, exp(tl.minimum(R - G, 0.0)))
     same = (rows[:, None] // (2 * s)) == (rows[None, :] // (2 * s))
     return up, low, same
 
@@ -177,10 +179,10 @@ def _forward_kernel(q_ptr, k_ptr, v_ptr, g_ptr, o_ptr,
             o = tl.dot(q, S, input_precision=PRECISION)
             k_to_end = k
         else:
-            o = tl.dot(q * tl.exp(G), S, input_precision=PRECISION)
+            o = tl.dot(q * exp(G), S, input_precision=PRECISION)
             G_C = _last_row(G, rows, CHUNK)
-            k_to_end = k * tl.exp(G_C[None, :] - G)
-            S = tl.exp(G_C)[:, None] * S
+            k_to_end = k * exp(G_C[None, :] - G)
+            S = exp(G_C)[:, None] * S
         o += tl.dot(A, v, input_precision=PRECISION)
         ok = (t < L)[:, None] & (vcols < V)[None, :]
         tl.store(o_ptr + o_base + t[:, None] * V + vcols[None, :], o.to(o_ptr.dtype.element_ty), mask=ok)
@@ -215,10 +217,10 @@ def _dq_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr,
         if MODE == 0:
             k_to_end = k
         else:
-            dq = dq * tl.exp(G)
+            dq = dq * exp(G)
             G_C = _last_row(G, rows, CHUNK)
-            k_to_end = k * tl.exp(G_C[None, :] - G)
-            S = tl.exp(G_C)[:, None] * S
+            k_to_end = k * exp(G_C[None, :] - G)
+            S = exp(G_C)[:, None] * S
         dq += _apply_scores(dA, k, G, D, rows, BLOCK_K, CHUNK, LOG_CHUNK, MODE, PRECISION, False)
         ok = (t < L)[:, None] & (kcols < K)[None, :]
         tl.store(dq_ptr + dq_base + t[:, None] * K + kcols[None, :], dq.to(dq_ptr.dtype.element_ty), mask=ok)
@@ -261,7 +263,7 @@ def _dkv_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, dk_ptr, dv_ptr, dg_p
             dk = tl.dot(v, tl.trans(dS), input_precision=PRECISION)
         else:
             G_C = _last_row(G, rows, CHUNK)
-            to_end = tl.exp(G_C[None, :] - G)
+            to_end = exp(G_C[None, :] - G)
             k_to_end = k * to_end
             dk = to_end * tl.dot(v, tl.trans(dS), input_precision=PRECISION)
         dv = tl.dot(tl.trans(A), do, input_precision=PRECISION) + tl.dot(k_to_end, dS, input_precision=PRECISION)
@@ -282,7 +284,7 @@ def _dkv_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, dk_ptr, dv_ptr, dg_p
                     tl.store(dg_ptr + dk_base + t[:, None] * K + kcols[None, :], dg.to(dg_ptr.dtype.element_ty), mask=k_ok)
                 else:
                     dg_total += tl.sum(dg, axis=0)
-            dS = tl.exp(G_C)[:, None] * dS + tl.dot(tl.trans(q * tl.exp(G)), do, input_precision=PRECISION)
+            dS = exp(G_C)[:, None] * dS + tl.dot(tl.trans(q * exp(G)), do, input_precision=PRECISION)
     if MODE == 1 and NEED_DG:
         tl.store(dg_ptr + bh, tl.sum(dg_total, axis=0))
 

@@ -33,7 +33,8 @@ import torch
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
+from seqicl.ops.triton_exp import LOG2E  # exp(delta A) = exp2(delta A log2 e): A log2 e once per program
+
 # The interpreter runs every op of every program in numpy: small tiles keep tests fast and make
 # short test sequences cross several tiles (and, in backward, several channel blocks).
 # On the GPU, timed on an H100 (bench/kernel_configs.py, bench/results/kernel-configs-h100-2026-12-06.md;

@@ -26,6 +26,8 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.triton_exp import exp
+
 # log(0) for empty rows and the initial state: finite, so that the difference of two is 0, not NaN
 EMPTY_LOG = tl.constexpr(-1e30)
 # The interpreter scans element by element: small tiles there keep tests fast and make even short
@@ -44,8 +46,8 @@ def _forward_combine(decay1, p1, a1, b1, decay2, p2, a2, b2):
     # the left segment decays over the steps of the right one: by e^{decay2}, decay2 = n2 * w
     shifted = p1 + decay2
     p = tl.maximum(shifted, p2)
-    left = tl.exp(shifted - p)
-    right = tl.exp(p2 - p)
+    left = exp(shifted - p)
+    right = exp(p2 - p)
     return decay1 + decay2, p, left * a1 + right * a2, left * b1 + right * b2
 
 
@@ -56,8 +58,8 @@ def _backward_combine(n1, w1, p1, a1, b1, da1, db1, n2, w2, p2, a2, b2, da2, db2
     # from another thread, is then unused.
     shifted = p1 + n2 * w2
     p = tl.maximum(shifted, p2)
-    left = tl.exp(shifted - p)
-    right = tl.exp(p2 - p)
+    left = exp(shifted - p)
+    right = exp(p2 - p)
     return (n1 + n2, w2, p,
             left * a1 + right * a2,
             left * b1 + right * b2,
@@ -124,8 +126,8 @@ def _wkv_forward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, T, C,
 
         current = u[None, :] + k
         q = tl.maximum(p, current)
-        old = tl.exp(p - q)
-        new = tl.exp(current - q)
+        old = exp(p - q)
+        new = exp(current - q)
         den = old * b + new
         y = (old * a + new * v) / den
         tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=ok)
@@ -207,8 +209,8 @@ def _wkv_backward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_
             dnum_s, dden_s)
 
         # both exponents are <= 0: log D_t bounds every term it sums
-        through_state = tl.where(ok, tl.exp(k + p), 0.0)
-        direct = tl.where(ok, tl.exp(u[None, :] + k - log_den), 0.0)
+        through_state = tl.where(ok, exp(k + p), 0.0)
+        direct = tl.where(ok, exp(u[None, :] + k - log_den), 0.0)
         grad_u_terms = direct * g * (v - y)
         grad_v = through_state * r_num + direct * g
         grad_k = through_state * (v * r_num + r_den) + grad_u_terms
