@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # On the card (issue 28; not run yet), one call of about 8 minutes: the GPU tests of the two chunked
-# kernels (the last call was cut before the selective scan's finished; they now include its
-# sequential forward), then the next round of launch settings: wkv's, and the sequential forward among
-# the selective scan's.
+# kernels and wkv (the last call was cut before the selective scan's finished; they now include its
+# sequential forward, and wkv's and linear attention's exp2), then the next round of launch
+# settings: wkv's, and the sequential forward among the selective scan's.
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled && bash bench/h200/kernel-configs.sh
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 (nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date) | tee "$OUT/card.txt"
-timeout 240 python3 -m pytest -q -m gpu tests/ops/test_selective_scan.py tests/ops/test_linear_attention.py \
+timeout 240 python3 -m pytest -q -m gpu tests/ops/test_selective_scan.py tests/ops/test_linear_attention.py tests/ops/test_wkv.py \
   > "$OUT/pytest_gpu.txt" 2>&1; echo "pytest rc $?"; tail -n 5 "$OUT/pytest_gpu.txt"
 timeout 300 python3 bench/kernel_configs.py --out "$OUT/kernel-configs.md" > "$OUT/kernel-configs.log" 2>&1
 echo "configs rc $?"; cat "$OUT/kernel-configs.log"
