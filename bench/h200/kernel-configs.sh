@@ -3,6 +3,7 @@
 # kernels and wkv (the last call was cut before the selective scan's finished; they now include its
 # sequential forward, and wkv's and linear attention's exp2), then the next round of launch
 # settings: wkv's, and the sequential forward among the selective scan's.
+#   (here: bash ../shared/gpu/make-wheels.sh && bash bench/h200/slim-wheels.sh; carry .whl) then on the card:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled && bash bench/h200/kernel-configs.sh
 set -u
