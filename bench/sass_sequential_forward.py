@@ -3,11 +3,8 @@
     PYTHONPATH=<triton 3.6 site>:$PWD python bench/sass_sequential_forward.py \
         '{"BLOCK_L": 16, "BLOCK_E": 32, "SEQUENTIAL": true, "num_warps": 1}' ...
 Each argument is one FORWARD_CONFIG as JSON."""
-import collections
 import json
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -18,7 +15,7 @@ from bench import sass_report  # noqa: E402
 from bench.ptxas_report import CompileInsteadOfLaunch, cannot_compile  # noqa: E402
 from seqicl.ops.selective_scan import triton_selective_scan as kernels  # noqa: E402
 
-B, L, D, N = 64, 2048, 256, 16
+B, L, D, N = sass_report.B, sass_report.L, sass_report.D, sass_report.N   # the benchmark's shape
 
 
 def main(argv: list[str]) -> int:
@@ -38,17 +35,10 @@ def main(argv: list[str]) -> int:
             A, Dp = torch.zeros(D, N, requires_grad=True), torch.zeros(D, requires_grad=True)
             kernels.selective_scan_triton(x, delta, A, Bm, Cm, Dp)   # compiles, runs nothing
         launch = next(r for r in collect.rows if "forward" in r["kernel"])
-        with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-            f.write(launch["cubin"])
-            f.flush()
-            sass = subprocess.run([str(sass_report.NVDISASM), "-c", f.name], capture_output=True, text=True,
-                                  check=True).stdout
-        _, loop = sass_report.main_loop(sass)
-        counts = collections.Counter(sass_report.opcode(t) for t in loop)
         a = sass_report.analyse(dict(launch, kernel=launch["kernel"].rsplit(".", 1)[-1]), 132, 1.98)
         print(cfg, "regs", launch["regs"], "spill", launch["spill_store"], "programs", launch["programs"], "x",
-              launch["warps"], "loop", len(loop), "floor ms", {p: round(v, 3) for p, v in a["floor_ms"].items()})
-        print("  ", counts.most_common(18))
+              launch["warps"], "loop", a["loop"], "floor ms", {p: round(v, 3) for p, v in a["floor_ms"].items()})
+        print("  ", a["counts"].most_common(18))
     return 0
 
 
