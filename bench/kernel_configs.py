@@ -131,7 +131,7 @@ def time_settings(module, name: str, candidates: list[dict], fn, args, grad: boo
 
 
 def fmt(cfg: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in cfg.items())
+    return ", ".join(f"{str(k).removeprefix('torch.')}={v}" for k, v in cfg.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             inputs = la_inputs(B, L, H, K, case, dtype, device)
             label = f"linear attention, {dname}, decay {case}"
+            if dtype == torch.float32:  # the split done by hand (split3, the default) against Triton's tf32x3
+                tf32x3 = [{**la.PRECISION, torch.float32: "tf32x3"}]
+                lines += time_settings(la, "PRECISION", tf32x3, la.linear_attention_triton, inputs, False, tol, label)
+                lines += time_settings(la, "PRECISION", tf32x3, la.linear_attention_triton, inputs, True, tol,
+                                       label + ", forward + backward")
             lines += time_settings(la, "FORWARD_CONFIG", la_fwd, la.linear_attention_triton, inputs, False, tol, label)
             lines += time_settings(la, "DQ_CONFIG", la_dq, la.linear_attention_triton, inputs, True, tol, label)
             lines += time_settings(la, "BACKWARD_CONFIG", la_dkv, la.linear_attention_triton, inputs, True, tol, label)

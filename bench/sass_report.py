@@ -163,17 +163,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sms", type=int, default=132, help="SMs of the card (H100 SXM and H200: 132)")
     p.add_argument("--clock-ghz", type=float, default=1.98, help="its boost clock (H100 SXM and H200: 1.98)")
     p.add_argument("--measured", type=Path, default=None, help="a kernel table of bench/kernels.py")
+    p.add_argument("--float32-precision", default=None, metavar="P",
+                   help="linear attention's float32 matmuls as P (split3, tf32x3, tf32) instead of its default")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if why := cannot_compile(NVDISASM):
         print(f"error: {why}", file=sys.stderr)
         return 2
-    with CompileInsteadOfLaunch(90) as collect:
-        launch_cases(collect)
+    from seqicl.ops.linear_attention import triton_linear_attention as la
+    default_precision = dict(la.PRECISION)
+    if args.float32_precision:
+        la.PRECISION[torch.float32] = args.float32_precision
+    try:
+        with CompileInsteadOfLaunch(90) as collect:
+            launch_cases(collect)
+    finally:
+        la.PRECISION.update(default_precision)
     measured = measured_times(args.measured) if args.measured else {}
     lines = [f"# Instruction floor of the kernels below issue 28's bandwidth target, sm_90, {datetime.date.today()}",
              "", f"triton {triton.__version__}; `python bench/sass_report.py"
-             + (f" --measured {args.measured}" if args.measured else "") + "`; B 64, L 2048, D 256, float32; "
+             + (f" --measured {args.measured}" if args.measured else "")
+             + (f" --float32-precision {args.float32_precision}" if args.float32_precision else "") + "`; B 64, L 2048, D 256, float32; "
              f"floors at {args.sms} SMs and {args.clock_ghz} GHz. Per trip: warp instructions of the main loop "
              "per trip (shuffles, MUFU, FP32). Floor: the least time of the tightest pipe.", "",
              "| case | kernel | settings | programs x warps | trips | per trip (SHFL / MUFU / FP32) | "

@@ -24,12 +24,12 @@ def test_every_launch_of_the_chunked_kernels_compiles_for_sm90(tmp_path):
         stores, loads = (int(x) for x in spills.split("/"))           # ptxas's own two figures, parsed
         assert stores >= 0 and loads >= 0 and "num_warps=" in settings
     la = "triton_linear_attention."
-    # three decay modes x two precisions (tf32x3 for float32 inputs, tf32 for bfloat16) per pass
+    # three decay modes x two precisions (split3 for float32 inputs, tf32 for bfloat16) per pass
     for name in ("_forward_kernel", "_dq_kernel", "_dkv_kernel"):
         launches = kernels[la + name]
         modes = sorted(s.split("MODE=")[1][0] for s in launches)
         assert modes == ["0", "0", "1", "1", "2", "2"], launches
-        assert sorted("PRECISION=tf32x3" in s for s in launches) == [False] * 3 + [True] * 3, launches
+        assert sorted("PRECISION=split3" in s for s in launches) == [False] * 3 + [True] * 3, launches
     assert sorted(k for k in kernels if "selective" in k) == ["triton_selective_scan._backward_kernel",
                                                               "triton_selective_scan._forward_kernel"]
 

@@ -4,9 +4,12 @@ chunked Triton kernel (forward and every gradient) against the reference in floa
 through Triton's interpreter (chunks of 16 there), on CUDA natively; the three mixers on it."""
 import pytest
 import torch
+import triton
+import triton.language as tl
 
 from seqicl.ops.dispatch import force_backend
 from seqicl.ops.linear_attention import linear_attention, linear_attention_ref
+from seqicl.ops.linear_attention.triton_linear_attention import _tf32_halves
 from kernel_checks import assert_close, reference_float64
 
 
@@ -158,9 +161,37 @@ def test_triton_cuts_wide_heads_into_blocks(shape, heads, decay, monkeypatch):
 def test_float32_matmuls_run_as_tf32_only_where_the_user_allowed_it(monkeypatch):
     from seqicl.ops.linear_attention import triton_linear_attention as tla
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    assert tla._precision(torch.float32) == "tf32x3" and tla._precision(torch.bfloat16) == "tf32"
+    assert tla._precision(torch.float32) == "split3" and tla._precision(torch.bfloat16) == "tf32"
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", True)
     assert tla._precision(torch.float32) == "tf32"
+
+
+@triton.jit
+def _halves_kernel(x_ptr, hi_ptr, lo_ptr, N: tl.constexpr):
+    i = tl.arange(0, N)
+    hi, lo = _tf32_halves(tl.load(x_ptr + i))
+    tl.store(hi_ptr + i, hi)
+    tl.store(lo_ptr + i, lo)
+
+
+def test_split3_halves_are_exact_and_hi_is_tf32_rounded_to_nearest():
+    # float32 matmuls run as three TF32 products of x = hi + lo (_dot): hi must hold only TF32's
+    # bits, hi + lo must give x back exactly, and hi must be the nearest TF32 value (|lo| at most
+    # half of hi's last bit), on random values of every scale, signs, ties and powers of two
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1024, generator=gen) * torch.logspace(-30, 30, 1024)
+    ties = (torch.tensor([0x3F801000, 0x3F803000, 0xBF801000, 0x3F800FFF], dtype=torch.int64)
+            .to(torch.int32).view(torch.float32))   # 1 + half a TF32 ulp (up), 1 + 1.5 ulps, negative, below half
+    x = torch.cat([x, ties, torch.tensor([0.0, -0.0, 1.0, -2.0, 0.75])])
+    x = torch.nn.functional.pad(x, (0, 2048 - x.numel()), value=3.0)
+    hi, lo = torch.empty_like(x), torch.empty_like(x)
+    _halves_kernel[(1,)](x, hi, lo, N=2048)
+    assert not (hi.view(torch.int32) & 0x1FFF).any()
+    assert torch.equal(hi + lo, x)
+    ulp = torch.ldexp(torch.ones_like(x), torch.frexp(hi)[1] - 11)   # hi's last TF32 bit
+    assert (lo.abs() <= ulp / 2).all()
+    tie_hi = hi[1024:1028].view(torch.int32).tolist()
+    assert tie_hi == [0x3F802000, 0x3F804000, torch.tensor(0xBF802000).to(torch.int32).item(), 0x3F800000]
 
 
 def test_triton_bfloat16_inputs_keep_their_dtypes():
@@ -231,7 +262,7 @@ def test_mixers_on_triton_match_torch(name):
 def test_triton_matches_reference_cuda(shape, decay, dtype):
     inputs = make_inputs(shape, decay, seed=sum(shape), device="cuda", dtype=dtype, head_views=True)
     grad = strided_grad(shape, seed=7, device="cuda", dtype=dtype, head_view=True)
-    # fp32 matmuls run as TF32x3; bf16 ones as TF32 with o and the gradients rounded to bf16.
+    # fp32 matmuls run as three TF32 products (split3); bf16 ones as TF32 with o and the gradients rounded to bf16.
     # Sums over L=1000 steps (no decay) and dg's reverse cumsum of q dq - k dk lose some more.
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     run_triton_and_compare(inputs, grad, tol, tol if decay == "none" else 3 * tol)

@@ -55,9 +55,12 @@ DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
 BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
     dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=4, num_stages=1)
 # bf16 inputs carry 8 mantissa bits: TF32 matmuls lose nothing that matters there. float32
-# inputs get TF32x3 (about float32's precision) unless the user allowed TF32 for matmuls
-# (torch.backends.cuda.matmul.allow_tf32, seqicl's train.tf32), as torch's own matmuls do.
-PRECISION = {torch.float32: "tf32x3", torch.bfloat16: "tf32", torch.float16: "tf32"}
+# inputs get three TF32 products of split operands (about float32's precision: _dot) unless the
+# user allowed TF32 for matmuls (torch.backends.cuda.matmul.allow_tf32, seqicl's train.tf32), as
+# torch's own matmuls do. "split3" is Triton's "tf32x3" with a cheaper split: compiled for sm_90,
+# 17-28% fewer instructions in each of the six kernels' loops and a fifth to a third fewer spilled
+# bytes in dk/dv (bench/results/sass-floor-sm90-triton3.6-2026-12-06.md).
+PRECISION = {torch.float32: "split3", torch.bfloat16: "tf32", torch.float16: "tf32"}
 # Wider keys or values are cut into blocks of at most this many, each block run as a head of its
 # own: a program holds a K x V state (and backward a K x V dS), and at 128 x 128 in float32 that
 # spills thousands of bytes, at 128 x 256 it needs more shared memory than the card has
@@ -65,6 +68,30 @@ PRECISION = {torch.float32: "tf32x3", torch.bfloat16: "tf32", torch.float16: "tf
 MAX_HEAD_DIM = 8 if _INTERPRETED else 64
 
 NO_DECAY, PER_HEAD, PER_KEY = 0, 1, 2
+
+
+@triton.jit
+def _tf32_halves(x):
+    """x = hi + lo exactly, hi rounded to nearest on TF32's 10 mantissa bits (|lo| <= 2^-11 |x|).
+    Three instructions an element; Triton's own split for "tf32x3" takes about eight, as it also
+    rounds lo and keeps an inf operand inf (here it gives nan; finite activations never have one)."""
+    hi = ((x.to(tl.uint32, bitcast=True) + 0x1000) & 0xFFFFE000).to(tl.float32, bitcast=True)
+    return hi, x - hi
+
+
+@triton.jit
+def _dot(a, b, PRECISION: tl.constexpr):
+    """a @ b. With "split3", hi hi + hi lo + lo hi of the split operands, each a TF32 product (the
+    card reads lo's top 19 bits; lo lo is below float32's rounding): as close to the float32
+    product as Triton's "tf32x3", about 1e-7 of the largest output in an emulation at 16x64x64."""
+    if PRECISION == "split3":
+        a_hi, a_lo = _tf32_halves(a)
+        b_hi, b_lo = _tf32_halves(b)
+        out = tl.dot(a_hi, b_lo, input_precision="tf32")
+        out = tl.dot(a_lo, b_hi, out, input_precision="tf32")
+        return tl.dot(a_hi, b_hi, out, input_precision="tf32")
+    else:
+        return tl.dot(a, b, input_precision=PRECISION)
 
 
 @triton.jit
@@ -124,9 +151,9 @@ def _scores(q, k, G, D, rows, BLOCK_K: tl.constexpr, CHUNK: tl.constexpr, LOG_CH
         A = tl.where(diag, tl.sum(q * k, axis=1)[:, None], 0.0)
         for level in tl.static_range(LOG_CHUNK):
             up, low, same = _level(G, rows, BLOCK_K, CHUNK, 1 << level)
-            A += tl.where(same, tl.dot(q * up, tl.trans(k * low), input_precision=PRECISION), 0.0)
+            A += tl.where(same, _dot(q * up, tl.trans(k * low), PRECISION), 0.0)
     else:
-        A = tl.dot(q, tl.trans(k), input_precision=PRECISION) * D
+        A = _dot(q, tl.trans(k), PRECISION) * D
     return A
 
 
@@ -142,14 +169,14 @@ def _apply_scores(dA, x, G, D, rows, BLOCK_K: tl.constexpr, CHUNK: tl.constexpr,
             up, low, same = _level(G, rows, BLOCK_K, CHUNK, 1 << level)
             dA_level = tl.where(same, dA, 0.0)
             if TRANSPOSED:
-                out += low * tl.dot(tl.trans(dA_level), x * up, input_precision=PRECISION)
+                out += low * _dot(tl.trans(dA_level), x * up, PRECISION)
             else:
-                out += up * tl.dot(dA_level, x * low, input_precision=PRECISION)
+                out += up * _dot(dA_level, x * low, PRECISION)
     else:
         if TRANSPOSED:
-            out = tl.dot(tl.trans(dA * D), x, input_precision=PRECISION)
+            out = _dot(tl.trans(dA * D), x, PRECISION)
         else:
-            out = tl.dot(dA * D, x, input_precision=PRECISION)
+            out = _dot(dA * D, x, PRECISION)
     return out
 
 
@@ -176,17 +203,17 @@ def _forward_kernel(q_ptr, k_ptr, v_ptr, g_ptr, o_ptr,
         G = _cum_decay(g_ptr, g_base, t, kcols, g_sl, L, K, rows, gamma, MODE)
         A = _scores(q, k, G, D, rows, BLOCK_K, CHUNK, LOG_CHUNK, MODE, PRECISION)
         if MODE == 0:
-            o = tl.dot(q, S, input_precision=PRECISION)
+            o = _dot(q, S, PRECISION)
             k_to_end = k
         else:
-            o = tl.dot(q * exp(G), S, input_precision=PRECISION)
+            o = _dot(q * exp(G), S, PRECISION)
             G_C = _last_row(G, rows, CHUNK)
             k_to_end = k * exp(G_C[None, :] - G)
             S = exp(G_C)[:, None] * S
-        o += tl.dot(A, v, input_precision=PRECISION)
+        o += _dot(A, v, PRECISION)
         ok = (t < L)[:, None] & (vcols < V)[None, :]
         tl.store(o_ptr + o_base + t[:, None] * V + vcols[None, :], o.to(o_ptr.dtype.element_ty), mask=ok)
-        S += tl.dot(tl.trans(k_to_end), v, input_precision=PRECISION)
+        S += _dot(tl.trans(k_to_end), v, PRECISION)
 
 
 @triton.jit
@@ -212,8 +239,8 @@ def _dq_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr,
         v = _load(v_ptr, v_base, t, vcols, v_sl, L, V)
         do = _load(do_ptr, do_base, t, vcols, do_sl, L, V)
         G = _cum_decay(g_ptr, g_base, t, kcols, g_sl, L, K, rows, gamma, MODE)
-        dA = tl.where(causal, tl.dot(do, tl.trans(v), input_precision=PRECISION), 0.0)
-        dq = tl.dot(do, tl.trans(S), input_precision=PRECISION)
+        dA = tl.where(causal, _dot(do, tl.trans(v), PRECISION), 0.0)
+        dq = _dot(do, tl.trans(S), PRECISION)
         if MODE == 0:
             k_to_end = k
         else:
@@ -224,7 +251,7 @@ def _dq_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr,
         dq += _apply_scores(dA, k, G, D, rows, BLOCK_K, CHUNK, LOG_CHUNK, MODE, PRECISION, False)
         ok = (t < L)[:, None] & (kcols < K)[None, :]
         tl.store(dq_ptr + dq_base + t[:, None] * K + kcols[None, :], dq.to(dq_ptr.dtype.element_ty), mask=ok)
-        S += tl.dot(tl.trans(k_to_end), v, input_precision=PRECISION)
+        S += _dot(tl.trans(k_to_end), v, PRECISION)
 
 
 @triton.jit
@@ -257,23 +284,23 @@ def _dkv_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, dk_ptr, dv_ptr, dg_p
         do = _load(do_ptr, do_base, t, vcols, do_sl, L, V)
         G = _cum_decay(g_ptr, g_base, t, kcols, g_sl, L, K, rows, gamma, MODE)
         A = _scores(q, k, G, D, rows, BLOCK_K, CHUNK, LOG_CHUNK, MODE, PRECISION)
-        dA = tl.where(causal, tl.dot(do, tl.trans(v), input_precision=PRECISION), 0.0)
+        dA = tl.where(causal, _dot(do, tl.trans(v), PRECISION), 0.0)
         if MODE == 0:
             k_to_end = k
-            dk = tl.dot(v, tl.trans(dS), input_precision=PRECISION)
+            dk = _dot(v, tl.trans(dS), PRECISION)
         else:
             G_C = _last_row(G, rows, CHUNK)
             to_end = exp(G_C[None, :] - G)
             k_to_end = k * to_end
-            dk = to_end * tl.dot(v, tl.trans(dS), input_precision=PRECISION)
-        dv = tl.dot(tl.trans(A), do, input_precision=PRECISION) + tl.dot(k_to_end, dS, input_precision=PRECISION)
+            dk = to_end * _dot(v, tl.trans(dS), PRECISION)
+        dv = _dot(tl.trans(A), do, PRECISION) + _dot(k_to_end, dS, PRECISION)
         dk += _apply_scores(dA, q, G, D, rows, BLOCK_K, CHUNK, LOG_CHUNK, MODE, PRECISION, True)
         k_ok = (t < L)[:, None] & (kcols < K)[None, :]
         tl.store(dk_ptr + dk_base + t[:, None] * K + kcols[None, :], dk.to(dk_ptr.dtype.element_ty), mask=k_ok)
         v_ok = (t < L)[:, None] & (vcols < V)[None, :]
         tl.store(dv_ptr + dv_base + t[:, None] * V + vcols[None, :], dv.to(dv_ptr.dtype.element_ty), mask=v_ok)
         if MODE == 0:
-            dS += tl.dot(tl.trans(q), do, input_precision=PRECISION)
+            dS += _dot(tl.trans(q), do, PRECISION)
         else:
             if NEED_DG:
                 dq = tl.load(dq_ptr + dk_base + t[:, None] * K + kcols[None, :], mask=k_ok, other=0.0)
@@ -284,7 +311,7 @@ def _dkv_kernel(q_ptr, k_ptr, v_ptr, g_ptr, do_ptr, dq_ptr, dk_ptr, dv_ptr, dg_p
                     tl.store(dg_ptr + dk_base + t[:, None] * K + kcols[None, :], dg.to(dg_ptr.dtype.element_ty), mask=k_ok)
                 else:
                     dg_total += tl.sum(dg, axis=0)
-            dS = exp(G_C)[:, None] * dS + tl.dot(tl.trans(q * exp(G)), do, input_precision=PRECISION)
+            dS = exp(G_C)[:, None] * dS + _dot(tl.trans(q * exp(G)), do, PRECISION)
     if MODE == 1 and NEED_DG:
         tl.store(dg_ptr + bh, tl.sum(dg_total, axis=0))
 
