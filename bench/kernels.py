@@ -182,15 +182,20 @@ def main() -> int:
     p.add_argument("--large-only", action="store_true", help="only the B 64, L 2048, D 256 shape")
     p.add_argument("--no-reference", action="store_true", help="skip the torch references (slow at L 2048)")
     p.add_argument("--no-steps", action="store_true", help="skip the training-step table")
+    p.add_argument("--float32-precision", default=None, metavar="P",
+                   help="linear attention's float32 matmuls as P (split3, tf32x3, tf32) instead of its default")
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("error: bench/kernels.py needs a CUDA GPU", file=sys.stderr)
         return 2
     import triton
+    from seqicl.ops.linear_attention import triton_linear_attention as la
+    if args.float32_precision:
+        la.PRECISION[torch.float32] = args.float32_precision
     card = torch.cuda.get_device_name()
     head = [f"# Kernel benchmark: {card}, {datetime.date.today()}",
-            f"torch {torch.__version__}, triton {triton.__version__}; float32; median of do_bench; "
-            "eager steps (no CUDA graphs)", ""]
+            f"torch {torch.__version__}, triton {triton.__version__}; float32 (linear attention's matmuls as "
+            f"{la.PRECISION[torch.float32]}); median of do_bench; eager steps (no CUDA graphs)", ""]
     copy = copy_bandwidth()
     head.append(f"Device-to-device copy bandwidth (read + write): {copy:.0f} GB/s\n")
     print("\n".join(head), flush=True)
