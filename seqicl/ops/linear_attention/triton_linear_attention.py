@@ -58,8 +58,9 @@ BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
 # inputs get three TF32 products of split operands (about float32's precision: _dot) unless the
 # user allowed TF32 for matmuls (torch.backends.cuda.matmul.allow_tf32, seqicl's train.tf32), as
 # torch's own matmuls do. "split3" is Triton's "tf32x3" with a cheaper split: compiled for sm_90,
-# 17-28% fewer instructions in each of the six kernels' loops and a fifth to a third fewer spilled
-# bytes in dk/dv (bench/results/sass-floor-sm90-triton3.6-2026-12-06.md).
+# 14-29% fewer instructions in the loops of the 3 kernels x 3 decay modes and a fifth to a third
+# fewer spilled bytes in dk/dv (bench/results/sass-floor-sm90-triton3.6-2026-12-06.md); on an
+# H100, forward 4-8% and forward + backward 5-12% faster (bench/results/kernels-h100-2026-12-06b.md).
 PRECISION = {torch.float32: "split3", torch.bfloat16: "tf32", torch.float16: "tf32"}
 # Wider keys or values are cut into blocks of at most this many, each block run as a head of its
 # own: a program holds a K x V state (and backward a K x V dS), and at 128 x 128 in float32 that
