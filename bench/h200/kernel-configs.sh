@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# On the card (issue 28; not run yet), one call of about 8 minutes: the GPU tests of the two chunked
-# kernels and wkv (the last call was cut before the selective scan's finished; they now include its
-# sequential forward, and wkv's and linear attention's exp2), then the next round of launch
-# settings: wkv's, and the sequential forward among the selective scan's.
+# On the card (issue 28), one call of about 9 minutes: the GPU tests of the two chunked kernels and
+# wkv (they passed on 2026-12-06 at commit 0f31921: pytest-gpu-h100-2026-12-06b.md; run again so
+# that the timings below come from a tree whose kernels were checked), then the next round of
+# launch settings: wkv's, the sequential forward among the selective scan's, and linear attention's
+# float32 split3 (the default) against Triton's tf32x3.
 #   (here: bash ../shared/gpu/make-wheels.sh && bash bench/h200/slim-wheels.sh; carry .whl) then on the card:
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled && bash bench/h200/kernel-configs.sh
