@@ -182,8 +182,8 @@ def main() -> int:
     p.add_argument("--large-only", action="store_true", help="only the B 64, L 2048, D 256 shape")
     p.add_argument("--no-reference", action="store_true", help="skip the torch references (slow at L 2048)")
     p.add_argument("--no-steps", action="store_true", help="skip the training-step table")
-    p.add_argument("--float32-precision", default=None, metavar="P",
-                   help="linear attention's float32 matmuls as P (split3, tf32x3, tf32) instead of its default")
+    p.add_argument("--float32-precision", default=None, choices=["split3", "tf32x3", "tf32", "ieee"],
+                   help="linear attention's float32 matmuls as this instead of its default (split3)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("error: bench/kernels.py needs a CUDA GPU", file=sys.stderr)

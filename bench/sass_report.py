@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sms", type=int, default=132, help="SMs of the card (H100 SXM and H200: 132)")
     p.add_argument("--clock-ghz", type=float, default=1.98, help="its boost clock (H100 SXM and H200: 1.98)")
     p.add_argument("--measured", type=Path, default=None, help="a kernel table of bench/kernels.py")
-    p.add_argument("--float32-precision", default=None, metavar="P",
-                   help="linear attention's float32 matmuls as P (split3, tf32x3, tf32) instead of its default")
+    p.add_argument("--float32-precision", default=None, choices=["split3", "tf32x3", "tf32", "ieee"],
+                   help="linear attention's float32 matmuls as this instead of its default (split3)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if why := cannot_compile(NVDISASM):
