@@ -44,10 +44,13 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
               for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (16, 8, 2), (32, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program (sass_report.py:
      for bl, be, w in [(16, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1)]]  # no shuffles, 0.65x the issue floor)
-# wkv (41% of copy at one warp per (batch, 16 channels): 7.75 warps an SM; sass_report: 2.0x its
-# instruction floor, which would allow 83%): more programs, and more warps per program
+# wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
+# 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
+# floor (sass_report.py). Halving the channels per program doubles the programs and, at 96 (32 x 8)
+# or 64 (16 x 8) registers, keeps them all resident (ptxas, sm_90): more warps to hide latency.
 WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
-               for bl, bd, w in [(32, 8, 1), (16, 16, 1), (64, 16, 1), (32, 32, 2), (32, 16, 2)]]
+               for bl, bd, w in [(32, 8, 1), (16, 8, 1), (64, 4, 1), (16, 16, 1), (64, 16, 1), (32, 32, 2),
+                                 (32, 16, 2)]]
 WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
                 for bl, bd, w in [(16, 8, 1), (32, 16, 1), (8, 16, 1), (16, 32, 2)]]
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
