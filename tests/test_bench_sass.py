@@ -69,3 +69,11 @@ def test_every_launch_compiles_and_is_read(tmp_path):
     assert sorted(set(kernels)) == ["_backward_kernel", "_dkv_kernel", "_dq_kernel", "_forward_kernel",
                                     "_wkv_backward_kernel", "_wkv_forward_kernel"]
     assert sum("| selective_scan" in r and "x |" in r for r in rows) == 1      # the measured comparison row
+
+
+def test_sass_settings_names_its_kernels_in_one_line(capsys):
+    from bench import sass_settings
+    for argv in ([], ["mamba"]):
+        assert sass_settings.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == "error: the first argument names the kernel: selective_scan, wkv"
