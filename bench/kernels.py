@@ -29,6 +29,7 @@ from seqicl.models import MIXERS, build_model  # noqa: E402
 from seqicl.ops.complex_scan import complex_scan  # noqa: E402
 from seqicl.ops.complex_scan.reference import complex_scan_ref  # noqa: E402
 from seqicl.ops.linear_attention import linear_attention  # noqa: E402
+from seqicl.ops.linear_attention import triton_linear_attention as la  # noqa: E402
 from seqicl.ops.linear_attention.reference import linear_attention_ref  # noqa: E402
 from seqicl.ops.scan import linear_scan  # noqa: E402
 from seqicl.ops.scan.reference import linear_scan_ref  # noqa: E402
@@ -182,14 +183,13 @@ def main() -> int:
     p.add_argument("--large-only", action="store_true", help="only the B 64, L 2048, D 256 shape")
     p.add_argument("--no-reference", action="store_true", help="skip the torch references (slow at L 2048)")
     p.add_argument("--no-steps", action="store_true", help="skip the training-step table")
-    p.add_argument("--float32-precision", default=None, choices=["split3", "tf32x3", "tf32", "ieee"],
+    p.add_argument("--float32-precision", default=None, choices=la.FLOAT32_PRECISIONS,
                    help="linear attention's float32 matmuls as this instead of its default (split3)")
     args = p.parse_args()
     if not torch.cuda.is_available():
         print("error: bench/kernels.py needs a CUDA GPU", file=sys.stderr)
         return 2
     import triton
-    from seqicl.ops.linear_attention import triton_linear_attention as la
     if args.float32_precision:
         la.PRECISION[torch.float32] = args.float32_precision
     card = torch.cuda.get_device_name()

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.ptxas_report import CompileInsteadOfLaunch, cannot_compile  # noqa: E402
 from seqicl.atomic import atomic_write_text  # noqa: E402
+from seqicl.ops.linear_attention import triton_linear_attention as la  # noqa: E402
 
 NVDISASM = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "nvdisasm"
 B, L, D, HEADS, N = 64, 2048, 256, 4, 16
@@ -163,14 +164,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sms", type=int, default=132, help="SMs of the card (H100 SXM and H200: 132)")
     p.add_argument("--clock-ghz", type=float, default=1.98, help="its boost clock (H100 SXM and H200: 1.98)")
     p.add_argument("--measured", type=Path, default=None, help="a kernel table of bench/kernels.py")
-    p.add_argument("--float32-precision", default=None, choices=["split3", "tf32x3", "tf32", "ieee"],
+    p.add_argument("--float32-precision", default=None, choices=la.FLOAT32_PRECISIONS,
                    help="linear attention's float32 matmuls as this instead of its default (split3)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if why := cannot_compile(NVDISASM):
         print(f"error: {why}", file=sys.stderr)
         return 2
-    from seqicl.ops.linear_attention import triton_linear_attention as la
     default_precision = dict(la.PRECISION)
     if args.float32_precision:
         la.PRECISION[torch.float32] = args.float32_precision

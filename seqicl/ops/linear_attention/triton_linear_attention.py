@@ -62,6 +62,7 @@ BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
 # fewer spilled bytes in dk/dv (bench/results/sass-floor-sm90-triton3.6-2026-12-06.md); on an
 # H100, forward 4-8% and forward + backward 5-12% faster (bench/results/kernels-h100-2026-12-06b.md).
 PRECISION = {torch.float32: "split3", torch.bfloat16: "tf32", torch.float16: "tf32"}
+FLOAT32_PRECISIONS = ("split3", "tf32x3", "tf32", "ieee")   # what float32 may run as (the benchmarks' choice)
 # Wider keys or values are cut into blocks of at most this many, each block run as a head of its
 # own: a program holds a K x V state (and backward a K x V dS), and at 128 x 128 in float32 that
 # spills thousands of bytes, at 128 x 256 it needs more shared memory than the card has
