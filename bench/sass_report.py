@@ -86,7 +86,6 @@ def main_loop(sass: str) -> tuple[list[str], list[str]]:
 def launch_cases(collect: CompileInsteadOfLaunch) -> None:
     """Forward and backward of each case at the benchmark's shape, float32 CPU tensors: the launches
     compile, nothing runs (outputs stay uninitialised)."""
-    from seqicl.ops.linear_attention.triton_linear_attention import linear_attention_triton
     from seqicl.ops.selective_scan.triton_selective_scan import selective_scan_triton
     from seqicl.ops.wkv.triton_wkv import wkv_triton
     K = D // HEADS
@@ -102,7 +101,7 @@ def launch_cases(collect: CompileInsteadOfLaunch) -> None:
                          ("gla", torch.zeros(B, HEADS, L, K, requires_grad=True))):
         collect.case = f"linear_attention ({model}, H=4 K=V=D/4)"
         q, kk, vv = (torch.zeros(B, HEADS, L, K, requires_grad=True) for _ in range(3))
-        linear_attention_triton(q, kk, vv, decay).sum().backward()
+        la.linear_attention_triton(q, kk, vv, decay).sum().backward()
 
 
 def analyse(launch: dict, sms: int, clock_ghz: float) -> dict:
