@@ -32,9 +32,11 @@ from seqicl.ops.wkv import triton_wkv as wkv  # noqa: E402
 # Candidates around the defaults timed on 2026-12-06 (kernel-configs-h100-2026-12-06.md: 4 warps
 # and the whole value width won the forward; dq and dkv gained ~10% from 4 warps): the whole key
 # width for dq, fewer warps, longer chunks at 4 warps, and the selective scan's neighbours.
+# The forward's (CHUNK 32, 3 stages) won on 2026-12-06 later (la-forward-settings-h100-2026-12-06.md);
+# its neighbours, the one before it, and chunks of 16 without spills in float32 (ptxas_report.py).
 LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stages=s)
-              for c, ck, bv, w, s in [(16, 16, 32, 4, 2), (32, 16, 64, 4, 2), (16, 16, 64, 2, 2),
-                                      (16, 16, 64, 4, 3), (32, 32, 64, 4, 2)]]
+              for c, ck, bv, w, s in [(16, 16, 64, 4, 3), (16, 16, 64, 4, 2), (32, 32, 64, 4, 3),
+                                      (32, 16, 64, 4, 4), (64, 16, 64, 4, 3), (32, 16, 64, 8, 3)]]
 LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=2)
          for c, ck, bk, w in [(16, 16, 64, 4), (32, 16, 64, 4), (16, 16, 32, 2), (16, 16, 16, 4)]]
 # (8 warps for dk/dv: with split3 it spills 0-116 bytes against 4 warps' 300-688, ptxas_report.py)
@@ -46,8 +48,9 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
      for bl, be, w in [(16, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1)]]  # no shuffles, 0.65x the issue floor)
 # wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
 # 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
-# floor (sass_report.py). Halving the channels per program doubles the programs and, at 96 (32 x 8)
-# or 64 (16 x 8) registers, keeps them all resident (ptxas, sm_90): more warps to hide latency.
+# floor (sass_report.py). Halving the channels per program doubles the programs (all resident at
+# 96 or 64 registers), but on the card they were 1.10-1.40x slower (la-forward-settings-h100-
+# 2026-12-06.md: a row of 8 channels is 32 bytes); kept to be timed beside the backward's.
 WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
                for bl, bd, w in [(32, 8, 1), (16, 8, 1), (64, 4, 1), (16, 16, 1), (64, 16, 1), (32, 32, 2),
                                  (32, 16, 2)]]

@@ -45,10 +45,12 @@ from seqicl.ops.triton_exp import exp
 # bench/results/kernel-configs-h100-2026-12-06.md; B 64, L 2048, 4 heads of 64): against the
 # first, ptxas-chosen ones (CHUNK 32, BLOCK_V 32, 8 warps), 4 warps and the whole value width per
 # program cut the forward to 0.31x (fp32, no decay) and 0.32x (fp32, decay per key), the 4-warp dq
-# and dkv passes cut forward + backward by 10-14% each.
+# and dkv passes cut forward + backward by 10-14% each. Then 3 pipeline stages and chunks of 32
+# (16 with a decay per key) cut the forward to 0.89-0.94x in float32 and 0.71-0.95x in bfloat16
+# (bench/results/la-forward-settings-h100-2026-12-06.md).
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 FORWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=16) if _INTERPRETED else \
-    dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=2)
+    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3)
 DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
     dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=4, num_stages=2)
 # dk, dv and dg: one program per (batch, head), all of K and V (dk sums over V, dv over K)
