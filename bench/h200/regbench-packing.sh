@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # On the card (issue 29, item 2, the rest of the plan step; not run yet): what packing buys at
 # RegBench's shape, and the step times of the models whose kernels changed on 2026-12-06.
-#   PYTHONPATH=$PWD bash bench/h200/regbench-packing.sh      (torch only: no wheels needed; about 6 min)
+#   PYTHONPATH=$PWD bash bench/h200/regbench-packing.sh      (torch only: no wheels needed; about 8 min)
 # 1. bench/regbench_steps.py, bf16, for the models on the linear-attention and selective-scan kernels
 #    (their launch settings were timed after the first step table was made);
 # 2. bench/packing.py --regbench --bf16 --mps: N graph-captured trials of one model at the paper's size,
 #    length 1000, side by side, with and without MPS, for the Transformer (the model the paper's finding
 #    is about) and Mamba (the largest share of the budget);
+# 3. bench/short_conv.py: Mamba's, Hyena's and H3's short convolutions as cuDNN's depthwise conv1d
+#    against shifted copies added (seqicl.ops.short_conv), alone and in each model's bf16 step
+#    (about 1.5 min): METHOD there follows it (Mamba is the largest share of the budget);
 # then the budget with the packing each row measured: bench/regbench_budget.py --packing R.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
@@ -18,3 +21,4 @@ for m in transformer mamba; do
   timeout 200 python3 bench/packing.py --regbench --bf16 --graph --mps --model $m --procs 1,4 --seconds 10 \
     --out "$OUT/packing-regbench-$m.md" > "$OUT/packing-$m.log" 2>&1; echo "packing $m rc $?"; tail -n 8 "$OUT/packing-regbench-$m.md"
 done
+timeout 150 python3 bench/short_conv.py --out "$OUT/short-conv.md" > "$OUT/short-conv.log" 2>&1; echo "short conv rc $?"; cat "$OUT/short-conv.log"

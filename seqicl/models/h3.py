@@ -4,10 +4,10 @@ that product (long convolution); multiplicative gating by q; output projection."
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..ops.fftconv import fft_conv
+from ..ops.short_conv import causal_depthwise_conv
 from .registry import register
 from .ssm_kernel import S4DKernel
 
@@ -28,11 +28,9 @@ class H3(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, L, D = x.shape
+        L = x.shape[1]
         q, k, v = self.qkv(x).chunk(3, dim=-1)
-        taps = self.shift.shape[1]
-        # causal depthwise conv: k_shift[t] = sum_j shift[:, j] * k[t - j]
-        k = F.conv1d(F.pad(k.transpose(1, 2), (taps - 1, 0)), self.shift.flip(-1).unsqueeze(1), groups=D)
-        kv = k.transpose(1, 2) * v
+        # k_shift[t] = sum_j shift[:, j] * k[t - j]: the convolution's last tap is the current step
+        kv = causal_depthwise_conv(k, self.shift.flip(-1)) * v
         y = fft_conv(kv, self.diag(L)) + kv * self.skip
         return self.out(self.drop(q * y))

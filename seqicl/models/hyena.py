@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..ops.fftconv import fft_conv
+from ..ops.short_conv import causal_depthwise_conv
 from .registry import register
 
 
@@ -60,7 +61,7 @@ class Hyena(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         L = x.shape[1]
-        u = self.short(self.inp(x).transpose(1, 2))[..., :L].transpose(1, 2)   # causal: the first L outputs
+        u = causal_depthwise_conv(self.inp(x), self.short.weight.squeeze(1), self.short.bias)
         v, *gates = u.chunk(self.order + 1, dim=-1)
         h = self.filters(L, x.device)
         z = v

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.selective_scan import selective_scan
+from ..ops.short_conv import causal_depthwise_conv
 from .registry import register
 
 
@@ -48,9 +49,8 @@ class Mamba(nn.Module):
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        L = x.shape[1]
         u, z = self.inp(x).chunk(2, dim=-1)
-        u = F.silu(self.conv(u.transpose(1, 2))[..., :L].transpose(1, 2))       # causal: the first L outputs
+        u = F.silu(causal_depthwise_conv(u, self.conv.weight.squeeze(1), self.conv.bias))
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt).float())
         y = selective_scan(u, delta, -torch.exp(self.A_log.float()), B, C, self.D)
