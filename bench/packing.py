@@ -141,7 +141,8 @@ def parse_args(argv):
     p.add_argument("--regbench", action="store_true",
                    help="the model at RegBench's shape instead: the paper's best size (bench/regbench_steps.py), "
                         "length --length, batch 32")
-    p.add_argument("--length", type=int, default=1000, help="sequence length with --regbench")
+    p.add_argument("--length", type=int, default=720, help="sequence length with --regbench (720: the padded "
+                   "length of seqicl's RegBench sets, bench/regbench_steps.py REGBENCH_LENGTH)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast steps, as train.precision=bf16")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--graph", action="store_true", help="graph-captured steps only (default: both)")

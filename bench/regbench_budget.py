@@ -5,7 +5,8 @@
                                     [--budget 120] [--out FILE.md]
 
 ``STEPS.md`` is the table ``bench/regbench_steps.py`` writes on the GPU (ms per graph-captured
-training step at length 1,000, batch 32, each model at the paper's best size). Nothing runs on a
+training step at the table's length, batch 32, each model at the paper's best size; the first table,
+of 2026-12-06, was made at length 1,000, where seqicl's RegBench sets are 720 long). Nothing runs on a
 GPU here: for each (model, training size) the sweep costs
 
     samples x E[epochs per trial] x (steps per epoch + evaluation) x ms/step

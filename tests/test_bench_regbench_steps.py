@@ -33,3 +33,14 @@ def test_bad_input_is_one_line(capsys):
     assert bench.main(["--cpu", "--precisions", "fp16"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: unknown model 'nope'", "error: unknown precision 'fp16'"]
+
+
+def test_the_default_length_is_regbench_padded_length():
+    # the benches time steps at the length the sweep trains at: the 1k set's padded length
+    # (the longest example over test, validation and training) is within a few tokens of it
+    from seqicl.config import compose
+    from seqicl.data.regbench import generate
+    data = generate(compose(["task=dfa", "task.num_train=1000"])["task"])
+    length = data.train.inputs.shape[1]
+    assert bench.REGBENCH_LENGTH - 8 <= length <= bench.REGBENCH_LENGTH
+    assert data.val.inputs.shape[1] == data.test.inputs.shape[1] == length
