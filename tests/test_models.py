@@ -289,11 +289,28 @@ def test_mamba_starts_its_steps_in_range_after_the_models_own_init():
 def test_hyena_filters_follow_the_length_and_decay_along_it():
     from seqicl.models.hyena import Hyena
     torch.manual_seed(0)
-    m = Hyena(8)
+    m = Hyena(8, max_len=40)
     h12, h40 = m.filters(12, "cpu"), m.filters(40, "cpu")
     assert h12.shape == (2, 8, 12) and h40.shape == (2, 8, 40)
+    torch.testing.assert_close(h12, h40[..., :12])                # a shorter input gets the same first taps
     envelope = h40.abs().mean((0, 1))
     assert envelope[-10:].mean() < envelope[:10].mean()          # the window: late taps are smaller
+    with pytest.raises(ValueError, match="exceeds Hyena's max_len 40"):
+        m.filters(41, "cpu")
+
+
+@pytest.mark.parametrize("name, variant", [(m, {}) for m in sorted(MIXERS)] + VARIANTS)
+def test_a_prefix_gets_the_outputs_the_whole_sequence_gives_it(name, variant):
+    """What generation (growing prefixes) and shorter batches rely on: causality at a fixed length
+    is not enough (Hyena once scaled its filter positions by the input's length)."""
+    torch.manual_seed(0)
+    cfg = compose([f"model={name}", "model.d_model=24"])["model"]
+    cfg["mixer"] = {**cfg["mixer"], **variant}
+    model = build_model(cfg, vocab_size=20, max_len=33).eval()
+    tokens = torch.randint(0, 20, (2, 33))
+    whole = model(tokens)
+    for length in (1, 7, 20):
+        torch.testing.assert_close(model(tokens[:, :length]), whole[:, :length], atol=1e-5, rtol=1e-4)
 
 
 def test_every_registered_mixer_is_named_in_the_readme_and_the_analysis():

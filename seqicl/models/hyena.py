@@ -5,9 +5,11 @@ implicitly, interleaved with elementwise gates.
     z = x1 * (h1 * v + b1 v);   z = x2 * (h2 * z + b2 z);   y = out(z)
 
 Each filter h_i (d_model channels x L) comes from a small MLP over positional features of
-t = 0..L-1 (t/L and sin/cos of ``n_freqs`` frequencies, sine activations), multiplied by an
-exponential decay window exp(-alpha_c t / L) whose rates alpha_c spread over the channels. The long
-convolutions run through the FFT (seqicl.ops.fftconv), so the filters follow any length L."""
+t = 0..L-1 (t/max_len and sin/cos of ``n_freqs`` frequencies, sine activations), multiplied by an
+exponential decay window exp(-alpha_c t / max_len) whose rates alpha_c spread over the channels.
+Positions are scaled by the model's ``max_len`` (as the original's ``l_max``), not by the input's
+length, so that a prefix gets the outputs the whole sequence gives it (generation feeds growing
+prefixes). The long convolutions run through the FFT (seqicl.ops.fftconv)."""
 from __future__ import annotations
 
 import math
@@ -35,11 +37,13 @@ class Hyena(nn.Module):
     # default sweep once measured in it on the H200 (issue 28)
     in_default_sweep = False  # a sweep naming no models runs the original table's seven (see registry.py)
     needs_positions = False
+    needs_max_len = True  # the language model passes its max_len
 
     def __init__(self, d_model: int, layer_idx: int = 0, order: int = 2, filter_hidden: int = 64,
-                 n_freqs: int = 8, short_taps: int = 3, decay_min: float = 0.5, decay_max: float = 8.0):
+                 n_freqs: int = 8, short_taps: int = 3, decay_min: float = 0.5, decay_max: float = 8.0,
+                 max_len: int = 2048):
         super().__init__()
-        self.order, self.d_model, self.n_freqs = order, d_model, n_freqs
+        self.order, self.d_model, self.n_freqs, self.max_len = order, d_model, n_freqs, max_len
         self.inp = nn.Linear(d_model, (order + 1) * d_model)
         self.short = nn.Conv1d((order + 1) * d_model, (order + 1) * d_model, short_taps,
                                groups=(order + 1) * d_model, padding=short_taps - 1)
@@ -53,7 +57,9 @@ class Hyena(nn.Module):
 
     def filters(self, length: int, device) -> torch.Tensor:
         """(order, d_model, length): the implicit filters, decayed along t."""
-        t = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(-1) / length   # (L, 1)
+        if length > self.max_len:
+            raise ValueError(f"sequence of {length} tokens exceeds Hyena's max_len {self.max_len}")
+        t = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(-1) / self.max_len   # (L, 1)
         freqs = torch.arange(1, self.n_freqs + 1, device=device, dtype=torch.float32) * math.pi
         pos = torch.cat([t, torch.sin(freqs * t), torch.cos(freqs * t)], dim=-1)            # (L, 1 + 2F)
         h = self.filter(pos).view(length, self.order, self.d_model).permute(1, 2, 0)       # (order, D, L)

@@ -47,7 +47,9 @@ class LanguageModel(nn.Module):
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model) if mixer_cls.needs_positions else None
         self.drop = nn.Dropout(dropout if embed_dropout is None else embed_dropout)  # on the embedding
-        self.blocks = nn.ModuleList(Block(d_model, i, mixer_cls, dict(mixer or {}), mlp_ratio, dropout)
+        # a mixer whose filters are laid out over the longest sequence (Hyena) is told its length
+        mixer = {**(mixer or {}), **({"max_len": max_len} if getattr(mixer_cls, "needs_max_len", False) else {})}
+        self.blocks = nn.ModuleList(Block(d_model, i, mixer_cls, mixer, mlp_ratio, dropout)
                                     for i in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
