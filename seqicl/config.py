@@ -133,6 +133,7 @@ RULES: dict[str, tuple[str, Any]] = {
     "train.epochs": _POSITIVE_INT,
     "train.batch_size": _POSITIVE_INT,
     "train.eval_every": _POSITIVE_INT,
+    "train.length_buckets": _POSITIVE_INT,
     "train.stop_when_perfect": ("true or false", lambda v: isinstance(v, bool)),
     "task.num_train": _POSITIVE_INT,
     "task.num_val": _POSITIVE_INT,

@@ -13,6 +13,7 @@ from conftest import ROOT
     ("model.d_model=0", "error: model.d_model must be an integer >= 1, got 0"),
     ("task.num_train=0", "error: task.num_train must be an integer >= 1, got 0"),
     ("train.eval_every=0", "error: train.eval_every must be an integer >= 1, got 0"),
+    ("train.length_buckets=0", "error: train.length_buckets must be an integer >= 1, got 0"),
     ("train.nope=1", "error: unknown config key 'train.nope' (use +train.nope=... to add one)"),
     ("--nope", "error: unrecognized arguments: --nope (see --help)"),
 ])

@@ -25,7 +25,9 @@ from .checkpoint import atomic_save, save_checkpoint
 from .metrics import BEST_POSSIBLE, evaluate
 from .optim import lr_factor, make_optimizer
 from .record import RecordError, RunRecord
-from .step import make_step
+from .buckets import epoch_batches, make_buckets, supervised_lengths
+from .buckets import steps_per_epoch as bucket_steps
+from .step import make_bucketed_step, make_step
 from .tensorboard import ScalarLog
 
 # on_epoch(metrics): called after every evaluated epoch, once its line is in the record
@@ -61,6 +63,7 @@ class Run:
     device: torch.device
     bf16: bool
     steps_per_epoch: int
+    buckets: list | None = None             # length buckets (train.length_buckets > 1), else one padded width
     epoch: int = 0                          # epochs done
     elapsed: float = 0.0                    # training seconds, summed over resumptions
     best: dict = field(default_factory=lambda: {"best_val": -1.0, "test_at_best": 0.0, "best_epoch": -1})
@@ -103,8 +106,14 @@ def build_run(cfg: dict) -> Run:
     bs = tcfg["batch_size"]
     if not 1 <= bs <= len(data.train):
         raise ValueError(f"train.batch_size ({bs}) must be between 1 and the training set size ({len(data.train)})")
+    n_buckets = tcfg.get("length_buckets", 1)  # configs saved before the key: one padded width
+    if n_buckets == 1 and not isinstance(n_buckets, bool):
+        buckets, steps = None, len(data.train) // bs  # full batches only: every step has one shape
+    else:
+        buckets = make_buckets(supervised_lengths(data.train.targets), n_buckets, bs, data.train.inputs.shape[1])
+        steps = bucket_steps(buckets, bs)
     return Run(cfg, data, model, opt, None, torch.Generator().manual_seed(cfg["seed"]), device,
-               precision == "bf16", len(data.train) // bs)  # full batches only: every step has one shape
+               precision == "bf16", steps, buckets=buckets)
 
 
 def task_data(cfg: dict, device: torch.device) -> TaskData:
@@ -119,10 +128,15 @@ def task_data(cfg: dict, device: torch.device) -> TaskData:
 
 
 def capture_step(run: Run) -> None:
-    train = run.data.train
-    run.step, eager_reason = make_step(run.model, run.opt, run.cfg["train"]["grad_clip"], train.inputs, train.targets,
-                                       run.cfg["train"]["cuda_graph"] and run.device.type == "cuda", bf16=run.bf16,
-                                       batch_size=run.cfg["train"]["batch_size"])
+    train, tcfg = run.data.train, run.cfg["train"]
+    use_graph = tcfg["cuda_graph"] and run.device.type == "cuda"
+    if run.buckets is None:
+        run.step, eager_reason = make_step(run.model, run.opt, tcfg["grad_clip"], train.inputs, train.targets,
+                                           use_graph, bf16=run.bf16, batch_size=tcfg["batch_size"])
+    else:
+        run.step, eager_reason = make_bucketed_step(run.model, run.opt, tcfg["grad_clip"], train.inputs,
+                                                    train.targets, [b.length for b in run.buckets], use_graph,
+                                                    bf16=run.bf16, batch_size=tcfg["batch_size"])
     if eager_reason:
         print(f"seqicl: training step not graph-captured, running eagerly ({eager_reason})")
 
@@ -158,9 +172,12 @@ def train_epoch(run: Run) -> float:
     sync)."""
     run.model.train()
     bs, steps = run.cfg["train"]["batch_size"], run.steps_per_epoch
-    perm = torch.randperm(len(run.data.train), generator=run.gen).to(run.device)
     lrs = [run.lr_at(run.epoch * steps + i) for i in range(steps)]
-    loss_sum = run.step.epoch(run.data.train.inputs, run.data.train.targets, perm[:steps * bs].view(steps, bs), lrs)
+    if run.buckets is None:
+        perm = torch.randperm(len(run.data.train), generator=run.gen).to(run.device)
+        loss_sum = run.step.epoch(run.data.train.inputs, run.data.train.targets, perm[:steps * bs].view(steps, bs), lrs)
+    else:
+        loss_sum = run.step.epoch_batches(epoch_batches(run.buckets, bs, run.gen), lrs, run.device)
     run.epoch += 1
     return float(loss_sum) / steps
 

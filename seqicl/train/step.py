@@ -42,11 +42,24 @@ class EagerStep:
     def epoch(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> torch.Tensor:
         """Steps through the batches ``inputs[order[i]]`` at learning rates ``lrs[i]``; returns
         the sum of their losses (a tensor: no host sync)."""
-        loss_sum = torch.zeros((), device=inputs.device)
-        for rows, lr in zip(order, lrs):
-            set_lr(self.opt, lr)
-            loss_sum += self(inputs[rows], targets[rows])
-        return loss_sum
+        self.load(inputs, targets, order, lrs)
+        for _ in range(len(order)):
+            self.replay()
+        return self.loss_sum
+
+    def load(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> None:
+        """An epoch's batches, to be taken one ``replay()`` at a time (their losses summed in
+        ``loss_sum``): how a BucketedStep interleaves the epochs of its buckets' steps."""
+        self.batches = (inputs, targets, order, list(lrs))
+        self.next = 0
+        self.loss_sum = torch.zeros((), device=inputs.device)
+
+    def replay(self) -> None:
+        inputs, targets, order, lrs = self.batches
+        rows = order[self.next]
+        set_lr(self.opt, lrs[self.next])
+        self.loss_sum += self(inputs[rows], targets[rows])
+        self.next += 1
 
 
 def snapshot(model, opt) -> tuple[list[torch.Tensor], dict]:
@@ -133,6 +146,12 @@ class GraphStep(EagerStep):
         raise TypeError("a GraphStep trains by epoch(): its batches come from the captured training set")
 
     def epoch(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> torch.Tensor:
+        self.load(inputs, targets, order, lrs)
+        for _ in range(len(order)):
+            self.graph.replay()
+        return self.loss_sum.clone()
+
+    def load(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> None:
         if inputs is not self.inputs or targets is not self.targets:
             raise ValueError("a GraphStep trains on the training set it was captured with")
         steps = len(order)
@@ -142,9 +161,41 @@ class GraphStep(EagerStep):
         self.lrs[:steps].copy_(torch.as_tensor(lrs, dtype=torch.float32))
         self.counter.zero_()
         self.loss_sum.zero_()
-        for _ in range(steps):
-            self.graph.replay()
-        return self.loss_sum.clone()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class BucketedStep:
+    """One step per length bucket (seqicl/train/buckets.py), each made (captured, on CUDA) on the
+    training set cut to its bucket's length; an epoch replays them in its batches' order."""
+
+    def __init__(self, steps: list, inputs: list[torch.Tensor], targets: list[torch.Tensor]):
+        self.steps, self.inputs, self.targets = steps, inputs, targets   # per bucket
+
+    def epoch_batches(self, batches: list[tuple[int, torch.Tensor]], lrs, device: torch.device) -> torch.Tensor:
+        """``batches``: (bucket, rows) per step, at ``lrs`` per step; returns the sum of the losses."""
+        for b, step in enumerate(self.steps):
+            mine = [i for i, (bucket, _) in enumerate(batches) if bucket == b]
+            if mine:
+                order = torch.stack([batches[i][1] for i in mine]).to(device)
+                step.load(self.inputs[b], self.targets[b], order, [lrs[i] for i in mine])
+        for bucket, _ in batches:
+            self.steps[bucket].replay()
+        total = torch.zeros((), device=device)
+        for b in sorted({bucket for bucket, _ in batches}):
+            total += self.steps[b].loss_sum
+        return total
+
+
+def make_bucketed_step(model, opt, grad_clip: float, inputs: torch.Tensor, targets: torch.Tensor,
+                       lengths: list[int], use_graph: bool, bf16: bool = False, batch_size: int | None = None):
+    """A BucketedStep of one step per length; returns (step, why a bucket's step is not graphed)."""
+    views_in = [inputs[:, :n] for n in lengths]
+    views_tg = [targets[:, :n] for n in lengths]
+    made = [make_step(model, opt, grad_clip, x, y, use_graph, bf16, batch_size) for x, y in zip(views_in, views_tg)]
+    why = next((why for _, why in made if why), None)
+    return BucketedStep([step for step, _ in made], views_in, views_tg), why
 
 
 def make_step(model, opt, grad_clip: float, inputs: torch.Tensor, targets: torch.Tensor, use_graph: bool,
