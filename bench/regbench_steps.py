@@ -99,6 +99,67 @@ def time_steps(name: str, precision: str, length: int, steps: int, repeats: int,
             "graph": graph and why_eager is None, "why_eager": why_eager}
 
 
+def time_real_epochs(name: str, precision: str, n_buckets: int, repeats: int, device: torch.device) -> dict:
+    """Epochs on real RegBench examples (1,000 of them, padded to the set's width as the sweep
+    does), with ``n_buckets`` length buckets (train.length_buckets; 1: padded batches): ms per step
+    and real (unpadded) tokens per second."""
+    from seqicl.data.regbench import generate
+    from seqicl.train.buckets import epoch_batches, make_buckets, supervised_lengths
+    from seqicl.train.step import make_bucketed_step
+    cfg = model_config(name, device.type == "cpu")
+    data = generate(compose(["task=dfa", "task.num_train=1000" if device.type == "cuda" else "task.num_train=64",
+                             "task.num_val=16", "task.num_test=16"])["task"])
+    x, y = data.train.inputs.to(device), data.train.targets.to(device)
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    model = build_model(cfg["model"], VOCAB, x.shape[1]).to(device)
+    graph = device.type == "cuda"
+    opt = make_optimizer(model, cfg["optim"], device, capturable=graph)
+    lengths = supervised_lengths(y)
+    buckets = make_buckets(lengths, n_buckets, BATCH, x.shape[1])
+    step, why_eager = make_bucketed_step(model, opt, cfg["train"]["grad_clip"], x, y, [b.length for b in buckets],
+                                         graph, bf16=precision == "bf16", batch_size=BATCH)
+    gen = torch.Generator().manual_seed(0)
+    per_step, tokens = [], 0
+    for i in range(repeats + 1):  # the first epoch warms up
+        batches = epoch_batches(buckets, BATCH, gen)
+        if graph:
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        float(step.epoch_batches(batches, [cfg["optim"]["lr"]] * len(batches), device))
+        if i:
+            per_step.append((time.perf_counter() - t0) / len(batches))
+            tokens = int(sum(lengths[rows].sum() for _, rows in batches)) / len(batches)
+    ms = 1e3 * statistics.median(per_step)
+    return {"ms": ms, "tokens_s": tokens / (ms / 1e3), "widths": [b.length for b in buckets],
+            "graph": graph and why_eager is None, "why_eager": why_eager}
+
+
+def real_data_rows(models: list[str], precisions: list[str], n_buckets: int, repeats: int,
+                   device: torch.device) -> list[str]:
+    rows = ["| model | precision | batches | widths | ms/step | real tokens/s | against padded |",
+            "|---|---|---|---|---:|---:|---:|"]
+    for name in models:
+        for precision in precisions:
+            results = {}
+            for n in (1, n_buckets):
+                try:
+                    results[n] = time_real_epochs(name, precision, n, repeats, device)
+                except Exception as e:
+                    results[n] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            for n, r in results.items():
+                label = "padded" if n == 1 else f"{n} length buckets"
+                if "error" in r:
+                    rows.append(f"| {name} | {precision} | {label} | | failed: {r['error']} | | |")
+                else:
+                    base = results[1].get("ms")
+                    ratio = f"{r['ms'] / base:.2f}" if base else ""
+                    rows.append(f"| {name} | {precision} | {label} | {', '.join(map(str, r['widths']))} | "
+                                f"{r['ms']:.2f} | {r['tokens_s']:,.0f} | {ratio} |")
+                print(rows[-1], flush=True)
+    return rows
+
+
 def table(models: list[str], precisions: list[str], length: int, steps: int, repeats: int,
           device: torch.device) -> list[str]:
     rows = ["| model | layers x width | parameters | precision | ms/step | tokens/s | peak GiB | step |",
@@ -129,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--length", type=int, default=REGBENCH_LENGTH, help=f"sequence length ({REGBENCH_LENGTH}: RegBench's)")
     p.add_argument("--steps", type=int, default=20, help="steps per timed epoch")
     p.add_argument("--repeats", type=int, default=3, help="timed epochs; the median is printed")
+    p.add_argument("--buckets", type=int, default=0, help="also time epochs of real RegBench examples, padded "
+                   "and in this many length buckets (train.length_buckets)")
     p.add_argument("--cpu", action="store_true", help="plumbing check on a CPU (tiny sizes)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -152,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
             f"size per model (bench/regbench_steps.py PAPER_SIZES); median over {repeats} epochs of {steps} steps", ""]
     print("\n".join(head), flush=True)
     lines = head + table(models, precisions, length, steps, repeats, device)
+    if args.buckets > 1:
+        lines += ["", f"Real examples ({'1,000' if not args.cpu else '64'} RegBench training examples, the set's own "
+                  "padded width), padded batches against length buckets; real tokens exclude padding:", ""]
+        print("\n".join(lines[-3:]), flush=True)
+        lines += real_data_rows(models, precisions, args.buckets, repeats, device)
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0

@@ -44,3 +44,16 @@ def test_the_default_length_is_regbench_padded_length():
     length = data.train.inputs.shape[1]
     assert bench.REGBENCH_LENGTH - 8 <= length <= bench.REGBENCH_LENGTH
     assert data.val.inputs.shape[1] == data.test.inputs.shape[1] == length
+
+
+def test_real_examples_padded_against_length_buckets(tmp_path):
+    out = tmp_path / "steps.md"
+    assert bench.main(["--cpu", "--models", "transformer", "--precisions", "fp32", "--buckets", "4", "--out", str(out)]) == 0
+    text = out.read_text()
+    rows = [line.split("|")[1:-1] for line in text.split("real tokens exclude padding:")[1].strip().splitlines()[2:]]
+    assert [r[2].strip() for r in rows] == ["padded", "4 length buckets"]
+    padded_width = int(rows[0][3])
+    widths = [int(w) for w in rows[1][3].split(",")]
+    assert len(widths) >= 2 and widths[-1] == padded_width and widths == sorted(widths)
+    padded_ms, bucket_ms = float(rows[0][4]), float(rows[1][4])
+    assert rows[0][6].strip() == "1.00" and abs(float(rows[1][6]) - bucket_ms / padded_ms) < 0.011
