@@ -37,11 +37,13 @@ from seqicl.ops.wkv import triton_wkv as wkv  # noqa: E402
 LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stages=s)
               for c, ck, bv, w, s in [(16, 16, 64, 4, 3), (16, 16, 64, 4, 2), (32, 32, 64, 4, 3),
                                       (32, 16, 64, 4, 4), (64, 16, 64, 4, 3), (32, 16, 64, 8, 3)]]
-LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=2)
-         for c, ck, bk, w in [(16, 16, 64, 4), (32, 16, 64, 4), (16, 16, 32, 2), (16, 16, 16, 4)]]
+# dq has the forward's loop shape: the forward's winning 3 stages and chunks of 32 first
+LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=s)
+         for c, ck, bk, w, s in [(16, 16, 32, 4, 3), (32, 16, 32, 4, 3), (16, 16, 64, 4, 2), (32, 16, 64, 4, 2),
+                                 (16, 16, 32, 2, 2), (16, 16, 16, 4, 2)]]
 # (8 warps for dk/dv: with split3 it spills 0-116 bytes against 4 warps' 300-688, ptxas_report.py)
 LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
-          for c, ck, w, s in [(16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 2), (16, 16, 8, 1)]]
+          for c, ck, w, s in [(16, 16, 8, 1), (16, 16, 8, 2), (16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 2)]]
 SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
               for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (16, 8, 2), (32, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program (sass_report.py:
