@@ -29,13 +29,12 @@ def causal_depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     method = method or METHOD
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    K = weight.shape[-1]
     if weight.dim() != 2 or weight.shape[0] != x.shape[-1]:
         raise ValueError(f"weight must be (D, K) with D = {x.shape[-1]}, got {tuple(weight.shape)}")
+    K = weight.shape[-1]
     if method == "conv1d" or K > MAX_SHIFT_TAPS:
-        L = x.shape[1]
         y = F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), bias, padding=K - 1, groups=x.shape[-1])
-        return y[..., :L].transpose(1, 2)
+        return y[..., :x.shape[1]].transpose(1, 2)
     return _shift_add(x, weight, bias)
 
 

@@ -25,8 +25,7 @@ from .checkpoint import atomic_save, save_checkpoint
 from .metrics import BEST_POSSIBLE, evaluate
 from .optim import lr_factor, make_optimizer
 from .record import RecordError, RunRecord
-from .buckets import epoch_batches, make_buckets, supervised_lengths
-from .buckets import steps_per_epoch as bucket_steps
+from .buckets import epoch_batches, make_buckets, steps_per_epoch as bucket_steps, supervised_lengths
 from .step import make_bucketed_step, make_step
 from .tensorboard import ScalarLog
 
@@ -107,7 +106,7 @@ def build_run(cfg: dict) -> Run:
     if not 1 <= bs <= len(data.train):
         raise ValueError(f"train.batch_size ({bs}) must be between 1 and the training set size ({len(data.train)})")
     n_buckets = tcfg.get("length_buckets", 1)  # configs saved before the key: one padded width
-    if n_buckets == 1 and not isinstance(n_buckets, bool):
+    if n_buckets == 1:
         buckets, steps = None, len(data.train) // bs  # full batches only: every step has one shape
     else:
         buckets = make_buckets(supervised_lengths(data.train.targets), n_buckets, bs, data.train.inputs.shape[1])

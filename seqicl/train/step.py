@@ -5,7 +5,8 @@ the whole step once, the batch gather, learning rate and loss sum included, and 
 graph launch per step, and no host synchronisation. Both kinds train by ``epoch(inputs,
 targets, order, lrs)``: the batches ``inputs[order[i]]`` at the rates ``lrs[i]``. The warm-up steps that
 capture needs are undone (weights and optimiser state restored in place), so both kinds of
-step train along the same trajectory.
+step train along the same trajectory. ``BucketedStep`` holds one step of either kind per length
+bucket (seqicl/train/buckets.py) and interleaves their batches (``load``, then ``replay`` per step).
 
 With ``bf16`` the forward runs under bfloat16 autocast (matmuls in bf16, weights and optimiser
 state stay float32); the loss is always computed in float32.
@@ -45,7 +46,7 @@ class EagerStep:
         self.load(inputs, targets, order, lrs)
         for _ in range(len(order)):
             self.replay()
-        return self.loss_sum
+        return self.loss_sum.clone()   # a GraphStep's sum is its own, zeroed by the next load
 
     def load(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> None:
         """An epoch's batches, to be taken one ``replay()`` at a time (their losses summed in
@@ -144,12 +145,6 @@ class GraphStep(EagerStep):
 
     def __call__(self, x, y):
         raise TypeError("a GraphStep trains by epoch(): its batches come from the captured training set")
-
-    def epoch(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> torch.Tensor:
-        self.load(inputs, targets, order, lrs)
-        for _ in range(len(order)):
-            self.graph.replay()
-        return self.loss_sum.clone()
 
     def load(self, inputs: torch.Tensor, targets: torch.Tensor, order: torch.Tensor, lrs) -> None:
         if inputs is not self.inputs or targets is not self.targets:
