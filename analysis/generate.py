@@ -62,7 +62,7 @@ def sample_strings(model, prompt: list[int], samples: int, letters: int, sep: in
     tokens = torch.tensor(prompt, device=device).repeat(samples, 1)
     done = torch.zeros(samples, dtype=torch.bool, device=device)
     steps = max_letters + 1
-    if max_len is not None:  # a model with learned positions cannot read past its length
+    if max_len is not None:  # a model laid out over max_len (positions, filters) cannot read past it
         steps = min(steps, max_len - tokens.shape[1] + 1)
     for _ in range(max(0, steps)):
         logits = model(tokens)[:, -1, : letters + 1].float()   # letters and the separator
@@ -169,7 +169,7 @@ def generate(folder: Path, num_dfas: int, samples: int, decodings: list[float | 
     if cfg["task"]["name"] != "dfa":
         raise ExportError(f"{folder}: generation needs a RegBench (dfa) model, this one is {cfg['task']['name']}")
     test = load_task(cfg["task"], cfg["data"].get("cache_dir")).test
-    max_len = meta["provenance"]["max_len"] if model.pos is not None else None
+    max_len = model.length_limit   # learned positions or Hyena's filters: the export's max_len
     return [generate_on(model, test, meta["vocab"], num_dfas, samples, t, seed, max_letters, max_len, device)
             for t in decodings]
 

@@ -388,3 +388,16 @@ def test_the_original_lru_gradient_is_its_kernels():
         assert not torch.allclose(right[name], got[name], rtol=1e-2, atol=1e-4), name
     with pytest.raises(ValueError, match="LRU grad must be exact"):
         LRU(4, grad="original")
+
+
+@pytest.mark.parametrize("name", sorted(MIXERS))
+def test_the_length_limit_is_max_len_where_something_is_laid_out_over_it(name):
+    """analysis.generate stops there: learned positions and Hyena's filters end at max_len."""
+    model = build_model(compose([f"model={name}", "model.d_model=16"])["model"], vocab_size=20, max_len=12)
+    limited = MIXERS[name].needs_positions or name == "hyena"
+    assert model.length_limit == (12 if limited else None)
+    if limited:
+        with pytest.raises(ValueError, match="exceeds"):
+            model(torch.zeros(1, 13, dtype=torch.long))
+    else:
+        assert model(torch.zeros(1, 13, dtype=torch.long)).shape == (1, 13, 20)

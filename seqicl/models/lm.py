@@ -44,6 +44,9 @@ class LanguageModel(nn.Module):
                  embed_dropout: float | None = None, init: str = "seqicl"):
         super().__init__()
         mixer_cls = get_mixer(name)
+        # the longest input it can read, where something is laid out over max_len (learned positions,
+        # Hyena's filters); None: any length
+        self.length_limit = max_len if mixer_cls.needs_positions or getattr(mixer_cls, "needs_max_len", False) else None
         self.embed = nn.Embedding(vocab_size, d_model)
         self.pos = nn.Embedding(max_len, d_model) if mixer_cls.needs_positions else None
         self.drop = nn.Dropout(dropout if embed_dropout is None else embed_dropout)  # on the embedding
