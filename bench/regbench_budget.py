@@ -38,17 +38,24 @@ BATCH = 32
 EVAL_COST = 1 / 3   # a forward pass over one batch, in training steps (forward + backward + update)
 
 
-def read_steps(path: Path, precision: str) -> dict[str, float]:
-    """model -> ms per training step at ``precision`` from a bench/regbench_steps.py table
-    (rows ``| model | layers x width | parameters | precision | ms/step | ...``; failed rows skipped)."""
+def read_steps(path: Path, precision: str, buckets: int = 1) -> dict[str, float]:
+    """model -> ms per training step at ``precision`` from a bench/regbench_steps.py table: rows
+    ``| model | layers x width | parameters | precision | ms/step | ...``, or with ``buckets`` > 1
+    its real-example rows ``| model | precision | N length buckets | widths | ms/step | ...``
+    (``--buckets N`` there); failed rows skipped."""
     out = {}
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 5 and cells[3] == precision:
-            try:
-                out[cells[0]] = float(cells[4])
-            except ValueError:
-                continue
+        if buckets == 1 and len(cells) >= 5 and cells[3] == precision:
+            ms = cells[4]
+        elif buckets > 1 and len(cells) >= 5 and cells[1] == precision and cells[2] == f"{buckets} length buckets":
+            ms = cells[4]
+        else:
+            continue
+        try:
+            out[cells[0]] = float(ms)
+        except ValueError:
+            continue
     return out
 
 
@@ -112,10 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--packing", type=float, default=1.0,
                    help="throughput of trials packed on one GPU over one trial alone (bench/packing.py --regbench): "
                         "GPU-minutes are divided by it")
+    p.add_argument("--buckets", type=int, default=1,
+                   help="step times of N length buckets on real examples (train.length_buckets; the table's "
+                        "`--buckets N` rows) instead of the padded steps")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     try:
-        ms = read_steps(Path(args.steps), args.precision)
+        ms = read_steps(Path(args.steps), args.precision, args.buckets)
         plan = preset_plan(args.preset)
         sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else plan["sizes"]
     except (OSError, ValueError) as e:  # a missing table, an unknown preset, a bad --sizes
@@ -132,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     lines = [f"# RegBench sweep budget from {Path(args.steps).name} ({args.precision}"
+             + (f", {args.buckets} length buckets" if args.buckets > 1 else "")
              + (f", ms/step divided by packing {args.packing:g}" if args.packing != 1 else "") + ")", ""] + budget_table(
         ms, plan, args.budget)
     print("\n".join(lines))

@@ -61,3 +61,19 @@ def test_packed_trials_divide_the_minutes(tmp_path, capsys):
     assert "divided by packing 2.5" in text and f"| transformer | 4.00 | {want:.1f} | {want:.1f} |" in text
     assert rb.main([str(steps), "--packing", "0.5"]) == 2
     assert "--packing is a throughput ratio" in capsys.readouterr().err
+
+
+def test_length_bucket_rows_give_the_step_times_with_buckets(tmp_path, capsys):
+    steps = tmp_path / "steps.md"
+    steps.write_text(STEPS + "\n| model | precision | batches | widths | ms/step | real tokens/s | against padded |\n"
+                     "|---|---|---|---|---:|---:|---:|\n"
+                     "| transformer | bf16 | padded | 720 | 9.00 | 1,000 | 1.00 |\n"
+                     "| transformer | bf16 | 4 length buckets | 400, 464, 720 | 6.00 | 1,500 | 0.67 |\n")
+    assert rb.read_steps(steps, "bf16") == {"transformer": 10.0}     # the padded table, as before
+    assert rb.read_steps(steps, "bf16", buckets=4) == {"transformer": 6.0}
+    assert rb.read_steps(steps, "bf16", buckets=8) == {}
+    out = tmp_path / "budget.md"
+    assert rb.main([str(steps), "--models", "transformer", "--sizes", "40000", "--buckets", "4", "--out", str(out)]) == 0
+    want = 8 * (3 + 2 + 11 / 8) * (1250 + 1000 / 32 / 3) * 0.006 / 60
+    text = out.read_text()
+    assert "4 length buckets" in text and f"| transformer | 6.00 | {want:.1f} | {want:.1f} |" in text
