@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import statistics
 import sys
 import time
@@ -29,9 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from seqicl.atomic import atomic_write_text  # noqa: E402
 from seqicl.config import compose  # noqa: E402
+from seqicl.data.regbench import generate  # noqa: E402
 from seqicl.models import MIXERS, build_model  # noqa: E402
+from seqicl.train.buckets import epoch_batches, make_buckets, supervised_lengths  # noqa: E402
 from seqicl.train.optim import make_optimizer  # noqa: E402
-from seqicl.train.step import make_step  # noqa: E402
+from seqicl.train.step import make_bucketed_step, make_step  # noqa: E402
 
 # (layers, d_model, extra overrides): the paper's best at 40k examples. GILR, LRU and GLA are
 # not in its table: GLA takes its linear-attention siblings' size, GILR and LRU the other
@@ -66,14 +69,26 @@ def model_config(name: str, cpu: bool) -> dict:
     return compose([f"model={name}", "task=dfa", f"model.n_layers={layers}", f"model.d_model={width}", *extra])
 
 
-def time_steps(name: str, precision: str, length: int, steps: int, repeats: int, device: torch.device) -> dict:
+def trial(name: str, precision: str, length: int, device: torch.device) -> tuple[dict, torch.nn.Module, object, bool]:
+    """A sweep trial's config, model, optimiser and whether its step is captured, at ``precision``."""
     cfg = model_config(name, device.type == "cpu")
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
     torch.backends.cudnn.allow_tf32 = precision == "tf32"
     model = build_model(cfg["model"], VOCAB, length).to(device)
     graph = device.type == "cuda"
-    opt = make_optimizer(model, cfg["optim"], device, capturable=graph)
+    return cfg, model, make_optimizer(model, cfg["optim"], device, capturable=graph), graph
+
+
+@functools.lru_cache(maxsize=2)
+def real_examples(num_train: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """RegBench training inputs and targets as the sweep pads them (generated once per size)."""
+    data = generate(compose(["task=dfa", f"task.num_train={num_train}", "task.num_val=16", "task.num_test=16"])["task"])
+    return data.train.inputs, data.train.targets
+
+
+def time_steps(name: str, precision: str, length: int, steps: int, repeats: int, device: torch.device) -> dict:
+    cfg, model, opt, graph = trial(name, precision, length, device)
     x = torch.randint(0, VOCAB, (BATCH * steps, length), device=device)
     y = torch.randint(0, VOCAB, (BATCH * steps, length), device=device)
     if graph:
@@ -103,18 +118,9 @@ def time_real_epochs(name: str, precision: str, n_buckets: int, repeats: int, de
     """Epochs on real RegBench examples (1,000 of them, padded to the set's width as the sweep
     does), with ``n_buckets`` length buckets (train.length_buckets; 1: padded batches): ms per step
     and real (unpadded) tokens per second."""
-    from seqicl.data.regbench import generate
-    from seqicl.train.buckets import epoch_batches, make_buckets, supervised_lengths
-    from seqicl.train.step import make_bucketed_step
-    cfg = model_config(name, device.type == "cpu")
-    data = generate(compose(["task=dfa", "task.num_train=1000" if device.type == "cuda" else "task.num_train=64",
-                             "task.num_val=16", "task.num_test=16"])["task"])
-    x, y = data.train.inputs.to(device), data.train.targets.to(device)
-    torch.manual_seed(0)
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    model = build_model(cfg["model"], VOCAB, x.shape[1]).to(device)
-    graph = device.type == "cuda"
-    opt = make_optimizer(model, cfg["optim"], device, capturable=graph)
+    inputs, targets = real_examples(1000 if device.type == "cuda" else 64)
+    x, y = inputs.to(device), targets.to(device)
+    cfg, model, opt, graph = trial(name, precision, x.shape[1], device)
     lengths = supervised_lengths(y)
     buckets = make_buckets(lengths, n_buckets, BATCH, x.shape[1])
     step, why_eager = make_bucketed_step(model, opt, cfg["train"]["grad_clip"], x, y, [b.length for b in buckets],
