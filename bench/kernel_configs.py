@@ -59,7 +59,9 @@ WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
 WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
                 for bl, bd, w in [(16, 8, 1), (32, 16, 1), (8, 16, 1), (16, 32, 2)]]
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
-               for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 2), (8, 32, 4), (32, 16, 4)]]
+               for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 2), (8, 32, 4), (32, 16, 4)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)  # time inside the program, no
+     for bl, be, w in [(16, 32, 1), (8, 32, 1), (16, 64, 2)]]  # scan tree (ptxas: 255 registers, 80-152 B spilled)
 
 
 def bench_ms(fn) -> float:
@@ -162,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                                                [dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=8)],
                                                [dict(CHUNK=32, CHUNK_PER_KEY=16)],
                                                [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True)],
-                                               [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False)]))
+                                               [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False),
+                                                dict(BLOCK_L=8, BLOCK_E=4, SEQUENTIAL=True)]))
     wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else
                         ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1)], [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1)]))
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"

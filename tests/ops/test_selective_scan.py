@@ -161,6 +161,24 @@ def test_the_sequential_forward_matches_the_reference_and_saves_the_states_backw
 
 
 @interpreter
+@pytest.mark.parametrize("tile", [4, 8], ids=["tiles-shorter-than-the-forward's", "tiles-of-the-forward's-length"])
+@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64), (2, 16, 8, 4)],
+                         ids=["odd", "N3", "one-step", "N64", "whole-tiles"])
+def test_the_sequential_backward_matches_the_reference(shape, tile, monkeypatch):
+    # time inside the backward program (BACKWARD_CONFIG SEQUENTIAL): every gradient, from states
+    # saved every `tile` steps by the forward's tiles of 8, in float32 and bfloat16
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True).items():
+        monkeypatch.setitem(kernels.BACKWARD_CONFIG, key, value)
+    monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 8)
+    inputs = make_inputs(*shape, seed=sum(shape) + tile)
+    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=tile), 1e-5, 1e-5,
+                           exactly_zero=("A",) if shape[1] == 1 else ())
+    bf16 = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
+    run_triton_and_compare(bf16, strided_grad(1, 11, 6, seed=8, dtype=torch.bfloat16), 1e-2, 2e-2)
+
+
+@interpreter
 def test_triton_bfloat16_keeps_each_dtype():
     # as Mamba under autocast: bf16 activations, a float32 step
     inputs = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
@@ -252,6 +270,22 @@ def test_triton_reverse_scan_variant_cuda(monkeypatch):
     monkeypatch.setitem(kernels.BACKWARD_CONFIG, "REVERSE_SCAN", True)
     inputs = make_inputs(2, 300, 64, 16, seed=16, device="cuda")
     run_triton_and_compare(inputs, strided_grad(2, 300, 64, seed=17, device="cuda"), 1e-4, 1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", [8, 16])
+def test_the_sequential_backward_cuda(tile, monkeypatch):
+    # the candidate backward (bench/kernel_configs.py times it) at GPU tiles; deterministic too
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setattr(kernels, "BACKWARD_CONFIG", dict(BLOCK_L=tile, BLOCK_E=32, SEQUENTIAL=True, num_warps=4))
+    for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
+        inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")
+        run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)
+    grad = strided_grad(2, 300, 64, seed=3, device="cuda")
+    first, second = (triton_output_and_grads(make_inputs(2, 300, 64, 16, seed=4, device="cuda"), grad)[1]
+                     for _ in range(2))
+    for name, a, b in zip(NAMES, first, second):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.gpu

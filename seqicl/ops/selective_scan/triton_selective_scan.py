@@ -22,6 +22,9 @@ no shifted states):
     dB_t = sum_e dh_t delta_t u_t                   dC_t = sum_e dy_t h_t
     dA = sum_{b,t} dh_t delta_t (h_t - x_t)         dD = sum_{b,t} dy_t u_t
 
+BACKWARD_CONFIG's SEQUENTIAL (a launch candidate, bench/kernel_configs.py) walks each tile step by step
+instead, forwards for the states and backwards for the adjoint, with the same sums and outputs.
+
 The channel sums (dB, dC) come out as one partial per channel block and the batch and time sums
 (dA, dD) as one partial per program; torch adds them up. No atomics: every run gives the same bits.
 """
@@ -321,6 +324,82 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states
     tl.store(dD_part_ptr + b * E + cols, dD_sum, mask=col_ok)
 
 
+@triton.jit
+def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr, scratch_ptr,
+                                du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
+                                L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
+                                sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
+                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The backward with time inside the program, as _forward_sequential_kernel: per tile, the
+    states step by step from the saved one (each written to this program's own scratch, a tile's
+    worth, which stays in L2), then the adjoint step by step backwards, reading them back. No scan
+    tree and no row extraction: per step and state, two exp2 and a handful of FMAs; the sums over
+    states stay within a thread's column, those over channels (dB, dC) cross lanes as before."""
+    b = tl.program_id(0).to(tl.int64)
+    e_block = tl.program_id(1)
+    batch = tl.num_programs(0)
+    cols2 = (e_block * BLOCK_E + tl.arange(0, BLOCK_E))[None, :]
+    ns2 = tl.arange(0, BLOCK_N)[:, None]
+    col_ok2 = cols2 < E
+    n_ok2 = ns2 < N
+    state_ok = n_ok2 & col_ok2
+    state_offs = cols2 * N + ns2                                  # states stay (E, N) in memory
+    # A only as A log2 e (the sum over states for ddelta is scaled back after it): every tensor of
+    # the state's size is 16 registers a thread at N 16, and the fewer live, the fewer spilled
+    A2 = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0) * LOG2E
+    D = tl.load(D_ptr + cols2, mask=col_ok2, other=0.0)
+    n_tiles = tl.cdiv(L, BLOCK_L)
+    scratch_ptrs = (scratch_ptr + (b * tl.num_programs(1) + e_block) * BLOCK_L * BLOCK_N * BLOCK_E
+                    + ns2 * BLOCK_E + tl.arange(0, BLOCK_E)[None, :])
+    part_base = (e_block * batch + b) * L * N                    # dB, dC partials (E blocks, B, L, N)
+    adjoint = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)          # dh_t, carried backwards in time
+    delta_after = tl.zeros((1, BLOCK_E), tl.float32)            # delta_{t+1}; at t = L - 1 dh is 0 anyway
+    dA_sum = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
+    dD_sum = tl.zeros((1, BLOCK_E), tl.float32)
+    for i in range(0, n_tiles):
+        t0 = (n_tiles - 1 - i) * BLOCK_L
+        h = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
+        tl.debug_barrier()   # the last tile's reads of the scratch are done before it is rewritten
+        for j in range(BLOCK_L):
+            # padding rows (past L) have delta = 0 and g = 0: the state stays, and nothing is stored
+            t = t0 + j
+            ok = t < L
+            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
+            g = tl.load(g_ptr + b * sg_b + t * sg_l + cols2 * sg_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
+            tl.store(scratch_ptrs + j * BLOCK_N * BLOCK_E, h)
+            tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(h * g, axis=1, keep_dims=True), mask=n_ok2 & ok)
+        tl.debug_barrier()   # every thread's states are in the scratch before any is read back
+        for jj in range(BLOCK_L):
+            j = BLOCK_L - 1 - jj
+            t = t0 + j
+            ok = t < L
+            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptr + b * sC_b + t * sC_l + ns2 * sC_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
+            g = tl.load(g_ptr + b * sg_b + t * sg_l + cols2 * sg_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            h = tl.load(scratch_ptrs + j * BLOCK_N * BLOCK_E)
+            adjoint = tl.exp2(A2 * delta_after) * adjoint + Ct * g
+            delta_u = delta * u
+            decayed = adjoint * (h - Bt * delta_u)                 # dh_t a_t h_{t-1}
+            dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
+            du = delta * dh_B + D * g
+            ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
+            out_offs = b * L * E + t * E + cols2
+            tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
+            tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
+            tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
+                     mask=n_ok2 & ok)
+            dA_sum += decayed * delta
+            dD_sum += g * u
+            delta_after = delta
+    tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
+    tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
+
+
 def _strides(*tensors):
     return [s for x in tensors for s in x.stride()]
 
@@ -367,10 +446,19 @@ class SelectiveScan(torch.autograd.Function):
         dA_part = torch.zeros((batch, E, N), **f32)
         dD_part = torch.zeros((batch, E), **f32)
         if du.numel():
-            _backward_kernel[(batch, e_blocks)](
-                u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
-                dD_part, L, E, N, *_strides(u, delta, B, C, grad_y),
-                BLOCK_N=triton.next_power_of_2(N), **cfg)
+            cfg = dict(cfg)
+            if cfg.pop("SEQUENTIAL", False):
+                cfg.pop("REVERSE_SCAN", None)
+                block_n = triton.next_power_of_2(N)
+                scratch = torch.empty((batch, e_blocks, cfg["BLOCK_L"], block_n, cfg["BLOCK_E"]), **f32)
+                _backward_sequential_kernel[(batch, e_blocks)](
+                    u, delta, A, B, C, D, grad_y, states, scratch, du, ddelta, dB_part, dC_part, dA_part,
+                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=block_n, **cfg)
+            else:
+                _backward_kernel[(batch, e_blocks)](
+                    u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
+                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y),
+                    BLOCK_N=triton.next_power_of_2(N), **cfg)
         else:
             du.zero_()
             ddelta.zero_()
