@@ -142,6 +142,19 @@ def test_triton_forward_tiles_longer_than_the_saved_chunks(monkeypatch):
     run_triton_and_compare(inputs, strided_grad(1, 37, 5, seed=19), 1e-5, 1e-5)
 
 
+def check_sequential(config: str, shape, tile: int, monkeypatch):
+    """The kernel of `config` with time inside the program (SEQUENTIAL), tiles of `tile` steps and
+    4 channels: output and every gradient against the reference, float32 and then bfloat16."""
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True).items():
+        monkeypatch.setitem(getattr(kernels, config), key, value)
+    inputs = make_inputs(*shape, seed=sum(shape) + tile)
+    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=tile), 1e-5, 1e-5,
+                           exactly_zero=("A",) if shape[1] == 1 else ())
+    bf16 = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
+    run_triton_and_compare(bf16, strided_grad(1, 11, 6, seed=8, dtype=torch.bfloat16), 1e-2, 2e-2)
+
+
 @interpreter
 @pytest.mark.parametrize("tile", [4, 16], ids=["tiles-shorter-than-the-saved-chunks", "tiles-longer"])
 @pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64), (2, 32, 8, 4)],
@@ -150,14 +163,7 @@ def test_the_sequential_forward_matches_the_reference_and_saves_the_states_backw
     # "no-bounds-checks": whole tiles, channels and states, the path without any mask
     # time inside the program (FORWARD_CONFIG SEQUENTIAL): outputs, and through the states it saves
     # for backward (tiles of 8 under the interpreter) every gradient
-    from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True).items():
-        monkeypatch.setitem(kernels.FORWARD_CONFIG, key, value)
-    inputs = make_inputs(*shape, seed=sum(shape) + tile)
-    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=tile), 1e-5, 1e-5,
-                           exactly_zero=("A",) if shape[1] == 1 else ())
-    bf16 = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
-    run_triton_and_compare(bf16, strided_grad(1, 11, 6, seed=8, dtype=torch.bfloat16), 1e-2, 2e-2)
+    check_sequential("FORWARD_CONFIG", shape, tile, monkeypatch)
 
 
 @interpreter
@@ -168,14 +174,8 @@ def test_the_sequential_backward_matches_the_reference(shape, tile, monkeypatch)
     # time inside the backward program (BACKWARD_CONFIG SEQUENTIAL): every gradient, from states
     # saved every `tile` steps by the forward's tiles of 8, in float32 and bfloat16
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True).items():
-        monkeypatch.setitem(kernels.BACKWARD_CONFIG, key, value)
     monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 8)
-    inputs = make_inputs(*shape, seed=sum(shape) + tile)
-    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=tile), 1e-5, 1e-5,
-                           exactly_zero=("A",) if shape[1] == 1 else ())
-    bf16 = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)
-    run_triton_and_compare(bf16, strided_grad(1, 11, 6, seed=8, dtype=torch.bfloat16), 1e-2, 2e-2)
+    check_sequential("BACKWARD_CONFIG", shape, tile, monkeypatch)
 
 
 @interpreter

@@ -325,6 +325,12 @@ def _backward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states
 
 
 @triton.jit
+def _step_load(row_ptr, t, idx2, stride_t, stride_i, mask):
+    """Step t of a strided (L, X) slice at indices idx2, (1, X) or (X, 1), in float32 (masked: 0)."""
+    return tl.load(row_ptr + t * stride_t + idx2 * stride_i, mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr, scratch_ptr,
                                 du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
                                 L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
@@ -364,10 +370,10 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
             # padding rows (past L) have delta = 0 and g = 0: the state stays, and nothing is stored
             t = t0 + j
             ok = t < L
-            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + b * sg_b + t * sg_l + cols2 * sg_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            u = _step_load(u_ptr + b * su_b, t, cols2, su_l, su_e, col_ok2 & ok)
+            delta = _step_load(delta_ptr + b * sd_b, t, cols2, sd_l, sd_e, col_ok2 & ok)
+            Bt = _step_load(B_ptr + b * sB_b, t, ns2, sB_l, sB_n, n_ok2 & ok)
+            g = _step_load(g_ptr + b * sg_b, t, cols2, sg_l, sg_e, col_ok2 & ok)
             h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
             tl.store(scratch_ptrs + j * BLOCK_N * BLOCK_E, h)
             tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(h * g, axis=1, keep_dims=True), mask=n_ok2 & ok)
@@ -376,11 +382,11 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
             j = BLOCK_L - 1 - jj
             t = t0 + j
             ok = t < L
-            u = tl.load(u_ptr + b * su_b + t * su_l + cols2 * su_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            delta = tl.load(delta_ptr + b * sd_b + t * sd_l + cols2 * sd_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptr + b * sB_b + t * sB_l + ns2 * sB_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + b * sC_b + t * sC_l + ns2 * sC_n, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + b * sg_b + t * sg_l + cols2 * sg_e, mask=col_ok2 & ok, other=0.0).to(tl.float32)
+            u = _step_load(u_ptr + b * su_b, t, cols2, su_l, su_e, col_ok2 & ok)
+            delta = _step_load(delta_ptr + b * sd_b, t, cols2, sd_l, sd_e, col_ok2 & ok)
+            Bt = _step_load(B_ptr + b * sB_b, t, ns2, sB_l, sB_n, n_ok2 & ok)
+            Ct = _step_load(C_ptr + b * sC_b, t, ns2, sC_l, sC_n, n_ok2 & ok)
+            g = _step_load(g_ptr + b * sg_b, t, cols2, sg_l, sg_e, col_ok2 & ok)
             h = tl.load(scratch_ptrs + j * BLOCK_N * BLOCK_E)
             adjoint = tl.exp2(A2 * delta_after) * adjoint + Ct * g
             delta_u = delta * u
