@@ -267,17 +267,20 @@ def test_triton_backward_is_deterministic_cuda():
 def test_triton_reverse_scan_variant_cuda(monkeypatch):
     # the alternative adjoint (reverse=True scan): correct on this Triton build?
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "REVERSE_SCAN", True)
+    monkeypatch.setattr(kernels, "BACKWARD_CONFIG", dict(kernels.SCAN_BACKWARD_CONFIG, REVERSE_SCAN=True))
     inputs = make_inputs(2, 300, 64, 16, seed=16, device="cuda")
     run_triton_and_compare(inputs, strided_grad(2, 300, 64, seed=17, device="cuda"), 1e-4, 1e-4)
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("tile", [8, 16])
-def test_the_sequential_backward_cuda(tile, monkeypatch):
-    # the candidate backward (bench/kernel_configs.py times it) at GPU tiles; deterministic too
+@pytest.mark.parametrize("config", ["scan", "sequential-8-32-4-warps"])
+def test_the_other_backwards_cuda(config, monkeypatch):
+    # the default backward is the sequential one on one warp (test_triton_matches_reference_cuda);
+    # the scan-based one, and the sequential one on other tiles and warps, stay correct and deterministic
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setattr(kernels, "BACKWARD_CONFIG", dict(BLOCK_L=tile, BLOCK_E=32, SEQUENTIAL=True, num_warps=4))
+    monkeypatch.setattr(kernels, "BACKWARD_CONFIG", kernels.SCAN_BACKWARD_CONFIG if config == "scan" else
+                        dict(BLOCK_L=8, BLOCK_E=32, SEQUENTIAL=True, num_warps=4))
+    tile = kernels.BACKWARD_CONFIG["BLOCK_L"]
     for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
         inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")
         run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)

@@ -43,7 +43,9 @@ from seqicl.ops.triton_exp import LOG2E  # exp(delta A) = exp2(delta A log2 e): 
 # On the GPU, timed on an H100 (bench/kernel_configs.py, bench/results/kernel-configs-h100-2026-12-06.md;
 # B 64, L 2048, E 256, N 16): against the first, ptxas-chosen settings ((32, 8) forward and (16, 16)
 # backward, both on 8 warps), forward (BLOCK_L, BLOCK_E) = (16, 16) on 4 warps takes 0.51x the
-# time, backward on 4 warps 0.59x (forward + backward). Forward's tile is (BLOCK_L, BLOCK_E, N); its BLOCK_L is free when no
+# time, backward on 4 warps 0.59x (forward + backward). The sequential backward, (16, 16) on one warp,
+# then took 0.73x of that in float32 and 0.74x in bfloat16, forward + backward (bench/results/
+# selective-scan-sequential-backward-h100-2026-12-06.md); the sequential forward 1.84-3.53x: not used. Forward's tile is (BLOCK_L, BLOCK_E, N); its BLOCK_L is free when no
 # gradient is needed. Backward trades memory traffic two ways: its BLOCK_L is how often forward
 # saves the (E, N) state (B*L*E*N / BLOCK_L floats, written and read back), its BLOCK_E how many
 # dB and dC partials it writes (E / BLOCK_E of each, B*L*N floats each, summed by torch).
@@ -56,7 +58,9 @@ if _INTERPRETED:
     BACKWARD_CONFIG = dict(BLOCK_L=8, BLOCK_E=4, REVERSE_SCAN=False, num_warps=1)
 else:
     FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, num_warps=4)
-    BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, REVERSE_SCAN=False, num_warps=4)
+    BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1, num_stages=1)
+# The scan-based backward's best launch, for the tests that keep it working (and kernel_configs.py):
+SCAN_BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, REVERSE_SCAN=False, num_warps=4)
 
 
 def _check_tiles(forward_l: int, backward_l: int) -> None:
