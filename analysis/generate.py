@@ -131,10 +131,13 @@ def fit_prompt(strings: list[list[int]], room: int | None) -> list[list[int]]:
 
 
 def generate_on(model, test, vocab: list[str], num_dfas: int, samples: int, temperature: float | None,
-                seed: int, max_letters: int, max_len: int | None = None, device="cpu") -> tuple[dict, list[dict]]:
+                seed: int, max_letters: int, max_len: int | None = None, device="cpu",
+                model_for=None) -> tuple[dict, list[dict]]:
     """Generate from ``model`` on the first ``num_dfas`` automata of the split ``test`` and check
     every string; returns (summary, records). Greedy decoding writes one string per DFA (its
-    samples would all be the same), sampling at ``temperature`` writes ``samples``."""
+    samples would all be the same), sampling at ``temperature`` writes ``samples``.
+    ``model_for(dfa)``, where given, is the model of each automaton instead (the generator's own
+    law: ``analysis.generation_law``)."""
     sep, pad, letters = len(vocab) - 2, len(vocab) - 1, len(vocab) - 2
     k = 1 if temperature is None else samples
     room = None if max_len is None else max_len - max_letters - 1
@@ -147,7 +150,8 @@ def generate_on(model, test, vocab: list[str], num_dfas: int, samples: int, temp
         prompt = [t for s in strings for t in s + [sep]]
         context_strings += strings
         context = {tuple(s) for s in strings}
-        for j, (word, ended) in enumerate(sample_strings(model, prompt, k, letters, sep, max_letters,
+        m = model if model_for is None else model_for(dfa)
+        for j, (word, ended) in enumerate(sample_strings(m, prompt, k, letters, sep, max_letters,
                                                          temperature, gen, max_len, device)):
             records.append({"dfa": i, "sample": j, "string": "".join(vocab[t] for t in word),
                             "length": len(word), "accepted": dfa.accepts(word), "ended": ended,

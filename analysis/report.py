@@ -357,7 +357,11 @@ def load_generations(root: Path) -> list[dict]:
             out.append({**json.loads(path.read_text()), "export": path.parent.name})
         except (json.JSONDecodeError, OSError):
             continue  # a summary being written or damaged: the table skips it
-    return sorted(out, key=lambda x: (x["export"], x.get("decoding") != "greedy", x.get("decoding", "")))
+    # per export: the model's rows, then the generator's law (analysis.generation_law); greedy first
+    def order(x):
+        d = x.get("decoding", "")
+        return x["export"], "law" in d, not d.startswith("greedy"), d
+    return sorted(out, key=order)
 
 
 def write_report(root: str | Path) -> str:
