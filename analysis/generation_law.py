@@ -79,14 +79,20 @@ def law_generation(folder: Path, num_dfas: int, samples: int, decodings: list[fl
         if not (folder / name).is_file():
             raise ExportError(f"{folder}: not a seqicl export ({name} is missing)")
     cfg, vocab = read_json(folder / "config.json"), read_json(folder / "vocab.json")
-    task = cfg["task"]
-    if task["name"] != "dfa":
-        raise ExportError(f"{folder}: the generator's law is RegBench's (dfa); this export is {task['name']}")
-    test = load_task(task, cfg.get("data", {}).get("cache_dir")).test
+    try:
+        task = cfg["task"]
+        if task["name"] != "dfa":
+            raise ExportError(f"{folder}: the generator's law is RegBench's (dfa); this export is {task['name']}")
+        test = load_task(task, (cfg.get("data") or {}).get("cache_dir")).test
+        lengths = task["min_string_len"], task["max_string_len"]
+        if not isinstance(vocab, list) or len(vocab) != task["vocab_size"]:
+            raise ExportError(f"{folder}: vocab.json is not the task's vocabulary of {task['vocab_size']} tokens")
+    except (KeyError, TypeError) as e:
+        raise ExportError(f"{folder}: config.json is not a whole task configuration ({type(e).__name__}: {e})") from None
     sep = len(vocab) - 2
 
     def law_of(dfa: DFA) -> GeneratorLaw:
-        return GeneratorLaw(dfa, len(vocab), sep, task["min_string_len"], task["max_string_len"])
+        return GeneratorLaw(dfa, len(vocab), sep, *lengths)
 
     out = []
     for t in decodings:
@@ -122,7 +128,7 @@ def main(argv: list[str]) -> int:
             atomic_write_text(folder / f"generation-{stem}.json", json.dumps(summary, indent=1))
             atomic_write_text(folder / f"generation-{stem}.md", md)
             out.append(md)
-    except (ExportError, OSError, KeyError) as e:
+    except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print("\n".join(out))

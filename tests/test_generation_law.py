@@ -67,3 +67,15 @@ def test_the_command_writes_its_rows_beside_the_exports_and_fails_in_one_line(la
     assert main([str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "config.json is missing" in err[0]
+    # garbage in a config or a vocabulary: one line, status 2, nothing written
+    for i, (config, vocab, says) in enumerate([({"task": {"name": "dfa"}}, [], "not a whole task configuration"),
+                                ([1, 2], [], "not a whole task configuration"),
+                                (json.loads((folder / "config.json").read_text()), ["a", "|"], "not the task's vocabulary")]):
+        bad = tmp_path / f"bad{i}"
+        bad.mkdir()
+        (bad / "config.json").write_text(json.dumps(config))
+        (bad / "vocab.json").write_text(json.dumps(vocab))
+        assert main([str(bad), "--num-dfas", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+        assert sorted(p.name for p in bad.iterdir()) == ["config.json", "vocab.json"]
