@@ -214,6 +214,16 @@ def markdown(folder: Path, summary: dict, records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_decoding(folder: Path, stem: str, summary: dict, records: list[dict]) -> str:
+    """One decoding's strings, summary and Markdown into ``folder`` as ``generations-<stem>.jsonl``,
+    ``generation-<stem>.json`` and ``.md`` (each written atomically); returns the Markdown."""
+    md = markdown(folder, summary, records)
+    atomic_write_text(folder / f"generations-{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(folder / f"generation-{stem}.json", json.dumps(summary, indent=1))
+    atomic_write_text(folder / f"generation-{stem}.md", md)
+    return md
+
+
 def parse_decodings(text: str) -> list[float | None]:
     """``greedy,1.0`` -> [None, 1.0]; raises ValueError on anything else or a temperature that is
     not positive and finite."""
@@ -261,11 +271,7 @@ def main(argv: list[str]) -> int:
         out = []
         for t, (summary, records) in zip(decodings, generate(folder, args.num_dfas, args.samples, decodings,
                                                                args.seed, args.max_letters, args.device)):
-            md, stem = markdown(folder, summary, records), file_stem(t)
-            atomic_write_text(folder / f"generations-{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-            atomic_write_text(folder / f"generation-{stem}.json", json.dumps(summary, indent=1))
-            atomic_write_text(folder / f"generation-{stem}.md", md)
-            out.append(md)
+            out.append(write_decoding(folder, file_stem(t), summary, records))
     except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

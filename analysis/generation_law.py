@@ -24,14 +24,12 @@ are not read, so a committed export without ``weights.pt`` works. Each decoding 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-from analysis.generate import decoding_label, file_stem, generate_on, markdown, parse_decodings
-from seqicl.atomic import atomic_write_text
+from analysis.generate import decoding_label, file_stem, generate_on, parse_decodings, write_decoding
 from seqicl.cli import OneLineParser
 from seqicl.data import load_task
 from seqicl.data.automaton import DFA
@@ -123,11 +121,7 @@ def main(argv: list[str]) -> int:
         out = []
         for t, (summary, records) in zip(decodings, law_generation(folder, args.num_dfas, args.samples, decodings,
                                                                     args.seed, args.max_letters)):
-            md, stem = markdown(folder, summary, records), f"law-{file_stem(t)}"
-            atomic_write_text(folder / f"generations-{stem}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-            atomic_write_text(folder / f"generation-{stem}.json", json.dumps(summary, indent=1))
-            atomic_write_text(folder / f"generation-{stem}.md", md)
-            out.append(md)
+            out.append(write_decoding(folder, f"law-{file_stem(t)}", summary, records))
     except (ExportError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
