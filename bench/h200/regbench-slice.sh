@@ -28,7 +28,8 @@ else
   for m in $models; do
     e=$S/exports/dfa-$m-n$size
     [ -f "$e/generation-greedy.json" ] && continue
-    timeout 120 python3 -m analysis.export "$S" --task dfa --model "$m" --num-train "$size" --out "$e" >> "$OUT/export-$name.log" 2>&1 \
+    # an export is written whole or not at all: one left by an earlier call whose generation did not finish is reused
+    { [ -f "$e/weights.pt" ] || timeout 120 python3 -m analysis.export "$S" --task dfa --model "$m" --num-train "$size" --out "$e" >> "$OUT/export-$name.log" 2>&1; } \
       && timeout 300 python3 -m analysis.generate "$e" --num-dfas 100 --samples 4 --seed 0 >> "$OUT/generate-$name.log" 2>&1
     echo "$m: export and generation rc $? ($(( $(date +%s) - start )) s in)" | tee -a "$OUT/wall.txt"
   done

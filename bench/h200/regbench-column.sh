@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# On the card (issue 29): one column of the RegBench learning curve, model after model, in as many
+# calls on one warm machine as it takes.
+#   bash bench/h200/regbench-column.sh <seconds> <models> [run.py flags and overrides]
+# e.g. bash bench/h200/regbench-column.sh 540 lstm,h3,s4d,rwkv,gilr,lru --num-examples 40000
+# Each model is its own slice (bench/h200/regbench-slice.sh, named <model>-n<SIZE>), run with the
+# seconds left in this call less RESERVE (default 90 s; more for Mamba, whose generation takes longest)
+# for its export and generation. A slice the call cuts, or whose export or generation did not finish,
+# resumes first in the next call (same arguments, same warm machine: trial states stay in /tmp); a
+# finished one is skipped. $OUT gets one archive
+# of every slice's summary (the device tool brings back at most 8 files) and the column's log.
+set -u
+OUT=${OUT:-h200-out}; mkdir -p "$OUT"
+seconds=$1 models=$2; shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+W=${WORK:-/tmp/regbench}; size=${SIZE:-40000}
+reserve=${RESERVE:-90}   # seconds kept after a slice's sweep for its export and generation, and packing up
+export WORK=$W SIZE=$size
+start=$(date +%s)
+log=$OUT/column.log
+: > "$log"
+for m in ${models//,/ }; do
+  name=$m-n$size
+  if [ -f "$W/$name.done" ]; then echo "$name: done in an earlier call" | tee -a "$log"; continue; fi
+  left=$(( seconds - ($(date +%s) - start) - reserve ))
+  if [ $left -lt 90 ]; then echo "$name: not started ($left s left in this call)" | tee -a "$log"; continue; fi
+  mkdir -p "$W/out-$name"
+  OUT=$W/out-$name bash "$here/regbench-slice.sh" "$name" "$left" --models "$m" "$@" >> "$log" 2>&1
+  if grep -q "slice not complete" "$W/out-$name/wall.txt" 2>/dev/null; then
+    echo "$name: cut by this call's time; it resumes first in the next call" | tee -a "$log"
+  elif [ ! -f "$W/$name/exports/dfa-$m-n$size/generation-greedy.json" ]; then
+    echo "$name: swept, but its export or generation did not finish (out-$name/*.log); the next call tries again" | tee -a "$log"
+  else
+    touch "$W/$name.done"; echo "$name: complete" | tee -a "$log"
+  fi
+done
+# every slice's summary, done or not (the slices' own tarballs and logs), in one archive
+(cd "$W" && tar -czf "$OUT/column-n$size.tar.gz" out-*) 2>> "$log"
+echo "column: $(( $(date +%s) - start )) s in this call" | tee -a "$log"
