@@ -2,6 +2,8 @@
 
     python bench/kernel_configs.py [--out bench/results/kernel-configs-<card>-<date>.md]
     TRITON_INTERPRET=1 python bench/kernel_configs.py --cpu      # plumbing check, tiny shapes
+    python bench/kernel_configs.py --kernels selective_scan --against OLD.py   # one kernel, and an
+                                   # earlier version of its module (a copy of the file) timed beside it
 
 The linear-attention and selective-scan kernels' launch settings were chosen from ptxas's
 register counts on a machine without a card (bench/ptxas_report.py). This times candidate
@@ -45,9 +47,9 @@ LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=s)
 LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
           for c, ck, w, s in [(16, 16, 8, 1), (16, 16, 8, 2), (16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 2)]]
 SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
-              for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (16, 8, 2), (32, 16, 4)]] + \
-    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program (sass_report.py:
-     for bl, be, w in [(16, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1)]]  # no shuffles, 0.65x the issue floor)
+              for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (32, 16, 4)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program, its y stored after
+     for bl, be, w in [(16, 32, 1), (32, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1), (16, 128, 4)]]  # each tile
 # wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
 # 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
 # floor (sass_report.py). Halving the channels per program doubles the programs (all resident at
@@ -61,10 +63,35 @@ WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
-               for bl, be, w in [(16, 16, 4), (16, 32, 4)]] + \
+               for bl, be, w in [(16, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)  # time inside the program, no scan
-     for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 16, 2), (16, 32, 2)]]  # tree; narrow blocks write more dB,
-# dC partials, wide ones hold more states a thread (ptxas, float32: (16, 32) on one warp spilled 80 bytes)
+     for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]]  # tree; narrow blocks write
+# more dB, dC partials, wide ones hold more states a thread
+
+
+def load_module(path: str):
+    """A module from a file: an earlier version of a kernel's module, to time beside the current one."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"earlier_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_against(earlier, name: str, fn, args, grad: bool, tol: float, label: str) -> list[str]:
+    """The current default of fn beside the earlier module's function of that name, each with its
+    own launch settings, on the same inputs (the earlier one checked against the current)."""
+    want = run(fn, args, grad)
+    base = bench_ms(lambda: run(fn, args, grad))
+    old = getattr(earlier, name)
+    problem = same(run(old, args, grad), want, tol)
+    ms = float("nan") if problem else bench_ms(lambda: run(old, args, grad))
+    what = "forward + backward" if grad else "forward"
+    rows = [f"| {label} | {what}, this tree (default) | | {base:.3f} | 1.00 |",
+            f"| {label} | {what}, earlier code ({earlier.__name__.removeprefix('earlier_')}) | | "
+            f"{problem or f'{ms:.3f}'} | {'' if problem else f'{ms / base:.2f}'} |"]
+    print("\n".join(rows), flush=True)
+    return rows
 
 
 def bench_ms(fn) -> float:
@@ -152,7 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpu", action="store_true", help="plumbing check under TRITON_INTERPRET=1, tiny shapes")
     p.add_argument("--out", default=None)
+    p.add_argument("--kernels", default="wkv,selective_scan,linear_attention",
+                   help="which kernels' settings to time (comma-separated; default all three)")
+    p.add_argument("--against", default=None, metavar="FILE",
+                   help="an earlier copy of triton_selective_scan.py, timed beside the current default")
     args = p.parse_args(argv)
+    kernels = set(args.kernels.split(","))
+    if not kernels <= {"wkv", "selective_scan", "linear_attention"} or (args.against and not Path(args.against).is_file()):
+        print(f"error: --kernels takes wkv, selective_scan, linear_attention; --against an existing file",
+              file=sys.stderr)
+        return 2
     if args.cpu != (os.environ.get("TRITON_INTERPRET") == "1"):
         print("error: --cpu runs under TRITON_INTERPRET=1 and only there", file=sys.stderr)
         return 2
@@ -179,15 +215,24 @@ def main(argv: list[str] | None = None) -> int:
              "without gradients, backward ones as forward + backward", "",
              "| case | setting | values | ms | against the default |", "|---|---|---|---:|---:|"]
     print("\n".join(lines), flush=True)
-    inputs = wkv_inputs(B, L, D, torch.float32, device)   # the kernel table's wkv row is float32
-    lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd, wkv.wkv_triton, inputs, False, 1e-4, "wkv, float32")
-    lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd, wkv.wkv_triton, inputs, True, 1e-4, "wkv, float32")
+    if "wkv" in kernels:
+        inputs = wkv_inputs(B, L, D, torch.float32, device)   # the kernel table's wkv row is float32
+        lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd, wkv.wkv_triton, inputs, False, 1e-4, "wkv, float32")
+        lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd, wkv.wkv_triton, inputs, True, 1e-4, "wkv, float32")
+    earlier = load_module(args.against) if args.against else None
     for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
         dname = str(dtype)[6:]
         for case in ("none", "selective scan", "per_key"):  # the likeliest to matter first
+            if (case == "selective scan") != ("selective_scan" in kernels) and \
+                    (case != "selective scan") != ("linear_attention" in kernels):
+                continue
             if case == "selective scan":
                 inputs = ss_inputs(B, L, D, N, dtype, device)
                 label = f"selective scan, {dname}"
+                if earlier is not None:
+                    for grad in (False, True):
+                        lines += time_against(earlier, "selective_scan_triton", ss.selective_scan_triton, inputs,
+                                              grad, tol, label)
                 lines += time_settings(ss, "FORWARD_CONFIG", ss_fwd, ss.selective_scan_triton, inputs, False, tol, label)
                 lines += time_settings(ss, "BACKWARD_CONFIG", ss_bwd, ss.selective_scan_triton, inputs, True, tol, label)
                 continue

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import torch
 import triton
-from triton.backends.compiler import GPUTarget
+from triton._C.libtriton import native_specialize_impl
+from triton.backends.compiler import BaseBackend, GPUTarget
 from triton.compiler import ASTSource
 from triton.runtime.jit import JITFunction
 
@@ -38,25 +39,29 @@ TYPES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", t
 PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 
 
-def signature(kernel: JITFunction, args: tuple, kwargs: dict) -> tuple[dict, dict]:
-    """Triton's signature and constexpr values of one launch, from its Python arguments."""
+def signature(kernel: JITFunction, args: tuple, kwargs: dict) -> tuple[dict, dict, dict]:
+    """Triton's signature, constexpr values and attributes of one launch, specialised from its
+    Python arguments exactly as a launch on the card does (the JIT's own specialize_impl): an
+    integer 1 (a unit stride) becomes the constant 1, and integers and pointers divisible by 16
+    are marked so. Without that, a stride's unit and the pointers' alignment are unknown to the
+    compiler, and loads get other layouts and widths than on the card."""
     bound = dict(zip(kernel.arg_names, args), **kwargs)
-    sig, consts = {}, {}
-    for p in kernel.params:
+    sig, consts, attrs = {}, {}, {}
+    for i, p in enumerate(kernel.params):
         value = bound[p.name] if p.name in bound else p._param.default
         if p.is_constexpr or value is None:
             sig[p.name], consts[p.name] = "constexpr", value
-        elif isinstance(value, torch.Tensor):
-            sig[p.name] = "*" + TYPES[value.dtype]
-        elif isinstance(value, bool):
-            sig[p.name] = "i1"
-        elif isinstance(value, int):
-            sig[p.name] = "i32" if -2 ** 31 <= value < 2 ** 31 else "i64"
-        elif isinstance(value, float):
-            sig[p.name] = "fp32"
-        else:
-            raise TypeError(f"{kernel.__name__}: cannot type {p.name}={value!r}")
-    return sig, consts
+            continue
+        if isinstance(value, torch.Tensor) and value.dtype not in TYPES:
+            raise TypeError(f"{kernel.__name__}: cannot type {p.name} ({value.dtype})")
+        kind, attr = native_specialize_impl(BaseBackend, value, p.is_const, not p.do_not_specialize,
+                                            not p.do_not_specialize_on_alignment)
+        sig[p.name] = kind
+        if kind == "constexpr":
+            consts[p.name] = attr
+        elif isinstance(attr, str):
+            attrs[(i,)] = BaseBackend.parse_attr(attr)
+    return sig, consts, attrs
 
 
 def ptxas_usage(ptx: str, arch: int) -> dict:
@@ -85,13 +90,13 @@ class CompileInsteadOfLaunch:
 
         def run(kernel, *args, grid, warmup, **kwargs):
             options = {k: kwargs.pop(k) for k in ("num_warps", "num_stages") if k in kwargs}
-            sig, consts = signature(kernel, args, kwargs)
+            sig, consts, attrs = signature(kernel, args, kwargs)
             key = (kernel.fn.__module__, kernel.__name__, str(sorted(sig.items())), str(sorted(consts.items())),
-                   str(sorted(options.items())))
+                   str(sorted(attrs.items())), str(sorted(options.items())))
             if key in report.seen:
                 return
             report.seen.add(key)
-            compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", report.arch, 32),
+            compiled = triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", report.arch, 32),
                                       options=options)
             grid = grid(dict(consts, **options)) if callable(grid) else grid
             report.rows.append({"kernel": f"{kernel.fn.__module__.rsplit('.', 1)[-1]}.{kernel.__name__}",

@@ -35,3 +35,23 @@ def test_the_plumbing_check_needs_the_interpreter(monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET")
     assert load().main(["--cpu"]) == 2
     assert "TRITON_INTERPRET=1" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_one_kernel_beside_an_earlier_copy_of_its_module(tmp_path):
+    # --kernels keeps to the selective scan; --against times a copy of its module beside the
+    # current one, after checking the copy computes the same outputs and gradients
+    earlier = tmp_path / "earlier_scan.py"
+    earlier.write_text((ROOT / "seqicl/ops/selective_scan/triton_selective_scan.py").read_text())
+    out = tmp_path / "configs.md"
+    assert load().main(["--cpu", "--kernels", "selective_scan", "--against", str(earlier), "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert all(r.startswith("| selective scan, ") for r in rows)
+    against = [r for r in rows if "earlier code (earlier_scan)" in r]
+    assert len(against) == 4 and all("differs" not in r for r in against)   # 2 dtypes x forward, forward + backward
+
+
+def test_unknown_kernels_and_missing_files_are_refused(tmp_path, capsys):
+    assert load().main(["--cpu", "--kernels", "selective_scan,lstm"]) == 2
+    assert load().main(["--cpu", "--kernels", "wkv", "--against", str(tmp_path / "none.py")]) == 2
+    assert capsys.readouterr().err.startswith("error: --kernels")

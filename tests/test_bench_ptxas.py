@@ -38,3 +38,30 @@ def test_the_interpreters_settings_are_refused():
     proc = subprocess.run([sys.executable, "bench/ptxas_report.py"], cwd=ROOT, capture_output=True, text=True,
                           env=dict(os.environ, TRITON_INTERPRET="1"), timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: unset TRITON_INTERPRET")
+
+
+def test_a_launch_is_specialised_as_on_the_card():
+    """A unit stride is the constant 1 and 16-divisible integers and pointers are marked, as the
+    JIT does on a launch: compiled without them, loads get other layouts than on the card."""
+    import torch
+    import triton.language as tl
+    from triton.runtime.jit import JITFunction   # not triton.jit: the suite may run the interpreter
+
+    sys.path.insert(0, str(ROOT))
+    from bench.ptxas_report import signature
+
+    def body(x_ptr, stride, n, m, scale, BLOCK: tl.constexpr):
+        pass
+
+    kernel = JITFunction(body)
+
+    x = torch.zeros(64)
+    sig, consts, attrs = signature(kernel, (x, 1, 32, 7, 0.5), {"BLOCK": 16})
+    assert sig == {"x_ptr": "*fp32", "stride": "constexpr", "n": "i32", "m": "i32", "scale": "fp32",
+                   "BLOCK": "constexpr"}
+    assert consts == {"stride": 1, "BLOCK": 16}
+    marked = lambda attrs: {k: v for k, v in attrs.items() if v}   # noqa: E731
+    assert marked(attrs) == {(0,): [["tt.divisibility", 16]], (2,): [["tt.divisibility", 16]]}
+    # a pointer off the 16-byte grid is not marked
+    _, _, attrs = signature(kernel, (x[1:], 2, 33, 7, 0.5), {"BLOCK": 16})
+    assert marked(attrs) == {}

@@ -177,6 +177,7 @@ def _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_p
     B_ptrs = B_ptr + b * sB_b + t0 * sB_l + ns2 * sB_n
     C_ptrs = C_ptr + b * sC_b + t0 * sC_l + ns2 * sC_n
     y_ptrs = y_ptr + b * L * E + t0 * E + cols2
+    ys = ()
     for j in tl.static_range(BLOCK_L):
         t = t0 + j
         if STORE_STATES:
@@ -196,16 +197,18 @@ def _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_p
             delta = tl.load(delta_ptrs + j * sd_l, mask=col_ok2 & ok, other=0.0).to(tl.float32)
             Bt = tl.load(B_ptrs + j * sB_l, mask=n_ok2 & ok, other=0.0).to(tl.float32)
             Ct = tl.load(C_ptrs + j * sC_l, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            y_ok = col_ok2 & ok
         else:
             u = tl.load(u_ptrs + j * su_l, mask=col_ok2 if MASK_E else None, other=0.0 if MASK_E else None).to(tl.float32)
             delta = tl.load(delta_ptrs + j * sd_l, mask=col_ok2 if MASK_E else None, other=0.0 if MASK_E else None).to(tl.float32)
             Bt = tl.load(B_ptrs + j * sB_l, mask=n_ok2 if MASK_N else None, other=0.0 if MASK_N else None).to(tl.float32)
             Ct = tl.load(C_ptrs + j * sC_l, mask=n_ok2 if MASK_N else None, other=0.0 if MASK_N else None).to(tl.float32)
-            y_ok = col_ok2
         h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
-        y = tl.sum(h * Ct, axis=0, keep_dims=True) + D * u
-        tl.store(y_ptrs + j * E, y.to(y_ptr.dtype.element_ty), mask=y_ok)
+        ys = ys + (tl.sum(h * Ct, axis=0, keep_dims=True) + D * u,)
+    # the outputs go out after the tile's last load: a store the compiler cannot tell apart from
+    # the inputs would keep every later load behind it, and each step would wait a memory round trip
+    for j in tl.static_range(BLOCK_L):
+        y_ok = col_ok2 & (t0 + j < L) if MASK_L else col_ok2
+        tl.store(y_ptrs + j * E, ys[j].to(y_ptr.dtype.element_ty), mask=y_ok if MASK_L or MASK_E else None)
     return h
 
 
@@ -374,28 +377,49 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
         t0 = (n_tiles - 1 - i) * BLOCK_L
         h = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
         tl.debug_barrier()   # the last tile's reads of the scratch are done before it is rewritten
+        # Each step's inputs are loaded one step ahead, before the step's stores: the compiler keeps
+        # every load behind an earlier store it cannot tell apart from it, so loaded after the
+        # stores, each step would wait a whole memory round trip.
+        ok = t0 < L
+        u = _step_load(u_ptr + b * su_b, t0, cols2, su_l, su_e, col_ok2 & ok)
+        delta = _step_load(delta_ptr + b * sd_b, t0, cols2, sd_l, sd_e, col_ok2 & ok)
+        Bt = _step_load(B_ptr + b * sB_b, t0, ns2, sB_l, sB_n, n_ok2 & ok)
+        g = _step_load(g_ptr + b * sg_b, t0, cols2, sg_l, sg_e, col_ok2 & ok)
         for j in range(BLOCK_L):
             # padding rows (past L) have delta = 0 and g = 0: the state stays, and nothing is stored
             t = t0 + j
             ok = t < L
-            u = _step_load(u_ptr + b * su_b, t, cols2, su_l, su_e, col_ok2 & ok)
-            delta = _step_load(delta_ptr + b * sd_b, t, cols2, sd_l, sd_e, col_ok2 & ok)
-            Bt = _step_load(B_ptr + b * sB_b, t, ns2, sB_l, sB_n, n_ok2 & ok)
-            g = _step_load(g_ptr + b * sg_b, t, cols2, sg_l, sg_e, col_ok2 & ok)
+            ok_next = (t + 1 < L) & (j + 1 < BLOCK_L)
+            u_next = _step_load(u_ptr + b * su_b, t + 1, cols2, su_l, su_e, col_ok2 & ok_next)
+            delta_next = _step_load(delta_ptr + b * sd_b, t + 1, cols2, sd_l, sd_e, col_ok2 & ok_next)
+            B_next = _step_load(B_ptr + b * sB_b, t + 1, ns2, sB_l, sB_n, n_ok2 & ok_next)
+            g_next = _step_load(g_ptr + b * sg_b, t + 1, cols2, sg_l, sg_e, col_ok2 & ok_next)
             h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
             tl.store(scratch_ptrs + j * BLOCK_N * BLOCK_E, h)
             tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(h * g, axis=1, keep_dims=True), mask=n_ok2 & ok)
+            u, delta, Bt, g = u_next, delta_next, B_next, g_next
         tl.debug_barrier()   # every thread's states are in the scratch before any is read back
+        t = t0 + BLOCK_L - 1
+        ok = t < L
+        u = _step_load(u_ptr + b * su_b, t, cols2, su_l, su_e, col_ok2 & ok)
+        delta = _step_load(delta_ptr + b * sd_b, t, cols2, sd_l, sd_e, col_ok2 & ok)
+        Bt = _step_load(B_ptr + b * sB_b, t, ns2, sB_l, sB_n, n_ok2 & ok)
+        Ct = _step_load(C_ptr + b * sC_b, t, ns2, sC_l, sC_n, n_ok2 & ok)
+        g = _step_load(g_ptr + b * sg_b, t, cols2, sg_l, sg_e, col_ok2 & ok)
+        h = tl.load(scratch_ptrs + (BLOCK_L - 1) * BLOCK_N * BLOCK_E)
         for jj in range(BLOCK_L):
             j = BLOCK_L - 1 - jj
             t = t0 + j
             ok = t < L
-            u = _step_load(u_ptr + b * su_b, t, cols2, su_l, su_e, col_ok2 & ok)
-            delta = _step_load(delta_ptr + b * sd_b, t, cols2, sd_l, sd_e, col_ok2 & ok)
-            Bt = _step_load(B_ptr + b * sB_b, t, ns2, sB_l, sB_n, n_ok2 & ok)
-            Ct = _step_load(C_ptr + b * sC_b, t, ns2, sC_l, sC_n, n_ok2 & ok)
-            g = _step_load(g_ptr + b * sg_b, t, cols2, sg_l, sg_e, col_ok2 & ok)
-            h = tl.load(scratch_ptrs + j * BLOCK_N * BLOCK_E)
+            # the step before's inputs (t - 1, in this tile), as in the forward sweep above
+            has_prev = jj + 1 < BLOCK_L
+            ok_prev = (t - 1 < L) & has_prev
+            u_prev = _step_load(u_ptr + b * su_b, t - 1, cols2, su_l, su_e, col_ok2 & ok_prev)
+            delta_prev = _step_load(delta_ptr + b * sd_b, t - 1, cols2, sd_l, sd_e, col_ok2 & ok_prev)
+            B_prev = _step_load(B_ptr + b * sB_b, t - 1, ns2, sB_l, sB_n, n_ok2 & ok_prev)
+            C_prev = _step_load(C_ptr + b * sC_b, t - 1, ns2, sC_l, sC_n, n_ok2 & ok_prev)
+            g_prev = _step_load(g_ptr + b * sg_b, t - 1, cols2, sg_l, sg_e, col_ok2 & ok_prev)
+            h_prev = tl.load(scratch_ptrs + (j - 1) * BLOCK_N * BLOCK_E, mask=state_ok & has_prev, other=0.0)
             adjoint = tl.exp2(A2 * delta_after) * adjoint + Ct * g
             delta_u = delta * u
             decayed = adjoint * (h - Bt * delta_u)                 # dh_t a_t h_{t-1}
@@ -410,6 +434,7 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
             dA_sum += decayed * delta
             dD_sum += g * u
             delta_after = delta
+            u, delta, Bt, Ct, g, h = u_prev, delta_prev, B_prev, C_prev, g_prev, h_prev
     tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
     tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
 
