@@ -56,8 +56,9 @@ def opcode(instruction: str) -> str:
     return word.split(".")[0]
 
 
-def main_loop(sass: str) -> tuple[list[str], list[str]]:
-    """(every instruction, the instructions of the widest backward branch's range)."""
+def main_loop(sass: str) -> tuple[list[str], list[str], list[list[str]]]:
+    """(every instruction, the instructions of the widest backward branch's range, and the
+    instructions of each backward branch's range nested inside it: the main loop's inner loops)."""
     address = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
     instructions, labels, pending = [], {}, []
     for line in sass.splitlines():
@@ -78,9 +79,12 @@ def main_loop(sass: str) -> tuple[list[str], list[str]]:
         if target and labels.get(target.group(1), at + 1) < at:
             loops.append((labels[target.group(1)], at))
     if not loops:
-        return [t for _, t in instructions], []
+        return [t for _, t in instructions], [], []
     start, end = max(loops, key=lambda r: r[1] - r[0])
-    return [t for _, t in instructions], [t for at, t in instructions if start <= at <= end]
+    inner = [(s, e) for s, e in loops if start <= s and e <= end and (s, e) != (start, end)]
+    inner = [(s, e) for s, e in inner if not any(o != (s, e) and o[0] <= s and e <= o[1] for o in inner)]
+    span = lambda s, e: [t for at, t in instructions if s <= at <= e]   # noqa: E731
+    return [t for _, t in instructions], span(start, end), [span(s, e) for s, e in inner]
 
 
 def launch_cases(collect: CompileInsteadOfLaunch) -> None:
@@ -112,18 +116,24 @@ def analyse(launch: dict, sms: int, clock_ghz: float) -> dict:
     return analyse_counts(launch, *main_loop(sass), sms=sms, clock_ghz=clock_ghz)
 
 
-def analyse_counts(launch: dict, everything: list[str], loop: list[str], sms: int, clock_ghz: float) -> dict:
-    """Each pipe's floor for the launch: the loop's instructions once per trip, the rest once."""
+def analyse_counts(launch: dict, everything: list[str], loop: list[str], inner: list[list[str]],
+                   sms: int, clock_ghz: float) -> dict:
+    """Each pipe's floor for the launch: the loop's instructions once per trip, the rest once. A loop
+    nested in the main one (the sequential selective-scan backward's steps) runs once per step of
+    the tile, so its instructions count BLOCK_L times a trip, not once."""
     tile = next((launch["consts"][k] for k in ("BLOCK_L", "CHUNK") if k in launch["consts"]), None)
     trips = -(-L // tile) if tile else 1
     counts = collections.Counter(opcode(t) for t in loop)
-    per_program = {"issue": len(everything) - len(loop) + trips * len(loop),
+    for body in inner:
+        counts.update({o: n * ((tile or 1) - 1) for o, n in collections.Counter(opcode(t) for t in body).items()})
+    per_trip = sum(counts.values())
+    per_program = {"issue": len(everything) - len(loop) + trips * per_trip,
                    "shuffle": trips * counts["SHFL"], "MUFU": trips * counts["MUFU"],
                    "FP32": trips * sum(counts[o] for o in FP32_OPS)}
     warp_instructions = {p: n * launch["programs"] * launch["warps"] for p, n in per_program.items()}
     floor_ms = {p: n / (sms * PIPES[p] * clock_ghz * 1e9) * 1e3 for p, n in warp_instructions.items()}
     tightest = max(floor_ms, key=floor_ms.get)
-    return {"loop": len(loop), "trips": trips, "counts": counts, "floor_ms": floor_ms, "tightest": tightest,
+    return {"loop": per_trip, "trips": trips, "counts": counts, "floor_ms": floor_ms, "tightest": tightest,
             "floor": floor_ms[tightest]}
 
 

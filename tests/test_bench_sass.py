@@ -28,9 +28,33 @@ SASS = """
 
 
 def test_the_widest_backward_branch_is_the_main_loop_and_opcodes_drop_predicates_and_suffixes():
-    everything, loop = sass_report.main_loop(SASS)
+    everything, loop, inner = sass_report.main_loop(SASS)
     assert len(everything) == 10 and len(loop) == 6   # 0x20..0x70; the self-branch at 0x90 is narrower
+    assert inner == []
     assert [sass_report.opcode(t) for t in loop] == ["FFMA", "FMUL", "SHFL", "MUFU", "ISETP", "BRA"]
+
+
+NESTED = """
+.L_x_0:
+        /*0000*/                   FADD R1, R1, R2 ;
+.L_x_1:
+        /*0010*/                   MUFU.EX2 R3, R1 ;
+        /*0020*/                   FFMA R4, R3, R4, R5 ;
+        /*0030*/               @P1 BRA `(.L_x_1) ;
+        /*0040*/                   SHFL.BFLY PT, R7, R2, 0x1, 0x1f ;
+        /*0050*/               @P0 BRA `(.L_x_0) ;
+        /*0060*/                   EXIT ;
+"""
+
+
+def test_a_loop_inside_the_main_loop_counts_once_per_step_of_the_tile():
+    everything, loop, inner = sass_report.main_loop(NESTED)
+    assert len(loop) == 6 and [[sass_report.opcode(t) for t in body] for body in inner] == [["MUFU", "FFMA", "BRA"]]
+    launch = {"consts": {"BLOCK_L": 16}, "programs": 1, "warps": 1, "cubin": b""}
+    counts = sass_report.analyse_counts(launch, everything, loop, inner, sms=1, clock_ghz=1e-9)
+    # a trip: the outer 3 (FADD, SHFL, BRA) once and the inner 3 sixteen times
+    assert counts["loop"] == 3 + 16 * 3 and counts["counts"]["MUFU"] == 16 and counts["counts"]["SHFL"] == 1
+    assert counts["floor_ms"]["MUFU"] == pytest.approx(128 * 16 / 0.5 * 1e3)
 
 
 def test_floors_per_pipe_from_the_counts():
