@@ -46,10 +46,12 @@ LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=s)
 # (8 warps for dk/dv: with split3 it spills 0-116 bytes against 4 warps' 300-688, ptxas_report.py)
 LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
           for c, ck, w, s in [(16, 16, 8, 1), (16, 16, 8, 2), (16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 2)]]
-SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w)
-              for bl, be, w in [(16, 16, 2), (16, 32, 4), (8, 16, 4), (32, 16, 4)]] + \
-    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)  # time inside the program, its y stored after
-     for bl, be, w in [(16, 32, 1), (32, 32, 1), (8, 32, 1), (16, 64, 2), (16, 16, 1), (16, 128, 4)]]  # each tile
+# The default forward is the sequential one, (16, 16) on one warp, since its loads stopped waiting
+# behind its stores (selective-scan-loads-h100-2026-12-06.md): the parallel-scan forward's best
+# launches first, then the sequential one's neighbours (16 channels a warp won; 32 lost in bfloat16)
+SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 16, 4), (16, 16, 2)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)
+     for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]]
 # wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
 # 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
 # floor (sass_report.py). Halving the channels per program doubles the programs (all resident at

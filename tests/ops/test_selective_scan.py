@@ -292,11 +292,14 @@ def test_the_other_backwards_cuda(config, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("tile", [8, 32])
-def test_the_sequential_forward_cuda(tile, monkeypatch):
-    # the candidate forward (bench/kernel_configs.py times it) at GPU tiles, around backward's 16
+@pytest.mark.parametrize("config", ["parallel-scan", "sequential-8-32", "sequential-32-32"])
+def test_the_other_forwards_cuda(config, monkeypatch):
+    # the default forward is the sequential one, (16, 16) on one warp; the parallel-scan one and the
+    # sequential one at other tiles (around backward's 16) and 32 channels a warp stay correct
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setattr(kernels, "FORWARD_CONFIG", dict(BLOCK_L=tile, BLOCK_E=32, SEQUENTIAL=True, num_warps=1))
+    tile = 16 if config == "parallel-scan" else int(config.split("-")[1])
+    monkeypatch.setattr(kernels, "FORWARD_CONFIG", kernels.SCAN_FORWARD_CONFIG if config == "parallel-scan" else
+                        dict(BLOCK_L=tile, BLOCK_E=32, SEQUENTIAL=True, num_warps=1))
     for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
         inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")
         run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)

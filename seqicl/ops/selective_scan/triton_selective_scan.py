@@ -9,6 +9,8 @@ steps with the (BLOCK_E, N) state as its carry. Within a tile, tl.associative_sc
 composes the affine maps h -> a h + x (as triton_scan.py does), so the tile's steps are solved in
 parallel; the carried state enters through the tile's running product of a. When a gradient is
 needed it also writes the state before every backward tile (every CHUNK steps): (B, L/CHUNK, E, N).
+With SEQUENTIAL in FORWARD_CONFIG (the GPU default) it walks each tile step by step instead, the
+state held with channels along the lanes, and stores the tile's outputs after its last step.
 
 Backward walks the tiles from the last to the first. It recomputes a tile's states from the saved
 state before it (the forward scan again) and solves the adjoint, the loss's derivative by h_t,
@@ -46,7 +48,12 @@ from seqicl.ops.triton_exp import LOG2E  # exp(delta A) = exp2(delta A log2 e): 
 # backward, both on 8 warps), forward (BLOCK_L, BLOCK_E) = (16, 16) on 4 warps takes 0.51x the
 # time, backward on 4 warps 0.59x (forward + backward). The sequential backward, (16, 16) on one warp,
 # then took 0.73x of that in float32 and 0.74x in bfloat16, forward + backward (bench/results/
-# selective-scan-sequential-backward-h100-2026-12-06.md); the sequential forward 1.84-3.53x: not used. Forward's tile is (BLOCK_L, BLOCK_E, N); its BLOCK_L is free when no
+# selective-scan-sequential-backward-h100-2026-12-06.md). Both sequential kernels then stopped
+# issuing each step's loads behind the step before's stores (the compiler cannot tell their
+# addresses apart): forward + backward 0.88x (float32) and 0.90x (bfloat16), and the sequential
+# forward, (16, 16) on one warp, 0.83x and 0.76x the parallel-scan forward's time, so it became the
+# default (bench/results/selective-scan-loads-h100-2026-12-06.md). The parallel forward's tile is
+# (BLOCK_L, BLOCK_E, N); its BLOCK_L is free when no
 # gradient is needed. Backward trades memory traffic two ways: its BLOCK_L is how often forward
 # saves the (E, N) state (B*L*E*N / BLOCK_L floats, written and read back), its BLOCK_E how many
 # dB and dC partials it writes (E / BLOCK_E of each, B*L*N floats each, summed by torch).
@@ -58,9 +65,11 @@ if _INTERPRETED:
     FORWARD_CONFIG = dict(BLOCK_L=4, BLOCK_E=8, num_warps=1)
     BACKWARD_CONFIG = dict(BLOCK_L=8, BLOCK_E=4, REVERSE_SCAN=False, num_warps=1)
 else:
-    FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, num_warps=4)
+    FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1)
     BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1, num_stages=1)
-# The scan-based backward's best launch, for the tests that keep it working (and kernel_configs.py):
+# The parallel-scan forward's and scan-based backward's best launches, for the tests that keep
+# them working (and kernel_configs.py):
+SCAN_FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, num_warps=4)
 SCAN_BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, REVERSE_SCAN=False, num_warps=4)
 
 
