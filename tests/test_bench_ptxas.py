@@ -30,8 +30,9 @@ def test_every_launch_of_the_chunked_kernels_compiles_for_sm90(tmp_path):
         modes = sorted(s.split("MODE=")[1][0] for s in launches)
         assert modes == ["0", "0", "1", "1", "2", "2"], launches
         assert sorted("PRECISION=split3" in s for s in launches) == [False] * 3 + [True] * 3, launches
+    # the selective scan's GPU defaults: both passes step through time (SEQUENTIAL)
     assert sorted(k for k in kernels if "selective" in k) == ["triton_selective_scan._backward_sequential_kernel",
-                                                              "triton_selective_scan._forward_kernel"]
+                                                              "triton_selective_scan._forward_sequential_kernel"]
 
 
 def test_the_interpreters_settings_are_refused():
