@@ -225,8 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
         dname = str(dtype)[6:]
         for case in ("none", "selective scan", "per_key"):  # the likeliest to matter first
-            if (case == "selective scan") != ("selective_scan" in kernels) and \
-                    (case != "selective scan") != ("linear_attention" in kernels):
+            if ("selective_scan" if case == "selective scan" else "linear_attention") not in kernels:
                 continue
             if case == "selective scan":
                 inputs = ss_inputs(B, L, D, N, dtype, device)

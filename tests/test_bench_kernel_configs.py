@@ -55,3 +55,11 @@ def test_unknown_kernels_and_missing_files_are_refused(tmp_path, capsys):
     assert load().main(["--cpu", "--kernels", "selective_scan,lstm"]) == 2
     assert load().main(["--cpu", "--kernels", "wkv", "--against", str(tmp_path / "none.py")]) == 2
     assert capsys.readouterr().err.startswith("error: --kernels")
+
+
+def test_kernels_keeps_to_the_kernels_named(tmp_path):
+    # wkv alone: no selective-scan or linear-attention row
+    out = tmp_path / "configs.md"
+    assert load().main(["--cpu", "--kernels", "wkv", "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows and all(r.startswith("| wkv, float32 |") for r in rows)
