@@ -57,11 +57,15 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 1
 # floor (sass_report.py). Halving the channels per program doubles the programs (all resident at
 # 96 or 64 registers), but on the card they were 1.10-1.40x slower (la-forward-settings-h100-
 # 2026-12-06.md: a row of 8 channels is 32 bytes); kept to be timed beside the backward's.
+# The sequential kernels (time inside the program, one channel a lane) issue half the forward's and a
+# third of the backward's instructions of the scan-based ones (sm_90 SASS, triton 3.6: floors 0.076 and
+# 0.063 ms at (16, 32) against 0.152 and 0.200); at 32 steps a tile they spill, so the tiles stay short.
+WKV_SEQUENTIAL = [dict(BLOCK_L=bl, BLOCK_D=bd, SEQUENTIAL=True, num_warps=w)
+                  for bl, bd, w in [(16, 32, 1), (8, 32, 1), (16, 16, 1), (8, 16, 1), (16, 64, 2), (16, 64, 1)]]
 WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
-               for bl, bd, w in [(32, 8, 1), (16, 8, 1), (64, 4, 1), (16, 16, 1), (64, 16, 1), (32, 32, 2),
-                                 (32, 16, 2)]]
+               for bl, bd, w in [(16, 16, 1), (32, 32, 2)]] + WKV_SEQUENTIAL
 WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
-                for bl, bd, w in [(16, 8, 1), (32, 16, 1), (8, 16, 1), (16, 32, 2)]]
+                for bl, bd, w in [(32, 16, 1), (16, 32, 2)]] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
@@ -208,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False),
                                                 dict(BLOCK_L=8, BLOCK_E=4, SEQUENTIAL=True)]))
     wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else
-                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1)], [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1)]))
+                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True)],
+                         [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True)]))
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"
     import triton
     lines = [f"# Launch settings of the chunked kernels: {card}, {datetime.date.today()}",
@@ -218,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
              "| case | setting | values | ms | against the default |", "|---|---|---|---:|---:|"]
     print("\n".join(lines), flush=True)
     if "wkv" in kernels:
-        inputs = wkv_inputs(B, L, D, torch.float32, device)   # the kernel table's wkv row is float32
-        lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd, wkv.wkv_triton, inputs, False, 1e-4, "wkv, float32")
-        lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd, wkv.wkv_triton, inputs, True, 1e-4, "wkv, float32")
+        # float32 first: the kernel table's wkv row; bfloat16 is what RegBench trains in
+        for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
+            inputs = wkv_inputs(B, L, D, dtype, device)
+            label = f"wkv, {str(dtype)[6:]}"
+            lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd, wkv.wkv_triton, inputs, False, tol, label)
+            lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd, wkv.wkv_triton, inputs, True, tol, label)
     earlier = load_module(args.against) if args.against else None
     for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
         dname = str(dtype)[6:]

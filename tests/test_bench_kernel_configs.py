@@ -24,10 +24,12 @@ def test_every_candidate_is_checked_and_written(tmp_path):
     # two dtypes x (linear attention: 2 decays x 3 passes; selective scan: 2 passes), default + 1 each,
     # and the selective scan's sequential forward and backward as second candidates; float32 linear
     # attention's two decays also time Triton's tf32x3 against split3, forward and with backward
-    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 + 2 * 2 * 2   # and wkv's two passes, float32
-    assert sum(r.startswith("| wkv, float32 |") for r in rows) == 4
+    # wkv: two dtypes x two passes x (default, scan candidate, sequential candidate)
+    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3
+    assert sum(r.startswith("| wkv, float32 |") for r in rows) == 6
+    assert sum(r.startswith("| wkv, bfloat16 |") for r in rows) == 6
     assert sum("float32=tf32x3" in r for r in rows) == 4 and sum("float32=split3" in r for r in rows) == 4
-    assert sum("SEQUENTIAL=True" in r for r in rows) == 4
+    assert sum("SEQUENTIAL=True" in r for r in rows) == 4 + 4   # selective scan's, wkv's
     assert not [r for r in rows if "differs" in r or "failed" in r]
 
 
@@ -62,4 +64,4 @@ def test_kernels_keeps_to_the_kernels_named(tmp_path):
     out = tmp_path / "configs.md"
     assert load().main(["--cpu", "--kernels", "wkv", "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert rows and all(r.startswith("| wkv, float32 |") for r in rows)
+    assert len(rows) == 12 and all(r.startswith("| wkv, ") for r in rows)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from seqicl.ops.dispatch import force_backend
-from seqicl.ops.wkv import wkv, wkv_ref
+from seqicl.ops.wkv import triton_wkv, wkv, wkv_ref
 from kernel_checks import assert_close, reference_float64
 
 SHAPES = [(2, 63, 40), (1, 17, 7), (2, 64, 64)]
@@ -113,6 +113,39 @@ def test_triton_large_exponents_stay_finite_and_exact():
     run_triton_and_compare(inputs, strided_grad(*shape, seed=4), 1e-5, 1e-4)
 
 
+SEQUENTIAL_CASES = [((2, 63, 40), 4, 8), ((1, 17, 7), 8, 8), ((2, 64, 64), 16, 16), ((1, 5, 3), 8, 4)]
+
+
+def sequential(monkeypatch, tile, block_d):
+    """Both kernels with time inside the program, tiles of `tile` steps and `block_d` channels."""
+    for name in ("FORWARD_CONFIG", "BACKWARD_CONFIG"):
+        monkeypatch.setattr(triton_wkv, name, dict(BLOCK_L=tile, BLOCK_D=block_d, SEQUENTIAL=True,
+                                                   num_warps=1))
+
+
+@pytest.mark.parametrize("shape, tile, block_d", SEQUENTIAL_CASES)
+def test_the_sequential_kernels_match_the_reference(shape, tile, block_d, monkeypatch):
+    # whole and partial tiles of time, channels that fill their last block or not (40 in 8s, 7 in 8s)
+    sequential(monkeypatch, tile, block_d)
+    inputs = make_inputs(*shape, seed=sum(shape) + tile)
+    run_triton_and_compare(inputs, strided_grad(*shape, seed=tile), 1e-5, 1e-5)
+
+
+def test_the_sequential_kernels_with_large_exponents_and_a_growing_past(monkeypatch):
+    sequential(monkeypatch, 8, 8)
+    shape = (2, 40, 16)
+    inputs = make_inputs(*shape, seed=3, k_range=30.0, decay_range=(-3.0, 3.0))
+    run_triton_and_compare(inputs, strided_grad(*shape, seed=4), 1e-5, 1e-4)
+    inputs = make_inputs(2, 33, 12, seed=10, decay_range=(-2.0, 2.0))
+    grad = strided_grad(2, 33, 12, seed=11)
+    with force_backend("triton"):
+        out = wkv(*inputs, decay_sign=1.0)
+    expected_out, expected_grads = reference_float64(lambda *xs: wkv_ref(*xs, decay_sign=1.0), inputs, grad)
+    assert_close(out, expected_out, 1e-5, "y")
+    for got, want in zip(torch.autograd.grad(out, inputs, grad), expected_grads):
+        assert_close(got, want, 1e-4, "grad")
+
+
 def test_triton_forward_without_grad():
     inputs = [x.detach() for x in make_inputs(1, 17, 7, seed=5)]
     with force_backend("triton"):
@@ -129,6 +162,19 @@ def test_triton_matches_reference_cuda(shape, dtype):
     inputs = make_inputs(*shape, seed=sum(shape), device="cuda", dtype=dtype)
     grad = strided_grad(*shape, seed=7, device="cuda", dtype=dtype)
     # bf16: inputs are exact bf16 values, but y (saved for backward) is rounded to bf16
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    run_triton_and_compare(inputs, grad, tol, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", SHAPES + [(3, 2047, 200)])
+def test_the_sequential_kernels_cuda(shape, dtype, monkeypatch):
+    # the launch kernel_configs.py times first: 16 steps a tile, 32 channels a warp (200 leaves a
+    # partial block, 2047 a partial tile)
+    sequential(monkeypatch, 16, 32)
+    inputs = make_inputs(*shape, seed=sum(shape), device="cuda", dtype=dtype)
+    grad = strided_grad(*shape, seed=7, device="cuda", dtype=dtype)
     tol = 1e-4 if dtype == torch.float32 else 2e-2
     run_triton_and_compare(inputs, grad, tol, tol)
 

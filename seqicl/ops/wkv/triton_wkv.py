@@ -17,6 +17,10 @@ need R_i = sum_{t>i} e^{(t-1-i) w} (dN_t, dD_t): the same scan run backwards in 
 (...), the derivative of R_i by w, which the backward scan carries as two more components (its
 elements keep n and w apart, as the derivative needs n).
 Per-(batch, channel) sums of dw and du are written to a buffer and summed with torch: no atomics.
+
+With SEQUENTIAL in FORWARD_CONFIG or BACKWARD_CONFIG, the kernel walks time step by step instead,
+one channel a lane, as wkv_ref does: no scan, so about half the forward's instructions and a third
+of the backward's. Backward then needs no step's neighbour: R_{t-1} = e^w R_t + (dN_t, dD_t).
 """
 from __future__ import annotations
 
@@ -233,6 +237,176 @@ def _wkv_backward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_
     tl.store(grad_u_part_ptr + part, grad_u_sum, mask=col_ok)
 
 
+@triton.jit
+def _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u,
+                              p, a, b, BLOCK_L: tl.constexpr, STORE_LOG_DEN: tl.constexpr,
+                              MASK_L: tl.constexpr, MASK_D: tl.constexpr):
+    """The BLOCK_L steps from t0, one after the other, from the state (p, a, b) up to t0 - 1;
+    returns the state up to the tile's last step. Only the state's exponent p is carried from step
+    to step through more than one multiply-add (p + w, then a max), so the steps' loads and the
+    rest of their arithmetic overlap. The outputs are stored after the tile's last load: a store the
+    compiler cannot tell apart from the inputs would keep every later load behind it."""
+    ys = ()
+    log_dens = ()
+    for j in tl.static_range(BLOCK_L):
+        offs = row_offs + j * C
+        if MASK_L:
+            ok = col_ok & (t0 + j < T)
+            k = tl.load(k_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+            v = tl.load(v_ptr + offs, mask=ok, other=0.0).to(tl.float32)
+        else:
+            k = tl.load(k_ptr + offs, mask=col_ok if MASK_D else None,
+                        other=0.0 if MASK_D else None).to(tl.float32)
+            v = tl.load(v_ptr + offs, mask=col_ok if MASK_D else None,
+                        other=0.0 if MASK_D else None).to(tl.float32)
+        # the output: the state up to t-1 plus this step weighted by e^{u + k}
+        current = u + k
+        q = tl.maximum(p, current)
+        old = exp(p - q)
+        new = exp(current - q)
+        den = old * b + new
+        ys = ys + ((old * a + new * v) / den,)
+        if STORE_LOG_DEN:
+            log_dens = log_dens + (q + tl.log(den),)
+        # the state: decayed by e^w, plus this step weighted by e^k (past T it is never read)
+        decayed = p + w
+        p = tl.maximum(decayed, k)
+        old = exp(decayed - p)
+        new = exp(k - p)
+        a = old * a + new * v
+        b = old * b + new
+    for j in tl.static_range(BLOCK_L):
+        offs = row_offs + j * C
+        ok = col_ok & (t0 + j < T) if MASK_L else col_ok
+        tl.store(y_ptr + offs, ys[j].to(y_ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
+        if STORE_LOG_DEN:
+            tl.store(log_den_ptr + offs, log_dens[j], mask=ok if MASK_L or MASK_D else None)
+    return p, a, b
+
+
+@triton.jit
+def _wkv_forward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, T, C,
+                                   BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                                   STORE_LOG_DEN: tl.constexpr, MASK_D: tl.constexpr):
+    """The forward with time inside the program, one channel a lane: the recurrence of wkv_ref.
+    Whole tiles run without the time bounds check; the last, partial one with it."""
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_ok = cols < C
+    w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
+    u = tl.load(u_ptr + cols, mask=col_ok, other=0.0)
+    row_offs = tl.program_id(0).to(tl.int64) * T * C + cols
+    p = tl.full((BLOCK_D,), EMPTY_LOG, tl.float32)
+    a = tl.zeros((BLOCK_D,), tl.float32)
+    b = tl.zeros((BLOCK_D,), tl.float32)
+    whole = T // BLOCK_L * BLOCK_L
+    for t0 in range(0, whole, BLOCK_L):
+        p, a, b = _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs + t0 * C, t0, T,
+                                            C, col_ok, w, u, p, a, b, BLOCK_L, STORE_LOG_DEN,
+                                            False, MASK_D)
+    if whole < T:
+        _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs + whole * C, whole, T, C,
+                                  col_ok, w, u, p, a, b, BLOCK_L, STORE_LOG_DEN, True, MASK_D)
+
+
+@triton.jit
+def _sequential_backward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, grad_k_ptr, grad_v_ptr,
+                               row_offs, t_top, C, col_ok, w, u, p, num, den, dnum, dden,
+                               grad_w_sum, grad_u_sum, BLOCK_L: tl.constexpr, MASK_L: tl.constexpr,
+                               MASK_D: tl.constexpr):
+    """The BLOCK_L steps from t_top down, one after the other, from R at t_top: (num, den) e^p and
+    their derivatives by w, (dnum, dden) e^p. Step t's gradients need R_t; then R_{t-1} = e^w R_t
+    + (dN_t, dD_t), from step t's own output, so no step loads its neighbour's."""
+    grad_ks = ()
+    grad_vs = ()
+    for j in tl.static_range(BLOCK_L):
+        offs = row_offs - j * C
+        ok = col_ok & (t_top - j >= 0) if MASK_L else col_ok
+        k = tl.load(k_ptr + offs, mask=ok if MASK_L or MASK_D else None,
+                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
+        v = tl.load(v_ptr + offs, mask=ok if MASK_L or MASK_D else None,
+                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
+        y = tl.load(y_ptr + offs, mask=ok if MASK_L or MASK_D else None,
+                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
+        g = tl.load(grad_y_ptr + offs, mask=ok if MASK_L or MASK_D else None,
+                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
+        log_den = tl.load(log_den_ptr + offs, mask=ok if MASK_L or MASK_D else None,
+                          other=0.0 if MASK_L or MASK_D else None)
+        # both exponents are <= 0: log D_t bounds every term it sums
+        through_state = exp(k + p)
+        direct = exp(u + k - log_den)
+        grad_u_terms = direct * g * (v - y)
+        grad_ks = grad_ks + (through_state * (v * num + den) + grad_u_terms,)
+        grad_vs = grad_vs + (through_state * num + direct * g,)
+        grad_w_terms = through_state * (v * dnum + dden)
+        if MASK_L:
+            grad_u_terms = tl.where(ok, grad_u_terms, 0.0)
+            grad_w_terms = tl.where(ok, grad_w_terms, 0.0)
+        grad_u_sum += grad_u_terms
+        grad_w_sum += grad_w_terms
+        # R_{t-1}: R_t one step older (its derivative by w gains R_t), plus (g, -g y) / D_t
+        shifted = p + w
+        p = tl.maximum(shifted, -log_den)
+        old = exp(shifted - p)
+        new = exp(-log_den - p)
+        dnum = old * (dnum + num)
+        dden = old * (dden + den)
+        num = old * num + new * g
+        den = old * den - new * g * y
+    for j in tl.static_range(BLOCK_L):
+        offs = row_offs - j * C
+        ok = col_ok & (t_top - j >= 0) if MASK_L else col_ok
+        tl.store(grad_k_ptr + offs, grad_ks[j].to(grad_k_ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
+        tl.store(grad_v_ptr + offs, grad_vs[j].to(grad_v_ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
+    return p, num, den, dnum, dden, grad_w_sum, grad_u_sum
+
+
+@triton.jit
+def _wkv_backward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_ptr,
+                                    grad_k_ptr, grad_v_ptr, grad_w_part_ptr, grad_u_part_ptr, T, C,
+                                    BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                                    MASK_D: tl.constexpr):
+    """The backward with time inside the program, from the last step to the first."""
+    pid_b = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_ok = cols < C
+    w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
+    u = tl.load(u_ptr + cols, mask=col_ok, other=0.0)
+    row_offs = pid_b.to(tl.int64) * T * C + cols
+    p = tl.full((BLOCK_D,), EMPTY_LOG, tl.float32)        # R after the last step: empty
+    num = tl.zeros((BLOCK_D,), tl.float32)
+    den = tl.zeros((BLOCK_D,), tl.float32)
+    dnum = tl.zeros((BLOCK_D,), tl.float32)
+    dden = tl.zeros((BLOCK_D,), tl.float32)
+    grad_w_sum = tl.zeros((BLOCK_D,), tl.float32)
+    grad_u_sum = tl.zeros((BLOCK_D,), tl.float32)
+    whole = T // BLOCK_L * BLOCK_L
+    for done in range(0, whole, BLOCK_L):
+        t_top = T - 1 - done
+        p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _sequential_backward_steps(
+            k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, grad_k_ptr, grad_v_ptr, row_offs + t_top * C,
+            t_top, C, col_ok, w, u, p, num, den, dnum, dden, grad_w_sum, grad_u_sum, BLOCK_L, False,
+            MASK_D)
+    if whole < T:
+        t_top = T - 1 - whole
+        p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _sequential_backward_steps(
+            k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, grad_k_ptr, grad_v_ptr, row_offs + t_top * C,
+            t_top, C, col_ok, w, u, p, num, den, dnum, dden, grad_w_sum, grad_u_sum, BLOCK_L, True,
+            MASK_D)
+    part = pid_b * C + cols
+    tl.store(grad_w_part_ptr + part, grad_w_sum, mask=col_ok)
+    tl.store(grad_u_part_ptr + part, grad_u_sum, mask=col_ok)
+
+
+def _pick(config, scan_kernel, sequential_kernel, channels):
+    """The launch settings and kernel a config names: SEQUENTIAL picks the one with time inside
+    the program, which also learns whether the channels fill their last block."""
+    config = dict(config)
+    if config.pop("SEQUENTIAL", False):
+        config["MASK_D"] = channels % config["BLOCK_D"] != 0
+        return config, sequential_kernel
+    return config, scan_kernel
+
+
 class WKVFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, time_decay, time_first, k, v, decay_sign=-1.0):
@@ -245,9 +419,10 @@ class WKVFunction(torch.autograd.Function):
         needs_grad = any(ctx.needs_input_grad)
         # log D_t is what backward needs of the forward state; skipped when nothing needs grad
         log_den = torch.empty(k.shape, device=k.device, dtype=torch.float32) if needs_grad else y
-        grid = (batch, triton.cdiv(channels, FORWARD_CONFIG["BLOCK_D"]))
-        _wkv_forward_kernel[grid](k, v, w, u, y, log_den, steps, channels,
-                                  STORE_LOG_DEN=needs_grad, **FORWARD_CONFIG)
+        config, kernel = _pick(FORWARD_CONFIG, _wkv_forward_kernel, _wkv_forward_sequential_kernel,
+                               channels)
+        grid = (batch, triton.cdiv(channels, config["BLOCK_D"]))
+        kernel[grid](k, v, w, u, y, log_den, steps, channels, STORE_LOG_DEN=needs_grad, **config)
         if needs_grad:
             ctx.save_for_backward(k, v, w, u, y, log_den)
             ctx.param_dtypes = (time_decay.dtype, time_first.dtype)
@@ -262,10 +437,11 @@ class WKVFunction(torch.autograd.Function):
         grad_v = torch.empty_like(v)
         grad_w_part = torch.empty(batch, channels, device=k.device, dtype=torch.float32)
         grad_u_part = torch.empty_like(grad_w_part)
-        grid = (batch, triton.cdiv(channels, BACKWARD_CONFIG["BLOCK_D"]))
-        _wkv_backward_kernel[grid](k, v, w, u, y, log_den, grad_y, grad_k, grad_v,
-                                   grad_w_part, grad_u_part, steps, channels,
-                                   **BACKWARD_CONFIG)
+        config, kernel = _pick(BACKWARD_CONFIG, _wkv_backward_kernel, _wkv_backward_sequential_kernel,
+                               channels)
+        grid = (batch, triton.cdiv(channels, config["BLOCK_D"]))
+        kernel[grid](k, v, w, u, y, log_den, grad_y, grad_k, grad_v, grad_w_part, grad_u_part,
+                     steps, channels, **config)
         # w = decay_sign * exp(time_decay), so dw/d(time_decay) = w
         decay_dtype, first_dtype = ctx.param_dtypes
         grad_time_decay = (grad_w_part.sum(0) * w).to(decay_dtype)
