@@ -58,10 +58,12 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 1
 # 96 or 64 registers), but on the card they were 1.10-1.40x slower (la-forward-settings-h100-
 # 2026-12-06.md: a row of 8 channels is 32 bytes); kept to be timed beside the backward's.
 # The sequential kernels (time inside the program, one channel a lane) issue half the forward's and a
-# third of the backward's instructions of the scan-based ones (sm_90 SASS, triton 3.6: floors 0.076 and
-# 0.063 ms at (16, 32) against 0.152 and 0.200); at 32 steps a tile they spill, so the tiles stay short.
-WKV_SEQUENTIAL = [dict(BLOCK_L=bl, BLOCK_D=bd, SEQUENTIAL=True, num_warps=w)
-                  for bl, bd, w in [(16, 32, 1), (8, 32, 1), (16, 16, 1), (8, 16, 1), (16, 64, 2), (16, 64, 1)]]
+# third of the backward's instructions of the scan-based ones (sm_90 SASS, triton 3.6: floors 0.069 and
+# 0.056 ms at (16, 32) with PREFETCH against 0.152 and 0.200); at 32 steps a tile they spill, so the
+# tiles stay short. PREFETCH issues the next tile's loads before this tile's steps (166 and 254 registers).
+WKV_SEQUENTIAL = [dict(BLOCK_L=bl, BLOCK_D=bd, SEQUENTIAL=True, PREFETCH=pf, num_warps=w)
+                  for bl, bd, pf, w in [(16, 32, True, 1), (16, 32, False, 1), (8, 32, True, 1), (16, 16, True, 1),
+                                        (8, 16, True, 1), (16, 64, True, 2)]]
 WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
                for bl, bd, w in [(16, 16, 1), (32, 32, 2)]] + WKV_SEQUENTIAL
 WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
@@ -212,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False),
                                                 dict(BLOCK_L=8, BLOCK_E=4, SEQUENTIAL=True)]))
     wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else
-                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True)],
-                         [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True)]))
+                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True, PREFETCH=True)],
+                         [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True, PREFETCH=True)]))
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"
     import triton
     lines = [f"# Launch settings of the chunked kernels: {card}, {datetime.date.today()}",

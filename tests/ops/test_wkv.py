@@ -113,20 +113,22 @@ def test_triton_large_exponents_stay_finite_and_exact():
     run_triton_and_compare(inputs, strided_grad(*shape, seed=4), 1e-5, 1e-4)
 
 
-SEQUENTIAL_CASES = [((2, 63, 40), 4, 8), ((1, 17, 7), 8, 8), ((2, 64, 64), 16, 16), ((1, 5, 3), 8, 4)]
+# whole and partial tiles of time (one tile, one whole and a part, several), channels that fill their
+# last block or not (40 in 8s, 7 in 8s, 3 in 4s), with and without the next tile's loads issued early
+SEQUENTIAL_CASES = [((2, 63, 40), 4, 8, True), ((1, 17, 7), 8, 8, True), ((2, 64, 64), 16, 16, False),
+                    ((1, 5, 3), 8, 4, True), ((2, 12, 5), 4, 8, False), ((1, 8, 16), 8, 8, True)]
 
 
-def sequential(monkeypatch, tile, block_d):
+def sequential(monkeypatch, tile, block_d, prefetch=True):
     """Both kernels with time inside the program, tiles of `tile` steps and `block_d` channels."""
     for name in ("FORWARD_CONFIG", "BACKWARD_CONFIG"):
         monkeypatch.setattr(triton_wkv, name, dict(BLOCK_L=tile, BLOCK_D=block_d, SEQUENTIAL=True,
-                                                   num_warps=1))
+                                                   PREFETCH=prefetch, num_warps=1))
 
 
-@pytest.mark.parametrize("shape, tile, block_d", SEQUENTIAL_CASES)
-def test_the_sequential_kernels_match_the_reference(shape, tile, block_d, monkeypatch):
-    # whole and partial tiles of time, channels that fill their last block or not (40 in 8s, 7 in 8s)
-    sequential(monkeypatch, tile, block_d)
+@pytest.mark.parametrize("shape, tile, block_d, prefetch", SEQUENTIAL_CASES)
+def test_the_sequential_kernels_match_the_reference(shape, tile, block_d, prefetch, monkeypatch):
+    sequential(monkeypatch, tile, block_d, prefetch)
     inputs = make_inputs(*shape, seed=sum(shape) + tile)
     run_triton_and_compare(inputs, strided_grad(*shape, seed=tile), 1e-5, 1e-5)
 
@@ -169,10 +171,11 @@ def test_triton_matches_reference_cuda(shape, dtype):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape", SHAPES + [(3, 2047, 200)])
-def test_the_sequential_kernels_cuda(shape, dtype, monkeypatch):
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_the_sequential_kernels_cuda(shape, dtype, prefetch, monkeypatch):
     # the launch kernel_configs.py times first: 16 steps a tile, 32 channels a warp (200 leaves a
     # partial block, 2047 a partial tile)
-    sequential(monkeypatch, 16, 32)
+    sequential(monkeypatch, 16, 32, prefetch)
     inputs = make_inputs(*shape, seed=sum(shape), device="cuda", dtype=dtype)
     grad = strided_grad(*shape, seed=7, device="cuda", dtype=dtype)
     tol = 1e-4 if dtype == torch.float32 else 2e-2

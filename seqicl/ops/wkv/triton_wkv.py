@@ -238,27 +238,41 @@ def _wkv_backward_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_
 
 
 @triton.jit
-def _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u,
-                              p, a, b, BLOCK_L: tl.constexpr, STORE_LOG_DEN: tl.constexpr,
-                              MASK_L: tl.constexpr, MASK_D: tl.constexpr):
-    """The BLOCK_L steps from t0, one after the other, from the state (p, a, b) up to t0 - 1;
-    returns the state up to the tile's last step. Only the state's exponent p is carried from step
-    to step through more than one multiply-add (p + w, then a max), so the steps' loads and the
-    rest of their arithmetic overlap. The outputs are stored after the tile's last load: a store the
-    compiler cannot tell apart from the inputs would keep every later load behind it."""
+def _load_rows(ptr, row_offs, step, t0, T, C, col_ok, BLOCK_L: tl.constexpr, MASK_L: tl.constexpr,
+               MASK_D: tl.constexpr):
+    """The BLOCK_L rows at times t0 + step * j as float32, one (BLOCK_D,) tensor each; rows
+    outside [0, T) and columns past C read 0. Without MASK_*, no predicate or zero-fill."""
+    rows = ()
+    for j in tl.static_range(BLOCK_L):
+        t = t0 + step * j
+        ok = col_ok & (t >= 0) & (t < T) if MASK_L else col_ok
+        rows = rows + (tl.load(ptr + row_offs + t * C, mask=ok if MASK_L or MASK_D else None,
+                               other=0.0 if MASK_L or MASK_D else None).to(tl.float32),)
+    return rows
+
+
+@triton.jit
+def _store_rows(ptr, rows, row_offs, step, t0, T, C, col_ok, BLOCK_L: tl.constexpr, MASK_L: tl.constexpr,
+                MASK_D: tl.constexpr):
+    for j in tl.static_range(BLOCK_L):
+        t = t0 + step * j
+        ok = col_ok & (t >= 0) & (t < T) if MASK_L else col_ok
+        tl.store(ptr + row_offs + t * C, rows[j].to(ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
+
+
+@triton.jit
+def _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u, p, a, b,
+                   BLOCK_L: tl.constexpr, STORE_LOG_DEN: tl.constexpr, MASK_L: tl.constexpr,
+                   MASK_D: tl.constexpr):
+    """The BLOCK_L steps from t0 (inputs ks, vs), one after the other, from the state (p, a, b) up
+    to t0 - 1; returns the state up to the tile's last step. Only the state's exponent p is carried
+    from step to step through more than one multiply-add (p + w, then a max), so the rest of the
+    steps' arithmetic overlaps. The outputs are stored after the tile's last step."""
     ys = ()
     log_dens = ()
     for j in tl.static_range(BLOCK_L):
-        offs = row_offs + j * C
-        if MASK_L:
-            ok = col_ok & (t0 + j < T)
-            k = tl.load(k_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-            v = tl.load(v_ptr + offs, mask=ok, other=0.0).to(tl.float32)
-        else:
-            k = tl.load(k_ptr + offs, mask=col_ok if MASK_D else None,
-                        other=0.0 if MASK_D else None).to(tl.float32)
-            v = tl.load(v_ptr + offs, mask=col_ok if MASK_D else None,
-                        other=0.0 if MASK_D else None).to(tl.float32)
+        k = ks[j]
+        v = vs[j]
         # the output: the state up to t-1 plus this step weighted by e^{u + k}
         current = u + k
         q = tl.maximum(p, current)
@@ -275,21 +289,22 @@ def _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs, t0, T,
         new = exp(k - p)
         a = old * a + new * v
         b = old * b + new
-    for j in tl.static_range(BLOCK_L):
-        offs = row_offs + j * C
-        ok = col_ok & (t0 + j < T) if MASK_L else col_ok
-        tl.store(y_ptr + offs, ys[j].to(y_ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
-        if STORE_LOG_DEN:
-            tl.store(log_den_ptr + offs, log_dens[j], mask=ok if MASK_L or MASK_D else None)
+    _store_rows(y_ptr, ys, row_offs, 1, t0, T, C, col_ok, BLOCK_L, MASK_L, MASK_D)
+    if STORE_LOG_DEN:
+        _store_rows(log_den_ptr, log_dens, row_offs, 1, t0, T, C, col_ok, BLOCK_L, MASK_L, MASK_D)
     return p, a, b
 
 
 @triton.jit
 def _wkv_forward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, T, C,
                                    BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
-                                   STORE_LOG_DEN: tl.constexpr, MASK_D: tl.constexpr):
+                                   STORE_LOG_DEN: tl.constexpr, MASK_D: tl.constexpr,
+                                   PREFETCH: tl.constexpr = False):
     """The forward with time inside the program, one channel a lane: the recurrence of wkv_ref.
-    Whole tiles run without the time bounds check; the last, partial one with it."""
+    Whole tiles run without the time bounds check; the last, partial one with it. A store the
+    compiler cannot tell apart from the inputs keeps every later load behind it, so a tile's loads
+    are issued after the tile before has stored: with PREFETCH they are issued one tile earlier,
+    before that tile's steps, and arrive while it computes."""
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < C
     w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
@@ -299,38 +314,59 @@ def _wkv_forward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_pt
     a = tl.zeros((BLOCK_D,), tl.float32)
     b = tl.zeros((BLOCK_D,), tl.float32)
     whole = T // BLOCK_L * BLOCK_L
-    for t0 in range(0, whole, BLOCK_L):
-        p, a, b = _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs + t0 * C, t0, T,
-                                            C, col_ok, w, u, p, a, b, BLOCK_L, STORE_LOG_DEN,
-                                            False, MASK_D)
+    if PREFETCH:
+        if whole > 0:
+            ks = _load_rows(k_ptr, row_offs, 1, 0, T, C, col_ok, BLOCK_L, False, MASK_D)
+            vs = _load_rows(v_ptr, row_offs, 1, 0, T, C, col_ok, BLOCK_L, False, MASK_D)
+            for t0 in range(0, whole - BLOCK_L, BLOCK_L):
+                ks_next = _load_rows(k_ptr, row_offs, 1, t0 + BLOCK_L, T, C, col_ok, BLOCK_L, False, MASK_D)
+                vs_next = _load_rows(v_ptr, row_offs, 1, t0 + BLOCK_L, T, C, col_ok, BLOCK_L, False, MASK_D)
+                p, a, b = _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u, p, a, b,
+                                         BLOCK_L, STORE_LOG_DEN, False, MASK_D)
+                ks, vs = ks_next, vs_next
+            p, a, b = _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, whole - BLOCK_L, T, C, col_ok, w, u,
+                                     p, a, b, BLOCK_L, STORE_LOG_DEN, False, MASK_D)
+    else:
+        for t0 in range(0, whole, BLOCK_L):
+            ks = _load_rows(k_ptr, row_offs, 1, t0, T, C, col_ok, BLOCK_L, False, MASK_D)
+            vs = _load_rows(v_ptr, row_offs, 1, t0, T, C, col_ok, BLOCK_L, False, MASK_D)
+            p, a, b = _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u, p, a, b,
+                                     BLOCK_L, STORE_LOG_DEN, False, MASK_D)
     if whole < T:
-        _sequential_forward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, row_offs + whole * C, whole, T, C,
-                                  col_ok, w, u, p, a, b, BLOCK_L, STORE_LOG_DEN, True, MASK_D)
+        ks = _load_rows(k_ptr, row_offs, 1, whole, T, C, col_ok, BLOCK_L, True, MASK_D)
+        vs = _load_rows(v_ptr, row_offs, 1, whole, T, C, col_ok, BLOCK_L, True, MASK_D)
+        _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, whole, T, C, col_ok, w, u, p, a, b,
+                       BLOCK_L, STORE_LOG_DEN, True, MASK_D)
 
 
 @triton.jit
-def _sequential_backward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, grad_k_ptr, grad_v_ptr,
-                               row_offs, t_top, C, col_ok, w, u, p, num, den, dnum, dden,
-                               grad_w_sum, grad_u_sum, BLOCK_L: tl.constexpr, MASK_L: tl.constexpr,
-                               MASK_D: tl.constexpr):
-    """The BLOCK_L steps from t_top down, one after the other, from R at t_top: (num, den) e^p and
-    their derivatives by w, (dnum, dden) e^p. Step t's gradients need R_t; then R_{t-1} = e^w R_t
-    + (dN_t, dD_t), from step t's own output, so no step loads its neighbour's."""
+def _load_backward_rows(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, row_offs, t_top, C, col_ok,
+                        BLOCK_L: tl.constexpr, MASK_L: tl.constexpr, MASK_D: tl.constexpr):
+    """k, v, y, log D and grad_y at the BLOCK_L steps from t_top down."""
+    T = t_top + 1   # rows past the top are never asked for; below 0 they read 0 under MASK_L
+    return (_load_rows(k_ptr, row_offs, -1, t_top, T, C, col_ok, BLOCK_L, MASK_L, MASK_D),
+            _load_rows(v_ptr, row_offs, -1, t_top, T, C, col_ok, BLOCK_L, MASK_L, MASK_D),
+            _load_rows(y_ptr, row_offs, -1, t_top, T, C, col_ok, BLOCK_L, MASK_L, MASK_D),
+            _load_rows(log_den_ptr, row_offs, -1, t_top, T, C, col_ok, BLOCK_L, MASK_L, MASK_D),
+            _load_rows(grad_y_ptr, row_offs, -1, t_top, T, C, col_ok, BLOCK_L, MASK_L, MASK_D))
+
+
+@triton.jit
+def _backward_steps(rows, grad_k_ptr, grad_v_ptr, row_offs, t_top, C, col_ok, w, u, p, num, den, dnum,
+                    dden, grad_w_sum, grad_u_sum, BLOCK_L: tl.constexpr, MASK_L: tl.constexpr,
+                    MASK_D: tl.constexpr):
+    """The BLOCK_L steps from t_top down (inputs `rows`), one after the other, from R at t_top:
+    (num, den) e^p and their derivatives by w, (dnum, dden) e^p. Step t's gradients need R_t; then
+    R_{t-1} = e^w R_t + (dN_t, dD_t), from step t's own output, so no step loads its neighbour's."""
+    ks, vs, ys, log_dens, gs = rows
     grad_ks = ()
     grad_vs = ()
     for j in tl.static_range(BLOCK_L):
-        offs = row_offs - j * C
-        ok = col_ok & (t_top - j >= 0) if MASK_L else col_ok
-        k = tl.load(k_ptr + offs, mask=ok if MASK_L or MASK_D else None,
-                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
-        v = tl.load(v_ptr + offs, mask=ok if MASK_L or MASK_D else None,
-                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
-        y = tl.load(y_ptr + offs, mask=ok if MASK_L or MASK_D else None,
-                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
-        g = tl.load(grad_y_ptr + offs, mask=ok if MASK_L or MASK_D else None,
-                    other=0.0 if MASK_L or MASK_D else None).to(tl.float32)
-        log_den = tl.load(log_den_ptr + offs, mask=ok if MASK_L or MASK_D else None,
-                          other=0.0 if MASK_L or MASK_D else None)
+        k = ks[j]
+        v = vs[j]
+        y = ys[j]
+        log_den = log_dens[j]
+        g = gs[j]
         # both exponents are <= 0: log D_t bounds every term it sums
         through_state = exp(k + p)
         direct = exp(u + k - log_den)
@@ -339,6 +375,7 @@ def _sequential_backward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, gra
         grad_vs = grad_vs + (through_state * num + direct * g,)
         grad_w_terms = through_state * (v * dnum + dden)
         if MASK_L:
+            ok = t_top - j >= 0
             grad_u_terms = tl.where(ok, grad_u_terms, 0.0)
             grad_w_terms = tl.where(ok, grad_w_terms, 0.0)
         grad_u_sum += grad_u_terms
@@ -352,11 +389,8 @@ def _sequential_backward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, gra
         dden = old * (dden + den)
         num = old * num + new * g
         den = old * den - new * g * y
-    for j in tl.static_range(BLOCK_L):
-        offs = row_offs - j * C
-        ok = col_ok & (t_top - j >= 0) if MASK_L else col_ok
-        tl.store(grad_k_ptr + offs, grad_ks[j].to(grad_k_ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
-        tl.store(grad_v_ptr + offs, grad_vs[j].to(grad_v_ptr.dtype.element_ty), mask=ok if MASK_L or MASK_D else None)
+    _store_rows(grad_k_ptr, grad_ks, row_offs, -1, t_top, t_top + 1, C, col_ok, BLOCK_L, MASK_L, MASK_D)
+    _store_rows(grad_v_ptr, grad_vs, row_offs, -1, t_top, t_top + 1, C, col_ok, BLOCK_L, MASK_L, MASK_D)
     return p, num, den, dnum, dden, grad_w_sum, grad_u_sum
 
 
@@ -364,8 +398,9 @@ def _sequential_backward_steps(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, gra
 def _wkv_backward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, grad_y_ptr,
                                     grad_k_ptr, grad_v_ptr, grad_w_part_ptr, grad_u_part_ptr, T, C,
                                     BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
-                                    MASK_D: tl.constexpr):
-    """The backward with time inside the program, from the last step to the first."""
+                                    MASK_D: tl.constexpr, PREFETCH: tl.constexpr = False):
+    """The backward with time inside the program, from the last step to the first (PREFETCH as in
+    the forward)."""
     pid_b = tl.program_id(0)
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < C
@@ -380,18 +415,36 @@ def _wkv_backward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_p
     grad_w_sum = tl.zeros((BLOCK_D,), tl.float32)
     grad_u_sum = tl.zeros((BLOCK_D,), tl.float32)
     whole = T // BLOCK_L * BLOCK_L
-    for done in range(0, whole, BLOCK_L):
-        t_top = T - 1 - done
-        p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _sequential_backward_steps(
-            k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, grad_k_ptr, grad_v_ptr, row_offs + t_top * C,
-            t_top, C, col_ok, w, u, p, num, den, dnum, dden, grad_w_sum, grad_u_sum, BLOCK_L, False,
-            MASK_D)
+    if PREFETCH:
+        if whole > 0:
+            rows = _load_backward_rows(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, row_offs, T - 1, C, col_ok,
+                                       BLOCK_L, False, MASK_D)
+            for done in range(0, whole - BLOCK_L, BLOCK_L):
+                t_top = T - 1 - done
+                rows_next = _load_backward_rows(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, row_offs,
+                                                t_top - BLOCK_L, C, col_ok, BLOCK_L, False, MASK_D)
+                p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _backward_steps(
+                    rows, grad_k_ptr, grad_v_ptr, row_offs, t_top, C, col_ok, w, u, p, num, den, dnum, dden,
+                    grad_w_sum, grad_u_sum, BLOCK_L, False, MASK_D)
+                rows = rows_next
+            p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _backward_steps(
+                rows, grad_k_ptr, grad_v_ptr, row_offs, T - whole + BLOCK_L - 1, C, col_ok, w, u, p, num, den,
+                dnum, dden, grad_w_sum, grad_u_sum, BLOCK_L, False, MASK_D)
+    else:
+        for done in range(0, whole, BLOCK_L):
+            t_top = T - 1 - done
+            rows = _load_backward_rows(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, row_offs, t_top, C, col_ok,
+                                       BLOCK_L, False, MASK_D)
+            p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _backward_steps(
+                rows, grad_k_ptr, grad_v_ptr, row_offs, t_top, C, col_ok, w, u, p, num, den, dnum, dden,
+                grad_w_sum, grad_u_sum, BLOCK_L, False, MASK_D)
     if whole < T:
         t_top = T - 1 - whole
-        p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _sequential_backward_steps(
-            k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, grad_k_ptr, grad_v_ptr, row_offs + t_top * C,
-            t_top, C, col_ok, w, u, p, num, den, dnum, dden, grad_w_sum, grad_u_sum, BLOCK_L, True,
-            MASK_D)
+        rows = _load_backward_rows(k_ptr, v_ptr, y_ptr, log_den_ptr, grad_y_ptr, row_offs, t_top, C, col_ok,
+                                   BLOCK_L, True, MASK_D)
+        p, num, den, dnum, dden, grad_w_sum, grad_u_sum = _backward_steps(
+            rows, grad_k_ptr, grad_v_ptr, row_offs, t_top, C, col_ok, w, u, p, num, den, dnum, dden,
+            grad_w_sum, grad_u_sum, BLOCK_L, True, MASK_D)
     part = pid_b * C + cols
     tl.store(grad_w_part_ptr + part, grad_w_sum, mask=col_ok)
     tl.store(grad_u_part_ptr + part, grad_u_sum, mask=col_ok)
