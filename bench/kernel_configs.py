@@ -49,9 +49,12 @@ LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
 # The default forward is the sequential one, (16, 16) on one warp, since its loads stopped waiting
 # behind its stores (selective-scan-loads-h100-2026-12-06.md): the parallel-scan forward's best
 # launches first, then the sequential one's neighbours (16 channels a warp won; 32 lost in bfloat16)
-SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 16, 4), (16, 16, 2)]] + \
-    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w)
-     for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]]
+# PREFETCH: each tile's loads issued during the tile before (the sequential forward runs at 3.2x its
+# instruction floor, sass-floor-sm90-triton3.6-2026-12-07.md: it waits on memory).
+SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 16, 4)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, PREFETCH=True, num_warps=w)
+     for bl, be, w in [(16, 16, 1), (8, 16, 1), (16, 8, 1), (16, 32, 1)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w) for bl, be, w in [(8, 16, 1), (16, 8, 1)]]
 # wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
 # 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
 # floor (sass_report.py). Halving the channels per program doubles the programs (all resident at
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                                               ([dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8)],
                                                [dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=8)],
                                                [dict(CHUNK=32, CHUNK_PER_KEY=16)],
-                                               [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True)],
+                                               [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True, PREFETCH=True)],
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False),
                                                 dict(BLOCK_L=8, BLOCK_E=4, SEQUENTIAL=True)]))
     wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else

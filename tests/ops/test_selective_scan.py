@@ -142,11 +142,11 @@ def test_triton_forward_tiles_longer_than_the_saved_chunks(monkeypatch):
     run_triton_and_compare(inputs, strided_grad(1, 37, 5, seed=19), 1e-5, 1e-5)
 
 
-def check_sequential(config: str, shape, tile: int, monkeypatch):
+def check_sequential(config: str, shape, tile: int, monkeypatch, **settings):
     """The kernel of `config` with time inside the program (SEQUENTIAL), tiles of `tile` steps and
     4 channels: output and every gradient against the reference, float32 and then bfloat16."""
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True).items():
+    for key, value in dict(BLOCK_L=tile, BLOCK_E=4, SEQUENTIAL=True, **settings).items():
         monkeypatch.setitem(getattr(kernels, config), key, value)
     inputs = make_inputs(*shape, seed=sum(shape) + tile)
     run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=tile), 1e-5, 1e-5,
@@ -164,6 +164,14 @@ def test_the_sequential_forward_matches_the_reference_and_saves_the_states_backw
     # time inside the program (FORWARD_CONFIG SEQUENTIAL): outputs, and through the states it saves
     # for backward (tiles of 8 under the interpreter) every gradient
     check_sequential("FORWARD_CONFIG", shape, tile, monkeypatch)
+
+
+@interpreter
+@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 6, 9, 64), (2, 32, 8, 4), (1, 4, 5, 3)],
+                         ids=["odd", "one-whole-tile-and-a-part", "whole-tiles", "one-whole-tile"])
+def test_the_sequential_forward_with_its_next_tile_loaded_early(shape, monkeypatch):
+    # PREFETCH: each tile's inputs are loaded during the tile before (a loop-carried tuple)
+    check_sequential("FORWARD_CONFIG", shape, 4, monkeypatch, PREFETCH=True)
 
 
 @interpreter

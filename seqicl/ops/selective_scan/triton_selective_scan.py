@@ -170,21 +170,51 @@ def _forward_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_
 
 
 @triton.jit
-def _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base,
-                      u_ptr, delta_ptr, B_ptr, C_ptr, y_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e,
-                      sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr,
-                      BLOCK_N: tl.constexpr, CHUNK: tl.constexpr, STORE_STATES: tl.constexpr,
-                      MASK_L: tl.constexpr, MASK_E: tl.constexpr, MASK_N: tl.constexpr):
-    """The BLOCK_L steps of one tile from state h; returns the state after them. A MASK_* that is
-    False drops that axis's bounds check: full tiles, channels and states load and store without
-    predicates or zero-fill (most of the instructions a step issues, besides its arithmetic)."""
+def _sequential_loads(t0, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e, sd_b, sd_l,
+                      sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L: tl.constexpr, MASK_L: tl.constexpr,
+                      MASK_E: tl.constexpr, MASK_N: tl.constexpr):
+    """u, delta (1, BLOCK_E) and B, C (BLOCK_N, 1) at the BLOCK_L steps from t0, as float32 tuples. A
+    MASK_* that is False drops that axis's bounds check: full tiles, channels and states load without
+    predicates or zero-fill (most of the instructions a step issues, besides its arithmetic). Past L
+    delta = 0, so a = 1 and x = 0, and the state is left as it is."""
     col_ok2 = cols2 < E if MASK_E else cols2 >= 0
     n_ok2 = ns2 < N if MASK_N else ns2 >= 0
-    state_ok = n_ok2 & col_ok2
     u_ptrs = u_ptr + b * su_b + t0 * su_l + cols2 * su_e
     delta_ptrs = delta_ptr + b * sd_b + t0 * sd_l + cols2 * sd_e
     B_ptrs = B_ptr + b * sB_b + t0 * sB_l + ns2 * sB_n
     C_ptrs = C_ptr + b * sC_b + t0 * sC_l + ns2 * sC_n
+    us = ()
+    deltas = ()
+    Bs = ()
+    Cs = ()
+    for j in tl.static_range(BLOCK_L):
+        if MASK_L:
+            ok = t0 + j < L
+            us = us + (tl.load(u_ptrs + j * su_l, mask=col_ok2 & ok, other=0.0).to(tl.float32),)
+            deltas = deltas + (tl.load(delta_ptrs + j * sd_l, mask=col_ok2 & ok, other=0.0).to(tl.float32),)
+            Bs = Bs + (tl.load(B_ptrs + j * sB_l, mask=n_ok2 & ok, other=0.0).to(tl.float32),)
+            Cs = Cs + (tl.load(C_ptrs + j * sC_l, mask=n_ok2 & ok, other=0.0).to(tl.float32),)
+        else:
+            us = us + (tl.load(u_ptrs + j * su_l, mask=col_ok2 if MASK_E else None,
+                               other=0.0 if MASK_E else None).to(tl.float32),)
+            deltas = deltas + (tl.load(delta_ptrs + j * sd_l, mask=col_ok2 if MASK_E else None,
+                                       other=0.0 if MASK_E else None).to(tl.float32),)
+            Bs = Bs + (tl.load(B_ptrs + j * sB_l, mask=n_ok2 if MASK_N else None,
+                               other=0.0 if MASK_N else None).to(tl.float32),)
+            Cs = Cs + (tl.load(C_ptrs + j * sC_l, mask=n_ok2 if MASK_N else None,
+                               other=0.0 if MASK_N else None).to(tl.float32),)
+    return us, deltas, Bs, Cs
+
+
+@triton.jit
+def _sequential_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base, y_ptr,
+                      BLOCK_L: tl.constexpr, CHUNK: tl.constexpr, STORE_STATES: tl.constexpr,
+                      MASK_L: tl.constexpr, MASK_E: tl.constexpr, MASK_N: tl.constexpr):
+    """The BLOCK_L steps of one tile (their loaded inputs) from state h; returns the state after them."""
+    us, deltas, Bs, Cs = inputs
+    col_ok2 = cols2 < E if MASK_E else cols2 >= 0
+    n_ok2 = ns2 < N if MASK_N else ns2 >= 0
+    state_ok = n_ok2 & col_ok2
     y_ptrs = y_ptr + b * L * E + t0 * E + cols2
     ys = ()
     for j in tl.static_range(BLOCK_L):
@@ -199,21 +229,11 @@ def _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_p
                 if j == 0:
                     tl.store(states_ptr + states_base + (t // CHUNK) * E * N + state_offs, h,
                              mask=state_ok & (t < L) & (t % CHUNK == 0))
-        if MASK_L:
-            # past L: delta = 0, so a = 1 and x = 0, and the state is left as it is
-            ok = t < L
-            u = tl.load(u_ptrs + j * su_l, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            delta = tl.load(delta_ptrs + j * sd_l, mask=col_ok2 & ok, other=0.0).to(tl.float32)
-            Bt = tl.load(B_ptrs + j * sB_l, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptrs + j * sC_l, mask=n_ok2 & ok, other=0.0).to(tl.float32)
-        else:
-            u = tl.load(u_ptrs + j * su_l, mask=col_ok2 if MASK_E else None, other=0.0 if MASK_E else None).to(tl.float32)
-            delta = tl.load(delta_ptrs + j * sd_l, mask=col_ok2 if MASK_E else None, other=0.0 if MASK_E else None).to(tl.float32)
-            Bt = tl.load(B_ptrs + j * sB_l, mask=n_ok2 if MASK_N else None, other=0.0 if MASK_N else None).to(tl.float32)
-            Ct = tl.load(C_ptrs + j * sC_l, mask=n_ok2 if MASK_N else None, other=0.0 if MASK_N else None).to(tl.float32)
-        h = tl.exp2(A2 * delta) * h + Bt * (delta * u)
-        ys = ys + (tl.sum(h * Ct, axis=0, keep_dims=True) + D * u,)
-    # the outputs go out after the tile's last load: a store the compiler cannot tell apart from
+        u = us[j]
+        delta = deltas[j]
+        h = tl.exp2(A2 * delta) * h + Bs[j] * (delta * u)
+        ys = ys + (tl.sum(h * Cs[j], axis=0, keep_dims=True) + D * u,)
+    # the outputs go out after the tile's last step: a store the compiler cannot tell apart from
     # the inputs would keep every later load behind it, and each step would wait a memory round trip
     for j in tl.static_range(BLOCK_L):
         y_ok = col_ok2 & (t0 + j < L) if MASK_L else col_ok2
@@ -226,12 +246,14 @@ def _forward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_p
                                su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
                                CHUNK: tl.constexpr, STORE_STATES: tl.constexpr,
-                               MASK_E: tl.constexpr, MASK_N: tl.constexpr):
+                               MASK_E: tl.constexpr, MASK_N: tl.constexpr, PREFETCH: tl.constexpr = False):
     """The forward with time inside the program: one step after the other, the (BLOCK_N, BLOCK_E)
     state held transposed so that channels lie along the lanes and y_t = sum_n C_tn h_tn is summed
     within each thread, not across them (the associative scan spends shuffles on that). The steps
     of a tile are unrolled, so their loads do not wait on the state; only h = a h + x does. Whole
-    tiles run without the time bounds check; the last, partial one with it."""
+    tiles run without the time bounds check; the last, partial one with it. A tile's loads come
+    after the tile before has stored (the compiler keeps them there); with PREFETCH they are issued
+    one tile earlier, before that tile's steps, and arrive while it computes."""
     b = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
     ns = tl.arange(0, BLOCK_N)
@@ -245,16 +267,32 @@ def _forward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_p
     states_base = b * tl.cdiv(L, CHUNK) * E * N
     h = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
     whole = L // BLOCK_L * BLOCK_L
-    for t0 in range(0, whole, BLOCK_L):
-        h = _sequential_steps(h, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base,
-                              u_ptr, delta_ptr, B_ptr, C_ptr, y_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e,
-                              sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, BLOCK_E, BLOCK_N, CHUNK,
-                              STORE_STATES, False, MASK_E, MASK_N)
+    if PREFETCH:
+        if whole > 0:
+            inputs = _sequential_loads(0, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e,
+                                       sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, False, MASK_E,
+                                       MASK_N)
+            for t0 in range(0, whole - BLOCK_L, BLOCK_L):
+                upcoming = _sequential_loads(t0 + BLOCK_L, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr,
+                                             su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
+                                             BLOCK_L, False, MASK_E, MASK_N)
+                h = _sequential_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
+                                      states_base, y_ptr, BLOCK_L, CHUNK, STORE_STATES, False, MASK_E, MASK_N)
+                inputs = upcoming
+            h = _sequential_steps(h, inputs, whole - BLOCK_L, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
+                                  states_base, y_ptr, BLOCK_L, CHUNK, STORE_STATES, False, MASK_E, MASK_N)
+    else:
+        for t0 in range(0, whole, BLOCK_L):
+            inputs = _sequential_loads(t0, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e,
+                                       sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, False, MASK_E,
+                                       MASK_N)
+            h = _sequential_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
+                                  states_base, y_ptr, BLOCK_L, CHUNK, STORE_STATES, False, MASK_E, MASK_N)
     if whole < L:
-        h = _sequential_steps(h, whole, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr, states_base,
-                              u_ptr, delta_ptr, B_ptr, C_ptr, y_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e,
-                              sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, BLOCK_E, BLOCK_N, CHUNK,
-                              STORE_STATES, True, MASK_E, MASK_N)
+        inputs = _sequential_loads(whole, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e,
+                                   sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, True, MASK_E, MASK_N)
+        h = _sequential_steps(h, inputs, whole, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
+                              states_base, y_ptr, BLOCK_L, CHUNK, STORE_STATES, True, MASK_E, MASK_N)
 
 
 @triton.jit
