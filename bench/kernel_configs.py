@@ -50,10 +50,12 @@ LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
 # behind its stores (selective-scan-loads-h100-2026-12-06.md): the parallel-scan forward's best
 # launches first, then the sequential one's neighbours (16 channels a warp won; 32 lost in bfloat16)
 # PREFETCH: each tile's loads issued during the tile before (the sequential forward runs at 3.2x its
-# instruction floor, sass-floor-sm90-triton3.6-2026-12-07.md: it waits on memory).
+# instruction floor, sass-floor-sm90-triton3.6-2026-12-07.md: it waits on memory). Each thread holds
+# half of B and C a step, so a prefetched tile of 16 steps spills (904 bytes at (16, 16)); 8 do not
+# (252 registers), ptxas of triton 3.6 here.
 SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, PREFETCH=True, num_warps=w)
-     for bl, be, w in [(16, 16, 1), (8, 16, 1), (16, 8, 1), (16, 32, 1)]] + \
+     for bl, be, w in [(8, 16, 1), (4, 16, 1), (8, 8, 1)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w) for bl, be, w in [(8, 16, 1), (16, 8, 1)]]
 # wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
 # 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
