@@ -57,22 +57,14 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 1
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, PREFETCH=True, num_warps=w)
      for bl, be, w in [(8, 16, 1), (4, 16, 1), (8, 8, 1)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w) for bl, be, w in [(8, 16, 1), (16, 8, 1)]]
-# wkv (49.4% of copy after exp2, kernels-h100-2026-12-06b.md): one warp per (batch, 16 channels) is
-# 1024 programs, 7.75 warps an SM; the default's no-gradient forward runs at 2.8x its instruction
-# floor (sass_report.py). Halving the channels per program doubles the programs (all resident at
-# 96 or 64 registers), but on the card they were 1.10-1.40x slower (la-forward-settings-h100-
-# 2026-12-06.md: a row of 8 channels is 32 bytes); kept to be timed beside the backward's.
-# The sequential kernels (time inside the program, one channel a lane) issue half the forward's and a
-# third of the backward's instructions of the scan-based ones (sm_90 SASS, triton 3.6: floors 0.069 and
-# 0.056 ms at (16, 32) with PREFETCH against 0.152 and 0.200); at 32 steps a tile they spill, so the
-# tiles stay short. PREFETCH issues the next tile's loads before this tile's steps (166 and 254 registers).
+# wkv: the default is the sequential kernels, 64 channels on two warps, tiles of 16 with PREFETCH (0.89x
+# the scan-based forward in float32, 0.78x in bfloat16: wkv-sequential-h100-2026-12-07.md). The scan-based
+# default before them comes first, then the sequential neighbours. At 32 steps a tile the sequential
+# kernels spill (ptxas, triton 3.6), so the tiles stay short.
 WKV_SEQUENTIAL = [dict(BLOCK_L=bl, BLOCK_D=bd, SEQUENTIAL=True, PREFETCH=pf, num_warps=w)
-                  for bl, bd, pf, w in [(16, 32, True, 1), (16, 32, False, 1), (8, 32, True, 1), (16, 16, True, 1),
-                                        (8, 16, True, 1), (16, 64, True, 2)]]
-WKV_FORWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
-               for bl, bd, w in [(16, 16, 1), (32, 32, 2)]] + WKV_SEQUENTIAL
-WKV_BACKWARD = [dict(BLOCK_L=bl, BLOCK_D=bd, num_warps=w)
-                for bl, bd, w in [(32, 16, 1), (16, 32, 2)]] + WKV_SEQUENTIAL
+                  for bl, bd, pf, w in [(16, 32, True, 1), (16, 128, True, 4), (8, 64, True, 2), (16, 64, False, 2)]]
+WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
+WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)

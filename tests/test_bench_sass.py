@@ -91,7 +91,8 @@ def test_every_launch_compiles_and_is_read(tmp_path):
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ")]
     kernels = [r.split("|")[2].strip() for r in rows if "programs" not in r and r.count("|") == 8]
     assert sorted(set(kernels)) == ["_backward_sequential_kernel", "_dkv_kernel", "_dq_kernel", "_forward_kernel",
-                                    "_forward_sequential_kernel", "_wkv_backward_kernel", "_wkv_forward_kernel"]
+                                    "_forward_sequential_kernel", "_wkv_backward_sequential_kernel",
+                                    "_wkv_forward_sequential_kernel"]
     assert sum("| selective_scan" in r and "x |" in r for r in rows) == 1      # the measured comparison row
 
 

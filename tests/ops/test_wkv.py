@@ -168,18 +168,26 @@ def test_triton_matches_reference_cuda(shape, dtype):
     run_triton_and_compare(inputs, grad, tol, tol)
 
 
+OTHER_KERNELS = {
+    "scan": (triton_wkv.SCAN_FORWARD_CONFIG, triton_wkv.SCAN_BACKWARD_CONFIG),
+    "sequential-without-prefetch": (dict(BLOCK_L=16, BLOCK_D=32, SEQUENTIAL=True, num_warps=1),) * 2,
+    "sequential-one-warp": (dict(BLOCK_L=8, BLOCK_D=32, SEQUENTIAL=True, PREFETCH=True, num_warps=1),) * 2,
+}
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("shape", SHAPES + [(3, 2047, 200)])
-@pytest.mark.parametrize("prefetch", [True, False])
-def test_the_sequential_kernels_cuda(shape, dtype, prefetch, monkeypatch):
-    # the launch kernel_configs.py times first: 16 steps a tile, 32 channels a warp (200 leaves a
-    # partial block, 2047 a partial tile)
-    sequential(monkeypatch, 16, 32, prefetch)
-    inputs = make_inputs(*shape, seed=sum(shape), device="cuda", dtype=dtype)
-    grad = strided_grad(*shape, seed=7, device="cuda", dtype=dtype)
+@pytest.mark.parametrize("kernels", OTHER_KERNELS)
+def test_the_other_kernels_cuda(kernels, dtype, monkeypatch):
+    # the scan-based kernels (the default before 2026-12-07) and the sequential ones at other
+    # settings: 63 steps leave a partial tile, 40 channels a partial block
+    forward, backward = OTHER_KERNELS[kernels]
+    monkeypatch.setattr(triton_wkv, "FORWARD_CONFIG", forward)
+    monkeypatch.setattr(triton_wkv, "BACKWARD_CONFIG", backward)
+    shape = (2, 63, 40)
+    inputs = make_inputs(*shape, seed=1, device="cuda", dtype=dtype)
     tol = 1e-4 if dtype == torch.float32 else 2e-2
-    run_triton_and_compare(inputs, grad, tol, tol)
+    run_triton_and_compare(inputs, strided_grad(*shape, seed=2, device="cuda", dtype=dtype), tol, tol)
 
 
 @pytest.mark.gpu
