@@ -4,7 +4,8 @@
 #             was cut at 260 s)
 #   kernels   bench/kernels.py at B 64, L 2048, D 256: all eight recurrent kernels (% of copy
 #             bandwidth), fwd and fwd+bwd, without the torch references (slow at that length)
-#   bash bench/h200/gpu-tests-kernels.sh tests,kernels      (one call)
+#   tests1, tests2  the same suite in two halves, one call each (the whole no longer fits one)
+#   bash bench/h200/gpu-tests-kernels.sh tests1      (then tests2,kernels: the next call)
 # Item 5's step table (every registered model at the RegBench shape, fp32, tf32 and bf16) is
 # bench/h200/regbench-plan.sh, which also turns it into issue 29's GPU-minutes: another call.
 # Run with carry [".whl"] after ../shared/gpu/make-wheels.sh and bench/h200/slim-wheels.sh (the tests import ray and optuna):
@@ -17,6 +18,16 @@ export PYTHONUNBUFFERED=1 SEQICL_CACHE=/tmp/seqicl-cache
 (nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; date) | tee "$OUT/card.txt"
 if [[ $parts == *,tests,* ]]; then
   timeout 390 python3 -m pytest -q -m gpu --durations=20 -p no:cacheprovider tests/ > "$OUT/pytest_gpu.txt" 2>&1; echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu.txt"
+fi
+# The whole suite outgrew one call on 2026-12-07 (92 of 136 tests in 390 + 250 s: each wkv and
+# selective-scan launch setting compiles for 10-35 s): its two halves, one call each.
+if [[ $parts == *,tests1,* ]]; then
+  timeout 540 python3 -m pytest -q -m gpu -rA --durations=20 -p no:cacheprovider tests/ops/test_linear_attention.py \
+    tests/ops/test_complex_scan.py tests/ops/test_scan.py > "$OUT/pytest_gpu_1.txt" 2>&1; echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu_1.txt"
+fi
+if [[ $parts == *,tests2,* ]]; then
+  timeout 540 python3 -m pytest -q -m gpu -rA --durations=20 -p no:cacheprovider tests/ops/test_selective_scan.py \
+    tests/ops/test_wkv.py tests/test_buckets.py tests/test_step.py tests/test_train.py > "$OUT/pytest_gpu_2.txt" 2>&1; echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu_2.txt"
 fi
 if [[ $parts == *,kernels,* ]]; then
   timeout 170 python3 bench/kernels.py --large-only --no-reference --no-steps --out "$OUT/kernels.md" > "$OUT/kernels.log" 2>&1; echo "kernels rc $?"; tail -n 40 "$OUT/kernels.log"
