@@ -3,7 +3,10 @@
 # calls on one warm machine as it takes.
 #   bash bench/h200/regbench-column.sh <seconds> <models> [run.py flags and overrides]
 # e.g. bash bench/h200/regbench-column.sh 540 lstm,h3,s4d,rwkv,gilr,lru --num-examples 40000
-# Each model is its own slice (bench/h200/regbench-slice.sh, named <model>-n<SIZE>), run with the
+# Models joined by + share one slice (one sweep: their trials run at once, up to the preset's 16;
+# e.g. mamba+hyena+h3+rwkv,gla+s4d+lru+retnet), which keeps the card busier than one model's few
+# trials; a slice cut by the session's end loses all of its models, though. Each item is one slice
+# (bench/h200/regbench-slice.sh, named <model>-n<SIZE>, models joined by -), run with the
 # seconds left in this call less RESERVE (default 90 s; more for Mamba, whose generation takes longest)
 # for its export and generation. A slice the call cuts, or whose export or generation did not finish,
 # resumes first in the next call (same arguments, same warm machine: trial states stay in /tmp); a
@@ -19,17 +22,21 @@ export WORK=$W SIZE=$size
 start=$(date +%s)
 log=$OUT/column.log
 : > "$log"
-for m in ${models//,/ }; do
-  name=$m-n$size
+for group in ${models//,/ }; do
+  name=${group//+/-}-n$size
   if [ -f "$W/$name.done" ]; then echo "$name: done in an earlier call" | tee -a "$log"; continue; fi
   left=$(( seconds - ($(date +%s) - start) - reserve ))
   if [ $left -lt 90 ]; then echo "$name: not started ($left s left in this call)" | tee -a "$log"; continue; fi
   mkdir -p "$W/out-$name"
-  OUT=$W/out-$name bash "$here/regbench-slice.sh" "$name" "$left" --models "$m" "$@" >> "$log" 2>&1
+  OUT=$W/out-$name bash "$here/regbench-slice.sh" "$name" "$left" --models "${group//+/,}" "$@" >> "$log" 2>&1
+  missing=""
+  for m in ${group//+/ }; do
+    [ -f "$W/$name/exports/dfa-$m-n$size/generation-greedy.json" ] || missing="$missing $m"
+  done
   if grep -q "slice not complete" "$W/out-$name/wall.txt" 2>/dev/null; then
     echo "$name: cut by this call's time; it resumes first in the next call" | tee -a "$log"
-  elif [ ! -f "$W/$name/exports/dfa-$m-n$size/generation-greedy.json" ]; then
-    echo "$name: swept, but its export or generation did not finish (out-$name/*.log); the next call tries again" | tee -a "$log"
+  elif [ -n "$missing" ]; then
+    echo "$name: swept, but the export or generation of$missing did not finish (out-$name/*.log); the next call tries again" | tee -a "$log"
   else
     touch "$W/$name.done"; echo "$name: complete" | tee -a "$log"
   fi
