@@ -187,6 +187,34 @@ def test_the_sequential_backward_matches_the_reference(shape, tile, monkeypatch)
 
 
 @interpreter
+@pytest.mark.parametrize("sequential", [False, True], ids=["scan-backward", "sequential-backward"])
+def test_the_backward_fills_every_entry_of_its_buffers(sequential, monkeypatch):
+    # backward allocates its outputs and partial sums with torch.empty: here every new float32
+    # buffer starts as NaN, so an entry no kernel writes (a masked tile's edge) shows up in a gradient
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "SEQUENTIAL", sequential)
+    empty = torch.empty
+
+    def nan_filled(*shape, **kwargs):
+        out = empty(*shape, **kwargs)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+    monkeypatch.setattr(kernels.torch, "empty", nan_filled)
+    inputs = make_inputs(2, 19, 6, 3, seed=20)
+    run_triton_and_compare(inputs, strided_grad(2, 19, 6, seed=21), 1e-5, 1e-5)
+
+
+@interpreter
+def test_an_empty_sequence_has_zero_gradients():
+    u, delta = torch.zeros(2, 0, 5), torch.zeros(2, 0, 5)
+    B, C = torch.zeros(2, 0, 3), torch.zeros(2, 0, 3)
+    inputs = [x.requires_grad_() for x in (u, delta, -torch.ones(5, 3), B, C, torch.ones(5))]
+    out, grads = triton_output_and_grads(inputs, torch.zeros(2, 0, 5))
+    assert out.shape == (2, 0, 5)
+    for name, x, got in zip(NAMES, inputs, grads):
+        assert got.shape == x.shape and not got.any(), name
+
+
+@interpreter
 def test_triton_bfloat16_keeps_each_dtype():
     # as Mamba under autocast: bf16 activations, a float32 step
     inputs = make_inputs(1, 11, 6, 4, seed=7, dtype=torch.bfloat16, delta_dtype=torch.float32)

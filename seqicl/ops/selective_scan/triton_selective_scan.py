@@ -527,10 +527,12 @@ class SelectiveScan(torch.autograd.Function):
         f32 = dict(device=u.device, dtype=torch.float32)
         du = torch.empty((batch, L, E), device=u.device, dtype=u.dtype)
         ddelta = torch.empty((batch, L, E), device=u.device, dtype=delta.dtype)
-        dB_part = torch.zeros((e_blocks, batch, L, N), **f32)
-        dC_part = torch.zeros((e_blocks, batch, L, N), **f32)
-        dA_part = torch.zeros((batch, E, N), **f32)
-        dD_part = torch.zeros((batch, E), **f32)
+        # every entry of the partials is stored by the kernels (masks cut only padding): no memset,
+        # which at B 64, L 2048, E 256 would write the dB and dC partials' 268 MB once more
+        dB_part = torch.empty((e_blocks, batch, L, N), **f32)
+        dC_part = torch.empty((e_blocks, batch, L, N), **f32)
+        dA_part = torch.empty((batch, E, N), **f32)
+        dD_part = torch.empty((batch, E), **f32)
         if du.numel():
             cfg = dict(cfg)
             if cfg.pop("SEQUENTIAL", False):
@@ -546,8 +548,8 @@ class SelectiveScan(torch.autograd.Function):
                     dD_part, L, E, N, *_strides(u, delta, B, C, grad_y),
                     BLOCK_N=triton.next_power_of_2(N), **cfg)
         else:
-            du.zero_()
-            ddelta.zero_()
+            for x in (du, ddelta, dB_part, dC_part, dA_part, dD_part):
+                x.zero_()
         A_dtype, D_dtype = ctx.param_dtypes
         return (du, ddelta, dA_part.sum(0).to(A_dtype), dB_part.sum(0).to(B.dtype),
                 dC_part.sum(0).to(C.dtype), dD_part.sum(0).to(D_dtype))
