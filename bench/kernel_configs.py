@@ -67,7 +67,12 @@ WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
-SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
+# HOLD_STATES first (not yet timed): a tile's states in registers and its inputs loaded at once, a
+# memory round trip a tile instead of a step; only tiles of 8 on 2 or 4 warps fit without spills
+# (ptxas, triton 3.6: 255 registers, 0 and 16 bytes), and the forward then saves twice the states.
+SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, HOLD_STATES=True, num_warps=w)
+               for bl, be, w in [(8, 16, 2), (8, 16, 4)]] + \
+    [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
                for bl, be, w in [(16, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)  # time inside the program, no scan
      for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]]  # tree; narrow blocks write

@@ -26,7 +26,9 @@ no shifted states):
 
 With SEQUENTIAL in BACKWARD_CONFIG (the GPU default since it measured 0.73x the time of the above)
 the backward walks each tile step by step instead, forwards for the states and backwards for the
-adjoint, with the same sums and outputs.
+adjoint, with the same sums and outputs. HOLD_STATES (with SEQUENTIAL) keeps a tile's states in
+registers instead of a scratch in memory, and loads the tile's inputs together before its steps
+(the tile is unrolled: only short tiles fit, see bench/kernel_configs.py).
 
 The channel sums (dB, dC) come out as one partial per channel block and the batch and time sums
 (dA, dD) as one partial per program; torch adds them up. No atomics: every run gives the same bits.
@@ -486,6 +488,90 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
     tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
 
 
+@triton.jit
+def _tile_inputs(t0, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr, C_ptr, g_ptr,
+                 su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
+                 BLOCK_L: tl.constexpr):
+    """u, delta, g (1, BLOCK_E) and B, C (BLOCK_N, 1) at the BLOCK_L steps from t0, as float32
+    tuples, all issued at once (past L: 0, so the state stays and nothing flows back)."""
+    us = ()
+    deltas = ()
+    Bs = ()
+    Cs = ()
+    gs = ()
+    for j in tl.static_range(BLOCK_L):
+        ok = t0 + j < L
+        us = us + (_step_load(u_ptr + b * su_b, t0 + j, cols2, su_l, su_e, col_ok2 & ok),)
+        deltas = deltas + (_step_load(delta_ptr + b * sd_b, t0 + j, cols2, sd_l, sd_e, col_ok2 & ok),)
+        Bs = Bs + (_step_load(B_ptr + b * sB_b, t0 + j, ns2, sB_l, sB_n, n_ok2 & ok),)
+        Cs = Cs + (_step_load(C_ptr + b * sC_b, t0 + j, ns2, sC_l, sC_n, n_ok2 & ok),)
+        gs = gs + (_step_load(g_ptr + b * sg_b, t0 + j, cols2, sg_l, sg_e, col_ok2 & ok),)
+    return us, deltas, Bs, Cs, gs
+
+
+@triton.jit
+def _backward_held_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr,
+                          du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
+                          L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
+                          sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
+                          BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr):
+    """_backward_sequential_kernel with a tile's states held in registers (HOLD_STATES), not in a
+    scratch in memory, and a tile's inputs loaded together before its steps: a memory round trip
+    per tile rather than per step. The price is BLOCK_L states a thread (the tile is unrolled)."""
+    b = tl.program_id(0).to(tl.int64)
+    e_block = tl.program_id(1)
+    batch = tl.num_programs(0)
+    cols2 = (e_block * BLOCK_E + tl.arange(0, BLOCK_E))[None, :]
+    ns2 = tl.arange(0, BLOCK_N)[:, None]
+    col_ok2 = cols2 < E
+    n_ok2 = ns2 < N
+    state_ok = n_ok2 & col_ok2
+    state_offs = cols2 * N + ns2
+    A2 = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0) * LOG2E
+    D = tl.load(D_ptr + cols2, mask=col_ok2, other=0.0)
+    n_tiles = tl.cdiv(L, BLOCK_L)
+    part_base = (e_block * batch + b) * L * N
+    adjoint = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
+    delta_after = tl.zeros((1, BLOCK_E), tl.float32)
+    dA_sum = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
+    dD_sum = tl.zeros((1, BLOCK_E), tl.float32)
+    for i in range(0, n_tiles):
+        t0 = (n_tiles - 1 - i) * BLOCK_L
+        us, deltas, Bs, Cs, gs = _tile_inputs(t0, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr, C_ptr,
+                                              g_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
+                                              sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, BLOCK_L)
+        h = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
+        hs = ()
+        for j in tl.static_range(BLOCK_L):
+            h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
+            hs = hs + (h,)
+        for j in tl.static_range(BLOCK_L - 1, -1, -1):
+            t = t0 + j
+            ok = t < L
+            u = us[j]
+            delta = deltas[j]
+            Bt = Bs[j]
+            g = gs[j]
+            adjoint = tl.exp2(A2 * delta_after) * adjoint + Cs[j] * g
+            delta_u = delta * u
+            decayed = adjoint * (hs[j] - Bt * delta_u)                # dh_t a_t h_{t-1}
+            dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
+            du = delta * dh_B + D * g
+            ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
+            out_offs = b * L * E + t * E + cols2
+            tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
+            tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
+            tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
+                     mask=n_ok2 & ok)
+            tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(hs[j] * g, axis=1, keep_dims=True),
+                     mask=n_ok2 & ok)
+            dA_sum += decayed * delta
+            dD_sum += g * u
+            delta_after = delta
+    tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
+    tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
+
+
 def _strides(*tensors):
     return [s for x in tensors for s in x.stride()]
 
@@ -535,8 +621,14 @@ class SelectiveScan(torch.autograd.Function):
         dD_part = torch.empty((batch, E), **f32)
         if du.numel():
             cfg = dict(cfg)
-            if cfg.pop("SEQUENTIAL", False):
+            sequential, hold = cfg.pop("SEQUENTIAL", False), cfg.pop("HOLD_STATES", False)
+            if sequential:
                 cfg.pop("REVERSE_SCAN", None)
+            if sequential and hold:
+                _backward_held_kernel[(batch, e_blocks)](
+                    u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
+                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=triton.next_power_of_2(N), **cfg)
+            elif sequential:
                 block_n = triton.next_power_of_2(N)
                 scratch = torch.empty((batch, e_blocks, cfg["BLOCK_L"], block_n, cfg["BLOCK_E"]), **f32)
                 _backward_sequential_kernel[(batch, e_blocks)](
