@@ -26,9 +26,10 @@ no shifted states):
 
 With SEQUENTIAL in BACKWARD_CONFIG (the GPU default since it measured 0.73x the time of the above)
 the backward walks each tile step by step instead, forwards for the states and backwards for the
-adjoint, with the same sums and outputs. HOLD_STATES (with SEQUENTIAL) keeps a tile's states in
-registers instead of a scratch in memory, and loads the tile's inputs together before its steps
-(the tile is unrolled: only short tiles fit, see bench/kernel_configs.py).
+adjoint, with the same sums and outputs. HOLD_STATES (with SEQUENTIAL) keeps the states in
+registers instead of a scratch in memory, a whole tile (True) or that many steps at a time (a
+number), and loads those steps' inputs together before them (they are unrolled: only a few fit,
+see bench/kernel_configs.py).
 
 The channel sums (dB, dC) come out as one partial per channel block and the batch and time sums
 (dA, dD) as one partial per program; torch adds them up. No atomics: every run gives the same bits.
@@ -510,14 +511,56 @@ def _tile_inputs(t0, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr, 
 
 
 @triton.jit
+def _held_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_after, dA_sum, dD_sum,
+                du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, part_base, HOLD_L: tl.constexpr):
+    """The HOLD_L steps from t0, from the state h before them: their states kept in registers
+    (forwards), then the adjoint walked back through them with every gradient's share."""
+    us, deltas, Bs, Cs, gs = inputs
+    col_ok2 = cols2 < E
+    n_ok2 = ns2 < N
+    hs = ()
+    for j in tl.static_range(HOLD_L):
+        h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
+        hs = hs + (h,)
+    for j in tl.static_range(HOLD_L - 1, -1, -1):
+        t = t0 + j
+        ok = t < L
+        u = us[j]
+        delta = deltas[j]
+        Bt = Bs[j]
+        g = gs[j]
+        adjoint = tl.exp2(A2 * delta_after) * adjoint + Cs[j] * g
+        delta_u = delta * u
+        decayed = adjoint * (hs[j] - Bt * delta_u)                # dh_t a_t h_{t-1}
+        dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
+        du = delta * dh_B + D * g
+        ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
+        out_offs = b * L * E + t * E + cols2
+        tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
+        tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
+        tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
+                 mask=n_ok2 & ok)
+        tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(hs[j] * g, axis=1, keep_dims=True), mask=n_ok2 & ok)
+        dA_sum += decayed * delta
+        dD_sum += g * u
+        delta_after = delta
+    return adjoint, delta_after, dA_sum, dD_sum
+
+
+@triton.jit
 def _backward_held_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr,
                           du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
                           L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
                           sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
-                          BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr):
-    """_backward_sequential_kernel with a tile's states held in registers (HOLD_STATES), not in a
-    scratch in memory, and a tile's inputs loaded together before its steps: a memory round trip
-    per tile rather than per step. The price is BLOCK_L states a thread (the tile is unrolled)."""
+                          BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
+                          HOLD_L: tl.constexpr):
+    """_backward_sequential_kernel with the states held in registers (HOLD_STATES), not in a scratch
+    in memory, HOLD_L steps at a time, and those steps' inputs loaded together before them: a
+    memory round trip per HOLD_L steps rather than per step. The price is HOLD_L states a thread
+    (the steps are unrolled). A tile of BLOCK_L steps (the saved states' spacing) is walked in
+    parts of HOLD_L from the last: each part's state is recomputed from the tile's saved one, so
+    the forward steps are taken (1 + BLOCK_L / HOLD_L) / 2 times, for shorter unrolled parts
+    without saving states more often."""
     b = tl.program_id(0).to(tl.int64)
     e_block = tl.program_id(1)
     batch = tl.num_programs(0)
@@ -537,37 +580,21 @@ def _backward_held_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, s
     dD_sum = tl.zeros((1, BLOCK_E), tl.float32)
     for i in range(0, n_tiles):
         t0 = (n_tiles - 1 - i) * BLOCK_L
-        us, deltas, Bs, Cs, gs = _tile_inputs(t0, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr, C_ptr,
-                                              g_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
-                                              sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, BLOCK_L)
-        h = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
-        hs = ()
-        for j in tl.static_range(BLOCK_L):
-            h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
-            hs = hs + (h,)
-        for j in tl.static_range(BLOCK_L - 1, -1, -1):
-            t = t0 + j
-            ok = t < L
-            u = us[j]
-            delta = deltas[j]
-            Bt = Bs[j]
-            g = gs[j]
-            adjoint = tl.exp2(A2 * delta_after) * adjoint + Cs[j] * g
-            delta_u = delta * u
-            decayed = adjoint * (hs[j] - Bt * delta_u)                # dh_t a_t h_{t-1}
-            dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
-            du = delta * dh_B + D * g
-            ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
-            out_offs = b * L * E + t * E + cols2
-            tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
-            tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
-            tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
-                     mask=n_ok2 & ok)
-            tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(hs[j] * g, axis=1, keep_dims=True),
-                     mask=n_ok2 & ok)
-            dA_sum += decayed * delta
-            dD_sum += g * u
-            delta_after = delta
+        saved = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
+        for k in tl.static_range(BLOCK_L // HOLD_L - 1, -1, -1):
+            h = saved
+            for p in tl.static_range(k):            # the state before part k, not kept
+                us, deltas, Bs, _, _ = _tile_inputs(t0 + p * HOLD_L, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr,
+                                                    delta_ptr, B_ptr, C_ptr, g_ptr, su_b, su_l, su_e, sd_b, sd_l,
+                                                    sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, HOLD_L)
+                for j in tl.static_range(HOLD_L):
+                    h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
+            inputs = _tile_inputs(t0 + k * HOLD_L, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr,
+                                  C_ptr, g_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
+                                  sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, HOLD_L)
+            adjoint, delta_after, dA_sum, dD_sum = _held_steps(
+                h, inputs, t0 + k * HOLD_L, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_after, dA_sum, dD_sum,
+                du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, part_base, HOLD_L)
     tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
     tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
 
@@ -625,9 +652,14 @@ class SelectiveScan(torch.autograd.Function):
             if sequential:
                 cfg.pop("REVERSE_SCAN", None)
             if sequential and hold:
+                # HOLD_STATES: True holds whole tiles, a number that many steps at a time
+                hold_l = cfg["BLOCK_L"] if hold is True else hold
+                if cfg["BLOCK_L"] % hold_l:
+                    raise ValueError(f"HOLD_STATES={hold_l} must divide BLOCK_L={cfg['BLOCK_L']}")
                 _backward_held_kernel[(batch, e_blocks)](
                     u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
-                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=triton.next_power_of_2(N), **cfg)
+                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=triton.next_power_of_2(N),
+                    HOLD_L=hold_l, **cfg)
             elif sequential:
                 block_n = triton.next_power_of_2(N)
                 scratch = torch.empty((batch, e_blocks, cfg["BLOCK_L"], block_n, cfg["BLOCK_E"]), **f32)
