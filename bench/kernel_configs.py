@@ -158,7 +158,10 @@ def same(a: list, b: list, tol: float) -> str | None:
 
 def time_settings(module, name: str, candidates: list[dict], fn, args, grad: bool, tol: float,
                   label: str) -> list[str]:
-    """Times module.<name> = each candidate (the default first) and prints one row each."""
+    """Times module.<name> = each candidate (the default first) and prints one row each; no rows
+    for candidates None (a pass not asked for)."""
+    if candidates is None:
+        return []
     default = getattr(module, name)
     rows = []
     try:
@@ -194,8 +197,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="which kernels' settings to time (comma-separated; default all three)")
     p.add_argument("--against", default=None, metavar="FILE",
                    help="an earlier copy of triton_selective_scan.py, timed beside the current default")
+    p.add_argument("--passes", default="forward,backward",
+                   help="forward, backward or both: which passes' settings to time (backward ones as forward + backward)")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="float32, bfloat16 or both")
     args = p.parse_args(argv)
     kernels = set(args.kernels.split(","))
+    passes, dtype_names = set(args.passes.split(",")), args.dtypes.split(",")
+    if not passes or not passes <= {"forward", "backward"} or not dtype_names or \
+            not set(dtype_names) <= {"float32", "bfloat16"}:
+        print("error: --passes takes forward, backward; --dtypes float32, bfloat16", file=sys.stderr)
+        return 2
+    timed = [(dtype, tol) for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2))
+             if str(dtype)[6:] in dtype_names]
+    fwd, bwd = "forward" in passes, "backward" in passes
     if not kernels <= {"wkv", "selective_scan", "linear_attention"} or (args.against and not Path(args.against).is_file()):
         print(f"error: --kernels takes wkv, selective_scan, linear_attention; --against an existing file",
               file=sys.stderr)
@@ -229,13 +243,15 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines), flush=True)
     if "wkv" in kernels:
         # float32 first: the kernel table's wkv row; bfloat16 is what RegBench trains in
-        for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
+        for dtype, tol in timed:
             inputs = wkv_inputs(B, L, D, dtype, device)
             label = f"wkv, {str(dtype)[6:]}"
-            lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd, wkv.wkv_triton, inputs, False, tol, label)
-            lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd, wkv.wkv_triton, inputs, True, tol, label)
+            lines += time_settings(wkv, "FORWARD_CONFIG", wkv_fwd if fwd else None, wkv.wkv_triton, inputs, False,
+                                   tol, label)
+            lines += time_settings(wkv, "BACKWARD_CONFIG", wkv_bwd if bwd else None, wkv.wkv_triton, inputs, True,
+                                   tol, label)
     earlier = load_module(args.against) if args.against else None
-    for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 2e-2)):
+    for dtype, tol in timed:
         dname = str(dtype)[6:]
         for case in ("none", "selective scan", "per_key"):  # the likeliest to matter first
             if ("selective_scan" if case == "selective scan" else "linear_attention") not in kernels:
@@ -244,11 +260,13 @@ def main(argv: list[str] | None = None) -> int:
                 inputs = ss_inputs(B, L, D, N, dtype, device)
                 label = f"selective scan, {dname}"
                 if earlier is not None:
-                    for grad in (False, True):
+                    for grad in [g for g, wanted in ((False, fwd), (True, bwd)) if wanted]:
                         lines += time_against(earlier, "selective_scan_triton", ss.selective_scan_triton, inputs,
                                               grad, tol, label)
-                lines += time_settings(ss, "FORWARD_CONFIG", ss_fwd, ss.selective_scan_triton, inputs, False, tol, label)
-                lines += time_settings(ss, "BACKWARD_CONFIG", ss_bwd, ss.selective_scan_triton, inputs, True, tol, label)
+                lines += time_settings(ss, "FORWARD_CONFIG", ss_fwd if fwd else None, ss.selective_scan_triton, inputs,
+                                       False, tol, label)
+                lines += time_settings(ss, "BACKWARD_CONFIG", ss_bwd if bwd else None, ss.selective_scan_triton, inputs,
+                                       True, tol, label)
                 continue
             inputs = la_inputs(B, L, H, K, case, dtype, device)
             label = f"linear attention, {dname}, decay {case}"
@@ -257,9 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                 lines += time_settings(la, "PRECISION", tf32x3, la.linear_attention_triton, inputs, False, tol, label)
                 lines += time_settings(la, "PRECISION", tf32x3, la.linear_attention_triton, inputs, True, tol,
                                        label + ", forward + backward")
-            lines += time_settings(la, "FORWARD_CONFIG", la_fwd, la.linear_attention_triton, inputs, False, tol, label)
-            lines += time_settings(la, "DQ_CONFIG", la_dq, la.linear_attention_triton, inputs, True, tol, label)
-            lines += time_settings(la, "BACKWARD_CONFIG", la_dkv, la.linear_attention_triton, inputs, True, tol, label)
+            lines += time_settings(la, "FORWARD_CONFIG", la_fwd if fwd else None, la.linear_attention_triton, inputs,
+                                   False, tol, label)
+            lines += time_settings(la, "DQ_CONFIG", la_dq if bwd else None, la.linear_attention_triton, inputs, True,
+                                   tol, label)
+            lines += time_settings(la, "BACKWARD_CONFIG", la_dkv if bwd else None, la.linear_attention_triton, inputs,
+                                   True, tol, label)
     if args.out:
         atomic_write_text(args.out, "\n".join(lines) + "\n")
     return 0

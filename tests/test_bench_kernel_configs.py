@@ -58,6 +58,8 @@ def test_one_kernel_beside_an_earlier_copy_of_its_module(tmp_path):
 
 def test_unknown_kernels_and_missing_files_are_refused(tmp_path, capsys):
     assert load().main(["--cpu", "--kernels", "selective_scan,lstm"]) == 2
+    assert load().main(["--cpu", "--kernels", "wkv", "--passes", "sideways"]) == 2
+    assert load().main(["--cpu", "--kernels", "wkv", "--dtypes", "float64"]) == 2
     assert load().main(["--cpu", "--kernels", "wkv", "--against", str(tmp_path / "none.py")]) == 2
     assert capsys.readouterr().err.startswith("error: --kernels")
 
@@ -68,3 +70,12 @@ def test_kernels_keeps_to_the_kernels_named(tmp_path):
     assert load().main(["--cpu", "--kernels", "wkv", "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 12 and all(r.startswith("| wkv, ") for r in rows)
+
+
+def test_one_pass_in_one_dtype(tmp_path):
+    # the selective scan's backward settings alone, in float32: its default and 2 candidates
+    out = tmp_path / "configs.md"
+    assert load().main(["--cpu", "--kernels", "selective_scan", "--passes", "backward", "--dtypes", "float32",
+                        "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 3 and all(r.startswith("| selective scan, float32 | BACKWARD_CONFIG") for r in rows)
