@@ -389,6 +389,27 @@ def _step_load(row_ptr, t, idx2, stride_t, stride_i, mask):
 
 
 @triton.jit
+def _adjoint_step(h, u, delta, Bt, Ct, g, t, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_after, dA_sum, dD_sum,
+                  du_ptr, ddelta_ptr, dB_part_ptr, part_base):
+    """One step of the sequential backwards, from step t's state h and inputs and the adjoint after
+    it: stores du_t, ddelta_t and the dB partial; returns the adjoint dh_t and the dA, dD sums."""
+    ok = t < L
+    col_ok2 = cols2 < E
+    adjoint = tl.exp2(A2 * delta_after) * adjoint + Ct * g
+    delta_u = delta * u
+    decayed = adjoint * (h - Bt * delta_u)                     # dh_t a_t h_{t-1}
+    dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
+    du = delta * dh_B + D * g
+    ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
+    out_offs = b * L * E + t * E + cols2
+    tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
+    tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
+    tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
+             mask=(ns2 < N) & ok)
+    return adjoint, dA_sum + decayed * delta, dD_sum + g * u
+
+
+@triton.jit
 def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr, scratch_ptr,
                                 du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
                                 L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
@@ -470,19 +491,9 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
             C_prev = _step_load(C_ptr + b * sC_b, t - 1, ns2, sC_l, sC_n, n_ok2 & ok_prev)
             g_prev = _step_load(g_ptr + b * sg_b, t - 1, cols2, sg_l, sg_e, col_ok2 & ok_prev)
             h_prev = tl.load(scratch_ptrs + (j - 1) * BLOCK_N * BLOCK_E, mask=state_ok & has_prev, other=0.0)
-            adjoint = tl.exp2(A2 * delta_after) * adjoint + Ct * g
-            delta_u = delta * u
-            decayed = adjoint * (h - Bt * delta_u)                 # dh_t a_t h_{t-1}
-            dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
-            du = delta * dh_B + D * g
-            ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
-            out_offs = b * L * E + t * E + cols2
-            tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
-            tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
-            tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
-                     mask=n_ok2 & ok)
-            dA_sum += decayed * delta
-            dD_sum += g * u
+            adjoint, dA_sum, dD_sum = _adjoint_step(h, u, delta, Bt, Ct, g, t, L, E, N, b, A2, D, cols2, ns2,
+                                                    adjoint, delta_after, dA_sum, dD_sum, du_ptr, ddelta_ptr,
+                                                    dB_part_ptr, part_base)
             delta_after = delta
             u, delta, Bt, Ct, g, h = u_prev, delta_prev, B_prev, C_prev, g_prev, h_prev
     tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
@@ -516,7 +527,6 @@ def _held_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_aft
     """The HOLD_L steps from t0, from the state h before them: their states kept in registers
     (forwards), then the adjoint walked back through them with every gradient's share."""
     us, deltas, Bs, Cs, gs = inputs
-    col_ok2 = cols2 < E
     n_ok2 = ns2 < N
     hs = ()
     for j in tl.static_range(HOLD_L):
@@ -525,25 +535,12 @@ def _held_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_aft
     for j in tl.static_range(HOLD_L - 1, -1, -1):
         t = t0 + j
         ok = t < L
-        u = us[j]
-        delta = deltas[j]
-        Bt = Bs[j]
-        g = gs[j]
-        adjoint = tl.exp2(A2 * delta_after) * adjoint + Cs[j] * g
-        delta_u = delta * u
-        decayed = adjoint * (hs[j] - Bt * delta_u)                # dh_t a_t h_{t-1}
-        dh_B = tl.sum(adjoint * Bt, axis=0, keep_dims=True)
-        du = delta * dh_B + D * g
-        ddelta = tl.sum(decayed * A2, axis=0, keep_dims=True) * (1.0 / LOG2E) + u * dh_B
-        out_offs = b * L * E + t * E + cols2
-        tl.store(du_ptr + out_offs, du.to(du_ptr.dtype.element_ty), mask=col_ok2 & ok)
-        tl.store(ddelta_ptr + out_offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=col_ok2 & ok)
-        tl.store(dB_part_ptr + part_base + t * N + ns2, tl.sum(adjoint * delta_u, axis=1, keep_dims=True),
+        adjoint, dA_sum, dD_sum = _adjoint_step(hs[j], us[j], deltas[j], Bs[j], Cs[j], gs[j], t, L, E, N, b, A2, D,
+                                                cols2, ns2, adjoint, delta_after, dA_sum, dD_sum, du_ptr,
+                                                ddelta_ptr, dB_part_ptr, part_base)
+        tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(hs[j] * gs[j], axis=1, keep_dims=True),
                  mask=n_ok2 & ok)
-        tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(hs[j] * g, axis=1, keep_dims=True), mask=n_ok2 & ok)
-        dA_sum += decayed * delta
-        dD_sum += g * u
-        delta_after = delta
+        delta_after = deltas[j]
     return adjoint, delta_after, dA_sum, dD_sum
 
 
