@@ -67,13 +67,7 @@ WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
-# HOLD_STATES first (not yet timed): states in registers and their inputs loaded at once, a memory
-# round trip per held part instead of per step. ptxas (triton 3.6): tiles of 8 held whole fit on 2
-# warps (255 registers, no spill; the forward then saves twice the states); tiles of 16 held 8 steps
-# at a time spill 88 bytes on 4 warps, 260 on 2.
-SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, HOLD_STATES=hold, num_warps=w)
-               for bl, be, hold, w in [(8, 16, True, 2), (8, 16, True, 4), (16, 16, 8, 4)]] + \
-    [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
+SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
                for bl, be, w in [(16, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)  # time inside the program, no scan
      for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]]  # tree; narrow blocks write

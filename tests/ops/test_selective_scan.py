@@ -187,37 +187,12 @@ def test_the_sequential_backward_matches_the_reference(shape, tile, monkeypatch)
 
 
 @interpreter
-@pytest.mark.parametrize("tile", [4, 8], ids=["tiles-shorter-than-the-forward's", "tiles-of-the-forward's-length"])
-@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64), (2, 16, 8, 4)],
-                         ids=["odd", "N3", "one-step", "N64", "whole-tiles"])
-def test_the_backward_with_a_tile_of_states_in_registers(shape, tile, monkeypatch):
-    # HOLD_STATES: the tile's states kept in registers (an unrolled tile), its inputs loaded at once
-    from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 8)
-    check_sequential("BACKWARD_CONFIG", shape, tile, monkeypatch, HOLD_STATES=True)
-
-
-@interpreter
-@pytest.mark.parametrize("hold", [1, 2], ids=["a-step-at-a-time", "two-steps"])
-@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (2, 16, 8, 4)],
-                         ids=["odd", "N3", "one-step", "whole-tiles"])
-def test_the_backward_with_a_tile_held_in_parts(shape, hold, monkeypatch):
-    # HOLD_STATES as a number: a tile of 4 walked in parts of `hold` steps, each part's states
-    # recomputed from the tile's saved state
-    from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 8)
-    check_sequential("BACKWARD_CONFIG", shape, 4, monkeypatch, HOLD_STATES=hold)
-
-
-@interpreter
-@pytest.mark.parametrize("sequential,hold", [(False, False), (True, False), (True, True)],
-                         ids=["scan-backward", "sequential-backward", "states-held-in-registers"])
-def test_the_backward_fills_every_entry_of_its_buffers(sequential, hold, monkeypatch):
+@pytest.mark.parametrize("sequential", [False, True], ids=["scan-backward", "sequential-backward"])
+def test_the_backward_fills_every_entry_of_its_buffers(sequential, monkeypatch):
     # backward allocates its outputs and partial sums with torch.empty: here every new float32
     # buffer starts as NaN, so an entry no kernel writes (a masked tile's edge) shows up in a gradient
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
     monkeypatch.setitem(kernels.BACKWARD_CONFIG, "SEQUENTIAL", sequential)
-    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "HOLD_STATES", hold)
     empty = torch.empty
 
     def nan_filled(*shape, **kwargs):

@@ -26,10 +26,9 @@ no shifted states):
 
 With SEQUENTIAL in BACKWARD_CONFIG (the GPU default since it measured 0.73x the time of the above)
 the backward walks each tile step by step instead, forwards for the states and backwards for the
-adjoint, with the same sums and outputs. HOLD_STATES (with SEQUENTIAL) keeps the states in
-registers instead of a scratch in memory, a whole tile (True) or that many steps at a time (a
-number), and loads those steps' inputs together before them (they are unrolled: only a few fit,
-see bench/kernel_configs.py).
+adjoint, with the same sums and outputs. (Holding a tile's states in registers instead of the
+scratch, its inputs loaded at once, measured 1.23x slower at best: bench/results/
+selective-scan-held-backward-h100-2026-12-07.md.)
 
 The channel sums (dB, dC) come out as one partial per channel block and the batch and time sums
 (dA, dD) as one partial per program; torch adds them up. No atomics: every run gives the same bits.
@@ -500,102 +499,6 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
     tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
 
 
-@triton.jit
-def _tile_inputs(t0, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr, C_ptr, g_ptr,
-                 su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
-                 BLOCK_L: tl.constexpr):
-    """u, delta, g (1, BLOCK_E) and B, C (BLOCK_N, 1) at the BLOCK_L steps from t0, as float32
-    tuples, all issued at once (past L: 0, so the state stays and nothing flows back)."""
-    us = ()
-    deltas = ()
-    Bs = ()
-    Cs = ()
-    gs = ()
-    for j in tl.static_range(BLOCK_L):
-        ok = t0 + j < L
-        us = us + (_step_load(u_ptr + b * su_b, t0 + j, cols2, su_l, su_e, col_ok2 & ok),)
-        deltas = deltas + (_step_load(delta_ptr + b * sd_b, t0 + j, cols2, sd_l, sd_e, col_ok2 & ok),)
-        Bs = Bs + (_step_load(B_ptr + b * sB_b, t0 + j, ns2, sB_l, sB_n, n_ok2 & ok),)
-        Cs = Cs + (_step_load(C_ptr + b * sC_b, t0 + j, ns2, sC_l, sC_n, n_ok2 & ok),)
-        gs = gs + (_step_load(g_ptr + b * sg_b, t0 + j, cols2, sg_l, sg_e, col_ok2 & ok),)
-    return us, deltas, Bs, Cs, gs
-
-
-@triton.jit
-def _held_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_after, dA_sum, dD_sum,
-                du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, part_base, HOLD_L: tl.constexpr):
-    """The HOLD_L steps from t0, from the state h before them: their states kept in registers
-    (forwards), then the adjoint walked back through them with every gradient's share."""
-    us, deltas, Bs, Cs, gs = inputs
-    n_ok2 = ns2 < N
-    hs = ()
-    for j in tl.static_range(HOLD_L):
-        h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
-        hs = hs + (h,)
-    for j in tl.static_range(HOLD_L - 1, -1, -1):
-        t = t0 + j
-        ok = t < L
-        adjoint, dA_sum, dD_sum = _adjoint_step(hs[j], us[j], deltas[j], Bs[j], Cs[j], gs[j], t, L, E, N, b, A2, D,
-                                                cols2, ns2, adjoint, delta_after, dA_sum, dD_sum, du_ptr,
-                                                ddelta_ptr, dB_part_ptr, part_base)
-        tl.store(dC_part_ptr + part_base + t * N + ns2, tl.sum(hs[j] * gs[j], axis=1, keep_dims=True),
-                 mask=n_ok2 & ok)
-        delta_after = deltas[j]
-    return adjoint, delta_after, dA_sum, dD_sum
-
-
-@triton.jit
-def _backward_held_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr,
-                          du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
-                          L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
-                          sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
-                          BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
-                          HOLD_L: tl.constexpr):
-    """_backward_sequential_kernel with the states held in registers (HOLD_STATES), not in a scratch
-    in memory, HOLD_L steps at a time, and those steps' inputs loaded together before them: a
-    memory round trip per HOLD_L steps rather than per step. The price is HOLD_L states a thread
-    (the steps are unrolled). A tile of BLOCK_L steps (the saved states' spacing) is walked in
-    parts of HOLD_L from the last: each part's state is recomputed from the tile's saved one, so
-    the forward steps are taken (1 + BLOCK_L / HOLD_L) / 2 times, for shorter unrolled parts
-    without saving states more often."""
-    b = tl.program_id(0).to(tl.int64)
-    e_block = tl.program_id(1)
-    batch = tl.num_programs(0)
-    cols2 = (e_block * BLOCK_E + tl.arange(0, BLOCK_E))[None, :]
-    ns2 = tl.arange(0, BLOCK_N)[:, None]
-    col_ok2 = cols2 < E
-    n_ok2 = ns2 < N
-    state_ok = n_ok2 & col_ok2
-    state_offs = cols2 * N + ns2
-    A2 = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0) * LOG2E
-    D = tl.load(D_ptr + cols2, mask=col_ok2, other=0.0)
-    n_tiles = tl.cdiv(L, BLOCK_L)
-    part_base = (e_block * batch + b) * L * N
-    adjoint = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
-    delta_after = tl.zeros((1, BLOCK_E), tl.float32)
-    dA_sum = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
-    dD_sum = tl.zeros((1, BLOCK_E), tl.float32)
-    for i in range(0, n_tiles):
-        t0 = (n_tiles - 1 - i) * BLOCK_L
-        saved = tl.load(states_ptr + (b * n_tiles + t0 // BLOCK_L) * E * N + state_offs, mask=state_ok, other=0.0)
-        for k in tl.static_range(BLOCK_L // HOLD_L - 1, -1, -1):
-            h = saved
-            for p in tl.static_range(k):            # the state before part k, not kept
-                us, deltas, Bs, _, _ = _tile_inputs(t0 + p * HOLD_L, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr,
-                                                    delta_ptr, B_ptr, C_ptr, g_ptr, su_b, su_l, su_e, sd_b, sd_l,
-                                                    sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, HOLD_L)
-                for j in tl.static_range(HOLD_L):
-                    h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
-            inputs = _tile_inputs(t0 + k * HOLD_L, L, b, cols2, ns2, col_ok2, n_ok2, u_ptr, delta_ptr, B_ptr,
-                                  C_ptr, g_ptr, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
-                                  sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, HOLD_L)
-            adjoint, delta_after, dA_sum, dD_sum = _held_steps(
-                h, inputs, t0 + k * HOLD_L, L, E, N, b, A2, D, cols2, ns2, adjoint, delta_after, dA_sum, dD_sum,
-                du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, part_base, HOLD_L)
-    tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
-    tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
-
-
 def _strides(*tensors):
     return [s for x in tensors for s in x.stride()]
 
@@ -645,19 +548,8 @@ class SelectiveScan(torch.autograd.Function):
         dD_part = torch.empty((batch, E), **f32)
         if du.numel():
             cfg = dict(cfg)
-            sequential, hold = cfg.pop("SEQUENTIAL", False), cfg.pop("HOLD_STATES", False)
-            if sequential:
+            if cfg.pop("SEQUENTIAL", False):
                 cfg.pop("REVERSE_SCAN", None)
-            if sequential and hold:
-                # HOLD_STATES: True holds whole tiles, a number that many steps at a time
-                hold_l = cfg["BLOCK_L"] if hold is True else hold
-                if cfg["BLOCK_L"] % hold_l:
-                    raise ValueError(f"HOLD_STATES={hold_l} must divide BLOCK_L={cfg['BLOCK_L']}")
-                _backward_held_kernel[(batch, e_blocks)](
-                    u, delta, A, B, C, D, grad_y, states, du, ddelta, dB_part, dC_part, dA_part,
-                    dD_part, L, E, N, *_strides(u, delta, B, C, grad_y), BLOCK_N=triton.next_power_of_2(N),
-                    HOLD_L=hold_l, **cfg)
-            elif sequential:
                 block_n = triton.next_power_of_2(N)
                 scratch = torch.empty((batch, e_blocks, cfg["BLOCK_L"], block_n, cfg["BLOCK_E"]), **f32)
                 _backward_sequential_kernel[(batch, e_blocks)](
