@@ -5,7 +5,8 @@
 # e.g. bash bench/h200/regbench-column.sh 540 lstm,h3,s4d,rwkv,gilr,lru --num-examples 40000
 # Models joined by + share one slice (one sweep: their trials run at once, up to the preset's 16;
 # e.g. mamba+hyena+h3+rwkv,gla+s4d+lru+retnet), which keeps the card busier than one model's few
-# trials; a slice cut by the session's end loses all of its models, though. Each item is one slice
+# trials; a slice cut by the session's end keeps only each model's best trial so far, exported and
+# generated in the call's last RESERVE seconds where they suffice. Each item is one slice
 # (bench/h200/regbench-slice.sh, named <model>-n<SIZE>, models joined by -), run with the
 # seconds left in this call less RESERVE (default 90 s; more for Mamba, whose generation takes longest)
 # for its export and generation. A slice the call cuts, or whose export or generation did not finish,
@@ -28,13 +29,17 @@ for group in ${models//,/ }; do
   left=$(( seconds - ($(date +%s) - start) - reserve ))
   if [ $left -lt 90 ]; then echo "$name: not started ($left s left in this call)" | tee -a "$log"; continue; fi
   mkdir -p "$W/out-$name"
-  OUT=$W/out-$name bash "$here/regbench-slice.sh" "$name" "$left" --models "${group//+/,}" "$@" >> "$log" 2>&1
-  missing=""
+  # DEADLINE: a cut slice still exports and generates from its best trials so far in what is left
+  OUT=$W/out-$name DEADLINE=$(( start + seconds - 15 )) bash "$here/regbench-slice.sh" "$name" "$left" \
+    --models "${group//+/,}" "$@" >> "$log" 2>&1
+  missing="" have=""
   for m in ${group//+/ }; do
-    [ -f "$W/$name/exports/dfa-$m-n$size/generation-greedy.json" ] || missing="$missing $m"
+    if [ -f "$W/$name/exports/dfa-$m-n$size/generation-greedy.json" ]; then have="$have $m"; else missing="$missing $m"; fi
   done
-  if grep -q "slice not complete" "$W/out-$name/wall.txt" 2>/dev/null; then
-    echo "$name: cut by this call's time; it resumes first in the next call" | tee -a "$log"
+  if grep -q "^sweep rc [1-9]" "$W/out-$name/wall.txt" 2>/dev/null; then
+    echo "$name: the sweep failed ($(head -n 1 "$W/out-$name/wall.txt")): out-$name/sweep-$name.log says why" | tee -a "$log"
+  elif grep -q "slice not complete" "$W/out-$name/wall.txt" 2>/dev/null; then
+    echo "$name: cut by this call's time; it resumes first in the next call (exported and generated from the best trials so far:${have:- none})" | tee -a "$log"
   elif [ -n "$missing" ]; then
     echo "$name: swept, but the export or generation of$missing did not finish (out-$name/*.log); the next call tries again" | tee -a "$log"
   else

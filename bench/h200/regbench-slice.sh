@@ -8,6 +8,9 @@
 # name (on the still-warm machine) to resume it. $OUT gets the slice's summary (records, tables,
 # settings, generation summaries; no checkpoints), which `python -m analysis.merge` joins with the
 # other slices here. The export of a 40k winner is named dfa-<model>-n40000 in every slice.
+# DEADLINE (epoch seconds, set by regbench-column.sh) is when this call must be packed up: given one,
+# a slice cut by its time budget still exports and generates from each model's best trial so far
+# while time is left (a session may get no next call to resume it in); a resume drops those exports.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 name=$1 seconds=$2; shift 2
@@ -16,22 +19,34 @@ W=${WORK:-/tmp/regbench}; S=$W/$name; size=${SIZE:-40000}   # the size whose win
 (nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"; date) | tee "$OUT/card.txt"
 mkdir -p "$W"
 resume=(); [ -f "$S/sweep.json" ] && resume=(--resume)
+deadline=${DEADLINE:-0}
+# exports made from a cut slice are of its best trials so far: stale once it resumes
+[ -f "$S/.cut" ] && rm -rf "$S/exports" "$S/.cut"
 start=$(date +%s)
 python3 sweeps/run.py --task dfa --preset regbench --storage "$S" --time-budget "$seconds" "${resume[@]}" "$@" \
   > "$OUT/sweep-$name.log" 2>&1; echo "sweep rc $? after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
 grep -E "^\[|progress|done|left" "$OUT/sweep-$name.log" | tail -n 16
+cut=0
 if grep -q "the time budget ran out" "$OUT/sweep-$name.log"; then
+  cut=1; touch "$S/.cut"
   echo "slice not complete: call again with the same name to resume it" | tee -a "$OUT/wall.txt"
-else
+fi
+# seconds left before the deadline for one more step, keeping 30 for the report and packing (none: 300)
+left() { if [ "$deadline" -gt 0 ]; then echo $(( deadline - $(date +%s) - 30 )); else echo 300; fi; }
+if [ $cut = 0 ] || [ "$deadline" -gt 0 ]; then
   # the 40k winner of every model in the slice: export, then greedy and T=1 generation on 100 held-out DFAs
   models=$(python3 -c "import json,sys; print(' '.join(sorted({e.split('-n')[0] for e in json.load(open(sys.argv[1]))['defining']['experiments'] if e.endswith('-n'+sys.argv[2])})))" "$S/sweep.json" "$size")
   for m in $models; do
     e=$S/exports/dfa-$m-n$size
     [ -f "$e/generation-greedy.json" ] && continue
+    if [ "$(left)" -lt 30 ]; then echo "$m: no time left for its export and generation" | tee -a "$OUT/wall.txt"; continue; fi
     # an export is written whole or not at all: one left by an earlier call whose generation did not finish is reused
-    { [ -f "$e/weights.pt" ] || timeout 120 python3 -m analysis.export "$S" --task dfa --model "$m" --num-train "$size" --out "$e" >> "$OUT/export-$name.log" 2>&1; } \
-      && timeout 300 python3 -m analysis.generate "$e" --num-dfas 100 --samples 4 --seed 0 >> "$OUT/generate-$name.log" 2>&1
-    echo "$m: export and generation rc $? ($(( $(date +%s) - start )) s in)" | tee -a "$OUT/wall.txt"
+    t=$(left); { [ -f "$e/weights.pt" ] || timeout $(( t < 120 ? t : 120 )) python3 -m analysis.export "$S" --task dfa \
+        --model "$m" --num-train "$size" --out "$e" >> "$OUT/export-$name.log" 2>&1; } \
+      && t=$(left) && [ "$t" -gt 0 ] && timeout $(( t < 300 ? t : 300 )) python3 -m analysis.generate "$e" \
+        --num-dfas 100 --samples 4 --seed 0 >> "$OUT/generate-$name.log" 2>&1
+    rc=$?; [ $cut = 1 ] && note=", from the best trial so far (cut slice)" || note=""
+    echo "$m: export and generation rc $rc ($(( $(date +%s) - start )) s in$note)" | tee -a "$OUT/wall.txt"
   done
 fi
 timeout 120 python3 -m analysis.report "$S" > /dev/null 2>&1
