@@ -4,8 +4,9 @@
 #             was cut at 260 s)
 #   kernels   bench/kernels.py at B 64, L 2048, D 256: all eight recurrent kernels (% of copy
 #             bandwidth), fwd and fwd+bwd, without the torch references (slow at that length)
-#   tests1, tests2  the same suite in two halves, one call each (the whole no longer fits one)
-#   bash bench/h200/gpu-tests-kernels.sh tests1      (then tests2,kernels: the next call)
+#   tests1, tests2, tests3  the same suite in three parts, one call each (the whole no longer fits
+#             one, nor do two halves: wkv's 16 tests alone took about 290 s on 2026-12-07)
+#   bash bench/h200/gpu-tests-kernels.sh tests1      (then tests2, tests3 and kernels, a call each)
 # Item 5's step table (every registered model at the RegBench shape, fp32, tf32 and bf16) is
 # bench/h200/regbench-plan.sh, which also turns it into issue 29's GPU-minutes: another call.
 # Run with carry [".whl"] after ../shared/gpu/make-wheels.sh and bench/h200/slim-wheels.sh (the tests import ray and optuna):
@@ -20,15 +21,18 @@ if [[ $parts == *,tests,* ]]; then
   timeout 390 python3 -m pytest -q -m gpu --durations=20 -p no:cacheprovider tests/ > "$OUT/pytest_gpu.txt" 2>&1; echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu.txt"
 fi
 # The whole suite outgrew one call on 2026-12-07 (92 of 136 tests in 390 + 250 s: each wkv and
-# selective-scan launch setting compiles for 10-35 s): its two halves, one call each.
-if [[ $parts == *,tests1,* ]]; then
-  timeout 540 python3 -m pytest -q -m gpu -rA --durations=20 -p no:cacheprovider tests/ops/test_linear_attention.py \
-    tests/ops/test_complex_scan.py tests/ops/test_scan.py > "$OUT/pytest_gpu_1.txt" 2>&1; echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu_1.txt"
-fi
-if [[ $parts == *,tests2,* ]]; then
-  timeout 540 python3 -m pytest -q -m gpu -rA --durations=20 -p no:cacheprovider tests/ops/test_selective_scan.py \
-    tests/ops/test_wkv.py tests/test_buckets.py tests/test_step.py tests/test_train.py > "$OUT/pytest_gpu_2.txt" 2>&1; echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu_2.txt"
-fi
+# selective-scan launch setting compiles for 10-35 s), and then two (wkv's 16 tests and 2 bucket
+# tests took 320 s): three parts, one call each. Part 1's tests and one of wkv's took 390 s; part 2's
+# first 18 of 19, 320 s; part 3 has not run.
+run_part() {  # <name> <files...>
+  local name=$1; shift
+  timeout 540 python3 -m pytest -q -m gpu -rA --durations=20 -p no:cacheprovider "$@" > "$OUT/pytest_gpu_$name.txt" 2>&1
+  echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu_$name.txt"
+}
+[[ $parts == *,tests1,* ]] && run_part 1 tests/ops/test_linear_attention.py tests/ops/test_complex_scan.py \
+  tests/ops/test_scan.py tests/ops/test_selective_scan.py
+[[ $parts == *,tests2,* ]] && run_part 2 tests/ops/test_wkv.py tests/test_buckets.py
+[[ $parts == *,tests3,* ]] && run_part 3 tests/test_step.py tests/test_train.py
 if [[ $parts == *,kernels,* ]]; then
   timeout 170 python3 bench/kernels.py --large-only --no-reference --no-steps --out "$OUT/kernels.md" > "$OUT/kernels.log" 2>&1; echo "kernels rc $?"; tail -n 40 "$OUT/kernels.log"
 fi
