@@ -186,25 +186,31 @@ def test_the_sequential_backward_matches_the_reference(shape, tile, monkeypatch)
     check_sequential("BACKWARD_CONFIG", shape, tile, monkeypatch)
 
 
-@interpreter
-@pytest.mark.parametrize("sequential", [False, True], ids=["scan-backward", "sequential-backward"])
-def test_the_backward_fills_every_entry_of_its_buffers(sequential, monkeypatch):
-    # backward allocates its outputs and partial sums with torch.empty: here every new float32
-    # buffer starts as NaN, so an entry no kernel writes (a masked tile's edge) shows up in a gradient
-    from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "SEQUENTIAL", sequential)
+@pytest.fixture
+def nan_empty(monkeypatch):
+    """torch.empty that fills every new floating-point tensor with NaN: the kernels allocate their
+    outputs and partial sums with it, so an entry nothing writes shows up in a result."""
     empty = torch.empty
 
     def nan_filled(*shape, **kwargs):
         out = empty(*shape, **kwargs)
         return out.fill_(float("nan")) if out.is_floating_point() else out
-    monkeypatch.setattr(kernels.torch, "empty", nan_filled)
+    monkeypatch.setattr(torch, "empty", nan_filled)
+
+
+@interpreter
+@pytest.mark.parametrize("sequential", [False, True], ids=["scan-backward", "sequential-backward"])
+def test_the_backward_fills_every_entry_of_its_buffers(sequential, monkeypatch, nan_empty):
+    # an entry no kernel writes (a masked tile's edge) would be NaN in a gradient
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setitem(kernels.BACKWARD_CONFIG, "SEQUENTIAL", sequential)
     inputs = make_inputs(2, 19, 6, 3, seed=20)
     run_triton_and_compare(inputs, strided_grad(2, 19, 6, seed=21), 1e-5, 1e-5)
 
 
 @interpreter
-def test_an_empty_sequence_has_zero_gradients():
+def test_an_empty_sequence_has_zero_gradients(nan_empty):
+    # no kernel runs: backward itself must zero what it allocated
     u, delta = torch.zeros(2, 0, 5), torch.zeros(2, 0, 5)
     B, C = torch.zeros(2, 0, 3), torch.zeros(2, 0, 3)
     inputs = [x.requires_grad_() for x in (u, delta, -torch.ones(5, 3), B, C, torch.ones(5))]
