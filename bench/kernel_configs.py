@@ -266,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
             label = f"linear attention, {dname}, decay {case}"
             if dtype == torch.float32:  # the split done by hand (split3, the default) against Triton's tf32x3
                 tf32x3 = [{**la.PRECISION, torch.float32: "tf32x3"}]
-                lines += time_settings(la, "PRECISION", tf32x3, la.linear_attention_triton, inputs, False, tol, label)
-                lines += time_settings(la, "PRECISION", tf32x3, la.linear_attention_triton, inputs, True, tol,
-                                       label + ", forward + backward")
+                lines += time_settings(la, "PRECISION", tf32x3 if fwd else None, la.linear_attention_triton, inputs,
+                                       False, tol, label)
+                lines += time_settings(la, "PRECISION", tf32x3 if bwd else None, la.linear_attention_triton, inputs,
+                                       True, tol, label + ", forward + backward")
             lines += time_settings(la, "FORWARD_CONFIG", la_fwd if fwd else None, la.linear_attention_triton, inputs,
                                    False, tol, label)
             lines += time_settings(la, "DQ_CONFIG", la_dq if bwd else None, la.linear_attention_triton, inputs, True,

@@ -79,3 +79,15 @@ def test_one_pass_in_one_dtype(tmp_path):
                         "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 3 and all(r.startswith("| selective scan, float32 | BACKWARD_CONFIG") for r in rows)
+
+
+@pytest.mark.slow
+def test_linear_attention_forward_alone(tmp_path):
+    # --passes forward: no backward row, the tf32x3 precision row included (3 decays, float32)
+    out = tmp_path / "configs.md"
+    assert load().main(["--cpu", "--kernels", "linear_attention", "--passes", "forward", "--dtypes", "float32",
+                        "--out", str(out)]) == 0
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert rows and all("forward + backward" not in r and "DQ_CONFIG" not in r and "BACKWARD_CONFIG" not in r
+                        for r in rows)
+    assert sum("float32=tf32x3" in r for r in rows) == 2   # the two decays that time it
