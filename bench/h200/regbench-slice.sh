@@ -54,7 +54,7 @@ tar -czf "$OUT/$name-summary.tar.gz" --exclude="$name/dfa" --exclude='*.pt' -C "
 # what a stalled or failed trial left: its own records (no weights) and the last 300 lines of each
 # of this sweep's Ray worker logs (a trial's prints and tracebacks), a few hundred kB in all
 logs=$OUT/$name-logs; rm -rf "$logs"; mkdir -p "$logs/ray"
-(cd "$W" && find "$name/dfa" -name '*.json' -o -name '*.jsonl' | tar -czf "$logs/trials.tar.gz" -T -) 2>/dev/null
+(cd "$W" && find "$name/dfa" -name '*.json' -o -name '*.jsonl' -o -name stall-stacks.txt | tar -czf "$logs/trials.tar.gz" -T -) 2>/dev/null
 for f in /tmp/ray/session_latest/logs/worker-*.out /tmp/ray/session_latest/logs/worker-*.err; do
   [ -s "$f" ] && tail -n 300 "$f" > "$logs/ray/$(basename "$f")"
 done

@@ -25,6 +25,7 @@ from .checkpoint import atomic_save, save_checkpoint
 from .metrics import BEST_POSSIBLE, evaluate
 from .optim import lr_factor, make_optimizer
 from .record import RecordError, RunRecord
+from .stall import StallWatch
 from .buckets import epoch_batches, make_buckets, steps_per_epoch as bucket_steps, supervised_lengths
 from .step import make_bucketed_step, make_step
 from .tensorboard import ScalarLog
@@ -270,19 +271,24 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
         if (status := record.status())["status"] in DONE:
             return summary_of(record, status)
     setup_started = time.time()
-    run = build_run(cfg)
-    run.timing["build_s"] = time.time() - setup_started
-    record, resumed = open_record(cfg, run, run_dir, meta)
-    try:
-        return train_epochs(run, record, resumed, on_epoch, frozenset(save_at), setup_started)
-    except Exception as e:  # the reason stays in the record; Ray's stop (SystemExit) is not an error
-        record.set_status("errored", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
-        raise
+    with StallWatch(run_dir) as watch:
+        watch.phase("building the task data, model and optimiser")
+        run = build_run(cfg)
+        run.timing["build_s"] = time.time() - setup_started
+        record, resumed = open_record(cfg, run, run_dir, meta)
+        try:
+            return train_epochs(run, record, resumed, on_epoch, frozenset(save_at), setup_started, watch)
+        except Exception as e:  # the reason stays in the record; Ray's stop (SystemExit) is not an error
+            record.set_status("errored", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
+            raise
 
 
 def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCallback | None,
-                 save_at: frozenset[int] = frozenset(), setup_started: float | None = None) -> dict:
+                 save_at: frozenset[int] = frozenset(), setup_started: float | None = None,
+                 watch: StallWatch | None = None) -> dict:
     tcfg = run.cfg["train"]
+    phase = watch.phase if watch is not None else (lambda name: None)
+    phase("capturing the training step")
     capturing = time.time()
     capture_step(run)
     run.timing["capture_s"] = time.time() - capturing
@@ -301,6 +307,7 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
                           f"(of {tcfg['epochs']})")
                 break
             started = time.time()
+            phase(f"epoch {run.epoch + 1}: training")
             train_loss = train_epoch(run)
             if not math.isfinite(train_loss):
                 status, reason = "diverged", f"training loss became {train_loss} at epoch {run.epoch}"
@@ -313,6 +320,7 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
                 run.elapsed += time.time() - started
                 continue
             evaluated = time.time()
+            phase(f"epoch {run.epoch}: evaluation")
             metrics, improved = evaluate_epoch(run, train_loss)
             run.elapsed += time.time() - started
             run.timing["eval_s"] += time.time() - evaluated
@@ -322,17 +330,20 @@ def train_epochs(run: Run, record: RunRecord, resumed: bool, on_epoch: EpochCall
             record.append_epoch(metrics)
             log.epoch(run.epoch, metrics)
             if save:
+                phase(f"epoch {run.epoch}: saving")
                 saving = time.time()
                 save_best_and_state(run, record, log, last)
                 run.timing["save_s"] += time.time() - saving
             bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{metrics[f'val_{run.metric}']:.3f}",
                             test=f"{metrics[f'test_{run.metric}']:.3f}")
             if on_epoch is not None:
+                phase(f"epoch {run.epoch}: the caller's report (a sweep's trial reports to Ray)")
                 on_epoch(metrics)
     except BaseException:  # stopped (Ray's stop is a SystemExit from on_epoch) or failed: the events
         log.close()        # so far are on disk and the writer's thread ends with the trial, even in a reused process
         bar.close()
         raise
+    phase("ending: the last saves")
     if status == "diverged" or run.epoch < tcfg["epochs"]:  # ended before its last epoch's save
         save_best_and_state(run, record, log, last=True)
     record.set_status(status, reason, epochs=run.epoch)
