@@ -14,7 +14,9 @@
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 name=$1 seconds=$2; shift 2
-export PYTHONUNBUFFERED=1 SEQICL_CACHE=${SEQICL_CACHE:-/tmp/seqicl-cache}
+# a trial in one phase for 180 s (packed epochs take 60-125 s) writes its threads' stacks to its
+# stall-stacks.txt, which the logs archive below carries back
+export PYTHONUNBUFFERED=1 SEQICL_CACHE=${SEQICL_CACHE:-/tmp/seqicl-cache} SEQICL_STALL_DUMP_S=${SEQICL_STALL_DUMP_S:-180}
 W=${WORK:-/tmp/regbench}; S=$W/$name; size=${SIZE:-40000}   # the size whose winners are exported
 (nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null || echo "no GPU"; date) | tee "$OUT/card.txt"
 mkdir -p "$W"
