@@ -38,7 +38,12 @@ from seqicl.ops.wkv import triton_wkv as wkv  # noqa: E402
 # its neighbours, the one before it, and chunks of 16 without spills in float32 (ptxas_report.py).
 LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stages=s)
               for c, ck, bv, w, s in [(16, 16, 64, 4, 3), (16, 16, 64, 4, 2), (32, 32, 64, 4, 3),
-                                      (32, 16, 64, 4, 4), (64, 16, 64, 4, 3), (32, 16, 64, 8, 3)]]
+                                      (32, 16, 64, 4, 4), (64, 16, 64, 4, 3), (32, 16, 64, 8, 3)]] + \
+    [dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3, SEGMENTS=n) for n in (2, 4, 8)]
+# SEGMENTS: the sequence cut into segments run in parallel, each from the earlier ones' end states.
+# A program holds 202-255 registers a thread (ptxas, triton 3.6), so an SM runs 2 at a time: at
+# B 64 (256 programs on 132 SMs) the card is full without segments, and they can only add their
+# states' traffic; with fewer (batch x heads) programs than 2 per SM (--batch 2) they may fill it.
 # dq has the forward's loop shape: the forward's winning 3 stages and chunks of 32 first
 LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=s)
          for c, ck, bk, w, s in [(16, 16, 32, 4, 3), (32, 16, 32, 4, 3), (16, 16, 64, 4, 2), (32, 16, 64, 4, 2),
@@ -194,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--passes", default="forward,backward",
                    help="forward, backward or both: which passes' settings to time (backward ones as forward + backward)")
     p.add_argument("--dtypes", default="float32,bfloat16", help="float32, bfloat16 or both")
+    p.add_argument("--batch", type=int, default=64, help="B of the GPU shape (L 2048, D 256); default 64")
     args = p.parse_args(argv)
     kernels = set(args.kernels.split(","))
     passes, dtype_names = set(args.passes.split(",")), args.dtypes.split(",")
@@ -215,10 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         print("error: bench/kernel_configs.py needs a CUDA GPU (or --cpu under TRITON_INTERPRET=1)", file=sys.stderr)
         return 2
     device = "cpu" if args.cpu else "cuda"
-    B, L, D = (1, 40, 32) if args.cpu else (64, 2048, 256)
+    if args.batch < 1:
+        print("error: --batch must be at least 1", file=sys.stderr)
+        return 2
+    B, L, D = (1, 40, 32) if args.cpu else (args.batch, 2048, 256)
     H, K, N = 4, D // 4, 16
     la_fwd, la_dq, la_dkv, ss_fwd, ss_bwd = ((LA_FORWARD, LA_DQ, LA_DKV, SS_FORWARD, SS_BACKWARD) if not args.cpu else
-                                              ([dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8)],
+                                              ([dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8),
+                                                dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8, SEGMENTS=2)],
                                                [dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=8)],
                                                [dict(CHUNK=32, CHUNK_PER_KEY=16)],
                                                [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True, PREFETCH=True)],

@@ -24,8 +24,10 @@ def test_every_candidate_is_checked_and_written(tmp_path):
     # two dtypes x (linear attention: 2 decays x 3 passes; selective scan: 2 passes), default + 1 each,
     # and the selective scan's sequential forward and backward as second candidates; float32 linear
     # attention's two decays also time Triton's tf32x3 against split3, forward and with backward
-    # wkv: two dtypes x two passes x (default, scan candidate, sequential candidate)
-    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3
+    # wkv: two dtypes x two passes x (default, scan candidate, sequential candidate); linear
+    # attention's forward also in 2 segments (two dtypes x two decays)
+    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3 + 2 * 2
+    assert sum("SEGMENTS=2" in r and "FORWARD_CONFIG" in r for r in rows) == 4
     assert sum(r.startswith("| wkv, float32 |") for r in rows) == 6
     assert sum(r.startswith("| wkv, bfloat16 |") for r in rows) == 6
     assert sum("float32=tf32x3" in r for r in rows) == 4 and sum("float32=split3" in r for r in rows) == 4
@@ -61,6 +63,7 @@ def test_unknown_kernels_and_missing_files_are_refused(tmp_path, capsys):
     assert load().main(["--cpu", "--kernels", "wkv", "--passes", "sideways"]) == 2
     assert load().main(["--cpu", "--kernels", "wkv", "--dtypes", "float64"]) == 2
     assert load().main(["--cpu", "--kernels", "wkv", "--against", str(tmp_path / "none.py")]) == 2
+    assert load().main(["--cpu", "--kernels", "wkv", "--batch", "0"]) == 2
     assert capsys.readouterr().err.startswith("error: --kernels")
 
 

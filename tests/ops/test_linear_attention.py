@@ -122,6 +122,41 @@ def test_triton_matches_reference(shape, decay):
     run_triton_and_compare(inputs, strided_grad(shape, seed=7), 1e-5, 1e-5)
 
 
+def segmented_forward(monkeypatch, segments, device):
+    """FORWARD_CONFIG with SEGMENTS; returns the (segment length, count) of each launch."""
+    from seqicl.ops.linear_attention import triton_linear_attention as tla
+    monkeypatch.setattr(tla, "FORWARD_CONFIG", {**tla.FORWARD_CONFIG, "SEGMENTS": segments})
+    launched, split = [], tla._segments
+    monkeypatch.setattr(tla, "_segments", lambda *args: launched.append(split(*args)) or launched[-1])
+    return launched
+
+
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("shape, segments, split", [
+    ((2, 2, 70, 6, 40), 4, (32, 3)),   # 3 segments (chunks of 16 here), 3 value blocks of 16
+    ((1, 3, 50, 5, 7), 3, (32, 2)),    # the last segment shorter
+    ((1, 1, 93, 16, 8), 8, (16, 6)),   # 6 segments of one chunk each
+    ((1, 2, 12, 4, 3), 4, (16, 1))])   # shorter than a chunk: one segment, the unsegmented kernel
+def test_triton_segmented_forward_matches_reference(shape, segments, split, decay, monkeypatch):
+    """SEGMENTS > 1: one program per segment, each starting from the ends of the segments before
+    it (computed in parallel, decayed and summed): o and every gradient as the reference's."""
+    launched = segmented_forward(monkeypatch, segments, "cpu")
+    inputs = make_inputs(shape, decay, seed=sum(shape))
+    # the backward is the unsegmented one; a per-head dg sums 93 x 16 terms (1.7e-5 here)
+    run_triton_and_compare(inputs, strided_grad(shape, seed=7), 1e-5, 5e-5)
+    assert launched == [split]
+
+
+def test_segments_are_whole_chunks_and_at_least_one():
+    from seqicl.ops.linear_attention.triton_linear_attention import _segments
+    assert _segments(2048, 8, 32) == (256, 8)
+    assert _segments(2048, 3, 32) == (704, 3)   # 683 steps rounded up to 22 chunks
+    assert _segments(1000, 4, 16) == (256, 4)
+    assert _segments(5, 4, 16) == (16, 1)
+    with pytest.raises(ValueError, match="SEGMENTS must be at least 1"):
+        _segments(100, 0, 16)
+
+
 @pytest.mark.parametrize("decay", DECAYS)
 def test_triton_takes_head_views(decay):
     # q, k, v (and the per-key decay) as the mixers make them: (B, L, H, .) transposed
@@ -266,6 +301,19 @@ def test_triton_matches_reference_cuda(shape, decay, dtype):
     # Sums over L=1000 steps (no decay) and dg's reverse cumsum of q dq - k dk lose some more.
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     run_triton_and_compare(inputs, grad, tol, tol if decay == "none" else 3 * tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("decay", DECAYS)
+@pytest.mark.parametrize("shape, segments", [((4, 4, 1000, 64, 64), 4), ((2, 2, 300, 128, 65), 8)])
+def test_triton_segmented_forward_cuda(shape, segments, decay, dtype, monkeypatch):
+    launched = segmented_forward(monkeypatch, segments, "cuda")
+    inputs = make_inputs(shape, decay, seed=sum(shape), device="cuda", dtype=dtype, head_views=True)
+    grad = strided_grad(shape, seed=7, device="cuda", dtype=dtype, head_view=True)
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    run_triton_and_compare(inputs, grad, tol, tol if decay == "none" else 3 * tol)
+    assert launched and all(n > 1 for _, n in launched)
 
 
 @pytest.mark.gpu

@@ -23,6 +23,12 @@ Backward, with dA_ij = do_i . v_j (j <= i) and dS_C the gradient of the state af
     dv_j = (k_j e^{G_C - G_j}) dS_C + sum_i A_ij do_i
     dS_0 = diag(e^{G_C}) dS_C + (q e^G)^T do
 
+The forward may cut time into SEGMENTS (a launch setting, FORWARD_CONFIG; default one): a first
+kernel gives each segment but the last its end state from a zero state (and with a decay per key
+its total log decay), in parallel; each segment's program then starts from the earlier ends,
+S <- diag(e^{sum g}) S + S_end in order. More programs for a small batch x heads, at the cost of
+reading k, v and g twice.
+
 dq needs S_0 (one pass forward in time, recomputing S); dk and dv need dS_C (a second pass,
 backwards). The output sees q and G only through q e^G and k only through k e^{-G} (G global
 here), so dL/dG_t = q_t dq_t - k_t dk_t, and g_t feeds every G_s for s >= t: dg is the reverse
@@ -49,6 +55,7 @@ from seqicl.ops.triton_exp import exp
 # (16 with a decay per key) cut the forward to 0.89-0.94x in float32 and 0.71-0.95x in bfloat16
 # (bench/results/la-forward-settings-h100-2026-12-06.md).
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# SEGMENTS (absent: 1) is timed by bench/kernel_configs.py, not yet on a card.
 FORWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=16) if _INTERPRETED else \
     dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3)
 DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
@@ -185,10 +192,66 @@ def _apply_scores(dA, x, G, D, rows, BLOCK_K: tl.constexpr, CHUNK: tl.constexpr,
 
 
 @triton.jit
-def _forward_kernel(q_ptr, k_ptr, v_ptr, g_ptr, o_ptr,
+def _segment_state_kernel(k_ptr, v_ptr, g_ptr, s_ptr, gs_ptr,
+                          k_sb, k_sh, k_sl, v_sb, v_sh, v_sl, g_sb, g_sh, g_sl,
+                          H, L, K, V, SEG_LEN, N_PREV, MODE: tl.constexpr, CHUNK: tl.constexpr,
+                          LOG_CHUNK: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr,
+                          PRECISION: tl.constexpr):
+    """The state at the end of segment program_id(2) from a zero state (every segment but the
+    last, all full), and with a decay per key the segment's total log decay (sum of g)."""
+    bh = tl.program_id(0)
+    b, h = (bh // H).to(tl.int64), bh % H
+    seg = tl.program_id(2)
+    kcols = tl.arange(0, BLOCK_K)
+    vcols = tl.program_id(1) * BLOCK_V + tl.arange(0, BLOCK_V)
+    rows = tl.arange(0, CHUNK)
+    k_base, v_base, g_base = b * k_sb + h * k_sh, b * v_sb + h * v_sh, b * g_sb + h * g_sh
+    gamma = tl.load(g_ptr + h).to(tl.float32) if MODE == 1 else 0.0
+    S = tl.zeros((BLOCK_K, BLOCK_V), tl.float32)
+    G_total = tl.zeros((BLOCK_K,), tl.float32)
+    for t0 in range(seg * SEG_LEN, seg * SEG_LEN + SEG_LEN, CHUNK):
+        t = t0 + rows
+        k = _load(k_ptr, k_base, t, kcols, k_sl, L, K)
+        v = _load(v_ptr, v_base, t, vcols, v_sl, L, V)
+        if MODE == 0:
+            S += _dot(tl.trans(k), v, PRECISION)
+        else:
+            G = _cum_decay(g_ptr, g_base, t, kcols, g_sl, L, K, rows, gamma, MODE)
+            G_C = _last_row(G, rows, CHUNK)
+            S = exp(G_C)[:, None] * S + _dot(tl.trans(k * exp(G_C[None, :] - G)), v, PRECISION)
+            G_total += G_C
+    out = bh.to(tl.int64) * N_PREV + seg
+    ok = (kcols < K)[:, None] & (vcols < V)[None, :]
+    tl.store(s_ptr + (out * K + kcols[:, None]) * V + vcols[None, :], S, mask=ok)
+    if MODE == 2:
+        tl.store(gs_ptr + out * K + kcols, G_total, mask=(kcols < K) & (tl.program_id(1) == 0))
+
+
+@triton.jit
+def _state_before(s_ptr, gs_ptr, bh, seg, kcols, vcols, K, V, SEG_LEN, N_PREV, gamma,
+                  BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, MODE: tl.constexpr):
+    """The state entering segment seg: the earlier segments' end states, each decayed by the
+    segments after it (S <- diag(e^{sum g}) S + S_end, in order)."""
+    S = tl.zeros((BLOCK_K, BLOCK_V), tl.float32)
+    ok = (kcols < K)[:, None] & (vcols < V)[None, :]
+    for r in range(0, seg):
+        at = bh.to(tl.int64) * N_PREV + r
+        if MODE == 1:
+            S = exp(gamma * SEG_LEN) * S
+        if MODE == 2:
+            S = exp(tl.load(gs_ptr + at * K + kcols, mask=kcols < K, other=0.0))[:, None] * S
+        S += tl.load(s_ptr + (at * K + kcols[:, None]) * V + vcols[None, :], mask=ok, other=0.0)
+    return S
+
+
+@triton.jit
+def _forward_kernel(q_ptr, k_ptr, v_ptr, g_ptr, o_ptr, s_ptr, gs_ptr,
                     q_sb, q_sh, q_sl, k_sb, k_sh, k_sl, v_sb, v_sh, v_sl, g_sb, g_sh, g_sl,
-                    H, L, K, V, MODE: tl.constexpr, CHUNK: tl.constexpr, LOG_CHUNK: tl.constexpr,
-                    BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, PRECISION: tl.constexpr):
+                    H, L, K, V, SEG_LEN, N_PREV, MODE: tl.constexpr, CHUNK: tl.constexpr, LOG_CHUNK: tl.constexpr,
+                    BLOCK_K: tl.constexpr, BLOCK_V: tl.constexpr, PRECISION: tl.constexpr,
+                    SEGMENTED: tl.constexpr):
+    """o for BLOCK_V values of one (batch, head): the whole sequence in one program, or with
+    SEGMENTED the segment program_id(2), from the state _segment_state_kernel's ends give it."""
     bh = tl.program_id(0)
     b, h = (bh // H).to(tl.int64), bh % H
     kcols = tl.arange(0, BLOCK_K)
@@ -199,7 +262,13 @@ def _forward_kernel(q_ptr, k_ptr, v_ptr, g_ptr, o_ptr,
     gamma = tl.load(g_ptr + h).to(tl.float32) if MODE == 1 else 0.0
     D = _decay_matrix(rows, gamma, MODE)
     S = tl.zeros((BLOCK_K, BLOCK_V), tl.float32)
-    for t0 in range(0, L, CHUNK):
+    t_start, t_end = 0, L
+    if SEGMENTED:
+        seg = tl.program_id(2)
+        t_start = seg * SEG_LEN
+        t_end = tl.minimum(t_start + SEG_LEN, L)
+        S = _state_before(s_ptr, gs_ptr, bh, seg, kcols, vcols, K, V, SEG_LEN, N_PREV, gamma, BLOCK_K, BLOCK_V, MODE)
+    for t0 in range(t_start, t_end, CHUNK):
         t = t0 + rows
         q = _load(q_ptr, q_base, t, kcols, q_sl, L, K)
         k = _load(k_ptr, k_base, t, kcols, k_sl, L, K)
@@ -339,6 +408,14 @@ def _launch_config(config: dict, mode: int) -> dict:
     return dict(config, CHUNK=chunk, LOG_CHUNK=chunk.bit_length() - 1)
 
 
+def _segments(L: int, segments: int, chunk: int) -> tuple[int, int]:
+    """(segment length, count): about L / segments steps each, whole chunks; at least one."""
+    if segments < 1:
+        raise ValueError(f"SEGMENTS must be at least 1, got {segments}")
+    seg_len = -(-max(-(-L // segments), 1) // chunk) * chunk
+    return seg_len, max(-(-L // seg_len), 1)
+
+
 def _block(n: int) -> int:
     return max(16, triton.next_power_of_2(n))  # tl.dot needs every side >= 16
 
@@ -397,10 +474,19 @@ class LinearAttentionFunction(torch.autograd.Function):
         cfg["BLOCK_V"] = min(cfg["BLOCK_V"], _block(V))
         precision = _precision(q.dtype)
         if o.numel():
-            grid = (B * H, triton.cdiv(V, cfg["BLOCK_V"]))
-            _forward_kernel[grid](q, k, v, g, o, *_strides(q), *_strides(k), *_strides(v),
-                                  *_strides(g if mode == PER_KEY else None), H, L, K, V, MODE=mode,
-                                  BLOCK_K=_block(K), PRECISION=precision, **cfg)
+            seg_len, n_seg = _segments(L, cfg.pop("SEGMENTS", 1), cfg["CHUNK"])
+            g_strides = _strides(g if mode == PER_KEY else None)
+            grid = (B * H, triton.cdiv(V, cfg["BLOCK_V"]), n_seg)
+            ends = totals = o  # never read with one segment
+            if n_seg > 1:
+                ends = torch.empty(B * H, n_seg - 1, K, V, device=q.device, dtype=torch.float32)
+                totals = torch.empty(B * H, n_seg - 1, K, device=q.device, dtype=torch.float32)
+                _segment_state_kernel[(B * H, grid[1], n_seg - 1)](
+                    k, v, g, ends, totals, *_strides(k), *_strides(v), *g_strides, H, L, K, V, seg_len, n_seg - 1,
+                    MODE=mode, BLOCK_K=_block(K), PRECISION=precision, **cfg)
+            _forward_kernel[grid](q, k, v, g, o, ends, totals, *_strides(q), *_strides(k), *_strides(v),
+                                  *g_strides, H, L, K, V, seg_len, n_seg - 1, MODE=mode,
+                                  BLOCK_K=_block(K), PRECISION=precision, SEGMENTED=n_seg > 1, **cfg)
         ctx.save_for_backward(q, k, v, g)
         ctx.mode, ctx.precision = mode, precision
         ctx.decay_dtype = None if log_decay is None else log_decay.dtype
