@@ -68,7 +68,10 @@ SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 1
 # kernels spill (ptxas, triton 3.6), so the tiles stay short.
 WKV_SEQUENTIAL = [dict(BLOCK_L=bl, BLOCK_D=bd, SEQUENTIAL=True, PREFETCH=pf, num_warps=w)
                   for bl, bd, pf, w in [(16, 32, True, 1), (16, 128, True, 4), (8, 64, True, 2), (16, 64, False, 2)]]
-WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
+# SEGMENTS: the default forward's 256 programs of 2 warps at B 64 leave an SM about 4 warps (96
+# registers a thread would allow 10 programs, ptxas, triton 3.6): segments multiply the programs.
+WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL + \
+    [dict(BLOCK_L=16, BLOCK_D=64, SEQUENTIAL=True, PREFETCH=True, num_warps=2, SEGMENTS=n) for n in (2, 4, 8)]
 WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
@@ -235,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False),
                                                 dict(BLOCK_L=8, BLOCK_E=4, SEQUENTIAL=True)]))
     wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else
-                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True, PREFETCH=True)],
+                        ([dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True, PREFETCH=True),
+                          dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True, PREFETCH=True, SEGMENTS=3)],
                          [dict(BLOCK_L=8, BLOCK_D=16, num_warps=1), dict(BLOCK_L=4, BLOCK_D=8, SEQUENTIAL=True, PREFETCH=True)]))
     card = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU (interpreter)"
     import triton

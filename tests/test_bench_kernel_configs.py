@@ -24,14 +24,15 @@ def test_every_candidate_is_checked_and_written(tmp_path):
     # two dtypes x (linear attention: 2 decays x 3 passes; selective scan: 2 passes), default + 1 each,
     # and the selective scan's sequential forward and backward as second candidates; float32 linear
     # attention's two decays also time Triton's tf32x3 against split3, forward and with backward
-    # wkv: two dtypes x two passes x (default, scan candidate, sequential candidate); linear
-    # attention's forward also in 2 segments (two dtypes x two decays)
-    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3 + 2 * 2
+    # wkv: two dtypes x two passes x (default, scan candidate, sequential candidate), and its forward
+    # in 3 segments; linear attention's forward also in 2 segments (two dtypes x two decays)
+    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3 + 2 + 2 * 2
     assert sum("SEGMENTS=2" in r and "FORWARD_CONFIG" in r for r in rows) == 4
-    assert sum(r.startswith("| wkv, float32 |") for r in rows) == 6
-    assert sum(r.startswith("| wkv, bfloat16 |") for r in rows) == 6
+    assert sum("SEGMENTS=3" in r and r.startswith("| wkv, ") for r in rows) == 2
+    assert sum(r.startswith("| wkv, float32 |") for r in rows) == 7
+    assert sum(r.startswith("| wkv, bfloat16 |") for r in rows) == 7
     assert sum("float32=tf32x3" in r for r in rows) == 4 and sum("float32=split3" in r for r in rows) == 4
-    assert sum("SEQUENTIAL=True" in r for r in rows) == 4 + 4   # selective scan's, wkv's
+    assert sum("SEQUENTIAL=True" in r for r in rows) == 4 + 6   # selective scan's, wkv's
     assert not [r for r in rows if "differs" in r or "failed" in r]
 
 
@@ -72,7 +73,7 @@ def test_kernels_keeps_to_the_kernels_named(tmp_path):
     out = tmp_path / "configs.md"
     assert load().main(["--cpu", "--kernels", "wkv", "--out", str(out)]) == 0
     rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
-    assert len(rows) == 12 and all(r.startswith("| wkv, ") for r in rows)
+    assert len(rows) == 14 and all(r.startswith("| wkv, ") for r in rows)
 
 
 def test_one_pass_in_one_dtype(tmp_path):

@@ -148,7 +148,7 @@ def test_triton_segmented_forward_matches_reference(shape, segments, split, deca
 
 
 def test_segments_are_whole_chunks_and_at_least_one():
-    from seqicl.ops.linear_attention.triton_linear_attention import _segments
+    from seqicl.ops.segments import segments as _segments
     assert _segments(2048, 8, 32) == (256, 8)
     assert _segments(2048, 3, 32) == (704, 3)   # 683 steps rounded up to 22 chunks
     assert _segments(1000, 4, 16) == (256, 4)

@@ -133,6 +133,32 @@ def test_the_sequential_kernels_match_the_reference(shape, tile, block_d, prefet
     run_triton_and_compare(inputs, strided_grad(*shape, seed=tile), 1e-5, 1e-5)
 
 
+# (shape, tile, block_d, prefetch, segments, (segment length, count)): several segments with a
+# partial last tile, a last segment shorter than the others, one tile a segment, too short to cut
+SEGMENTED_CASES = [((2, 63, 40), 4, 8, True, 4, (16, 4)), ((1, 50, 7), 8, 8, False, 3, (24, 3)),
+                   ((2, 64, 16), 4, 16, True, 16, (4, 16)), ((1, 5, 3), 8, 4, True, 3, (8, 1))]
+
+
+@pytest.mark.parametrize("shape, tile, block_d, prefetch, segments, split", SEGMENTED_CASES)
+def test_the_segmented_forward_matches_the_reference(shape, tile, block_d, prefetch, segments, split, monkeypatch):
+    """SEGMENTS: each segment's end state from the empty state in parallel, then every segment
+    from the earlier ends put one after the other; y and (through the stored log D) every gradient
+    as the reference's."""
+    sequential(monkeypatch, tile, block_d, prefetch)
+    monkeypatch.setattr(triton_wkv, "FORWARD_CONFIG", {**triton_wkv.FORWARD_CONFIG, "SEGMENTS": segments})
+    launched, split_of = [], triton_wkv._segments
+    monkeypatch.setattr(triton_wkv, "_segments", lambda *args: launched.append(split_of(*args)) or launched[-1])
+    inputs = make_inputs(*shape, seed=sum(shape) + segments, k_range=5.0, decay_range=(-2.0, 1.0))
+    run_triton_and_compare(inputs, strided_grad(*shape, seed=segments), 1e-5, 1e-5)
+    assert launched == [split]
+
+
+def test_segments_need_the_sequential_forward(monkeypatch):
+    monkeypatch.setattr(triton_wkv, "FORWARD_CONFIG", {**triton_wkv.SCAN_FORWARD_CONFIG, "SEGMENTS": 2})
+    with pytest.raises(ValueError, match="SEGMENTS needs SEQUENTIAL"), force_backend("triton"):
+        wkv(*make_inputs(1, 20, 4, seed=1))
+
+
 def test_the_sequential_kernels_with_large_exponents_and_a_growing_past(monkeypatch):
     sequential(monkeypatch, 8, 8)
     shape = (2, 40, 16)
@@ -153,6 +179,18 @@ def test_triton_forward_without_grad():
     with force_backend("triton"):
         out = wkv(*inputs)
     assert_close(out, wkv_ref(*[x.double() for x in inputs]), 1e-5, "y")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("segments", [4, 8])
+def test_the_segmented_forward_cuda(segments, dtype, monkeypatch):
+    monkeypatch.setattr(triton_wkv, "FORWARD_CONFIG", {**triton_wkv.FORWARD_CONFIG, "SEGMENTS": segments})
+    shape = (4, 1000, 200)
+    inputs = make_inputs(*shape, seed=segments, device="cuda", dtype=dtype)
+    grad = strided_grad(*shape, seed=7, device="cuda", dtype=dtype)
+    tol = 1e-4 if dtype == torch.float32 else 2e-2
+    run_triton_and_compare(inputs, grad, tol, tol)
 
 
 @pytest.mark.gpu

@@ -44,6 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.segments import segments as _segments
 from seqicl.ops.triton_exp import exp
 
 # The interpreter runs a tile op by op: small chunks keep tests fast and make short sequences
@@ -406,14 +407,6 @@ def _launch_config(config: dict, mode: int) -> dict:
     if chunk < 16 or chunk & (chunk - 1):
         raise ValueError(f"CHUNK must be a power of two >= 16, got {chunk}")
     return dict(config, CHUNK=chunk, LOG_CHUNK=chunk.bit_length() - 1)
-
-
-def _segments(L: int, segments: int, chunk: int) -> tuple[int, int]:
-    """(segment length, count): about L / segments steps each, whole chunks; at least one."""
-    if segments < 1:
-        raise ValueError(f"SEGMENTS must be at least 1, got {segments}")
-    seg_len = -(-max(-(-L // segments), 1) // chunk) * chunk
-    return seg_len, max(-(-L // seg_len), 1)
 
 
 def _block(n: int) -> int:

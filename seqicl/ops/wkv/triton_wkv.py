@@ -21,6 +21,12 @@ Per-(batch, channel) sums of dw and du are written to a buffer and summed with t
 With SEQUENTIAL in FORWARD_CONFIG or BACKWARD_CONFIG, the kernel walks time step by step instead,
 one channel a lane, as wkv_ref does: no scan, so about half the forward's instructions and a third
 of the backward's. Backward then needs no step's neighbour: R_{t-1} = e^w R_t + (dN_t, dD_t).
+
+With SEGMENTS in a sequential FORWARD_CONFIG (default: absent, one segment), time is cut into
+segments of whole tiles: a first kernel gives each segment but the last its end state (p, a, b) from
+the empty state, in parallel; each segment's program then starts from the earlier ends put one after
+the other (the combine above, each decayed by a segment's n * w). More programs for the same
+channels, at the cost of reading k and v twice.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.segments import segments as _segments
 from seqicl.ops.triton_exp import exp
 
 # log(0) for empty rows and the initial state: finite, so that the difference of two is 0, not NaN
@@ -300,15 +307,56 @@ def _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u,
 
 
 @triton.jit
+def _state_steps(ks, vs, w, p, a, b, BLOCK_L: tl.constexpr):
+    """The state after BLOCK_L more steps (inputs ks, vs): _forward_steps without the outputs."""
+    for j in tl.static_range(BLOCK_L):
+        decayed = p + w
+        p_next = tl.maximum(decayed, ks[j])
+        old = exp(decayed - p_next)
+        new = exp(ks[j] - p_next)
+        a = old * a + new * vs[j]
+        b = old * b + new
+        p = p_next
+    return p, a, b
+
+
+@triton.jit
+def _wkv_segment_state_kernel(k_ptr, v_ptr, w_ptr, ends_ptr, T, C, SEG_LEN, N_PREV,
+                              BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr, MASK_D: tl.constexpr,
+                              PREFETCH: tl.constexpr = False):
+    """The state (p, a, b) at the end of segment program_id(2) from the empty state: every segment
+    but the last, all whole tiles inside [0, T). (PREFETCH is the forward's; unused here.)"""
+    seg = tl.program_id(2)
+    cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    col_ok = cols < C
+    w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
+    row_offs = tl.program_id(0).to(tl.int64) * T * C + cols
+    p = tl.full((BLOCK_D,), EMPTY_LOG, tl.float32)
+    a = tl.zeros((BLOCK_D,), tl.float32)
+    b = tl.zeros((BLOCK_D,), tl.float32)
+    for t0 in range(seg * SEG_LEN, seg * SEG_LEN + SEG_LEN, BLOCK_L):
+        ks = _load_rows(k_ptr, row_offs, 1, t0, T, C, col_ok, BLOCK_L, False, MASK_D)
+        vs = _load_rows(v_ptr, row_offs, 1, t0, T, C, col_ok, BLOCK_L, False, MASK_D)
+        p, a, b = _state_steps(ks, vs, w, p, a, b, BLOCK_L)
+    out = ((tl.program_id(0).to(tl.int64) * N_PREV + seg) * 3) * C + cols
+    tl.store(ends_ptr + out, p, mask=col_ok)
+    tl.store(ends_ptr + out + C, a, mask=col_ok)
+    tl.store(ends_ptr + out + 2 * C, b, mask=col_ok)
+
+
+@triton.jit
 def _wkv_forward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_ptr, T, C,
                                    BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
                                    STORE_LOG_DEN: tl.constexpr, MASK_D: tl.constexpr,
-                                   PREFETCH: tl.constexpr = False):
+                                   PREFETCH: tl.constexpr = False, ends_ptr=None, SEG_LEN=0, N_PREV=0,
+                                   SEGMENTED: tl.constexpr = False):
     """The forward with time inside the program, one channel a lane: the recurrence of wkv_ref.
     Whole tiles run without the time bounds check; the last, partial one with it. A store the
     compiler cannot tell apart from the inputs keeps every later load behind it, so a tile's loads
     are issued after the tile before has stored: with PREFETCH they are issued one tile earlier,
-    before that tile's steps, and arrive while it computes."""
+    before that tile's steps, and arrive while it computes. With SEGMENTED, the program runs
+    segment program_id(2) only, from the earlier segments' end states (_wkv_segment_state_kernel)
+    put one after the other."""
     cols = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
     col_ok = cols < C
     w = tl.load(w_ptr + cols, mask=col_ok, other=-1.0)
@@ -317,12 +365,23 @@ def _wkv_forward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_pt
     p = tl.full((BLOCK_D,), EMPTY_LOG, tl.float32)
     a = tl.zeros((BLOCK_D,), tl.float32)
     b = tl.zeros((BLOCK_D,), tl.float32)
-    whole = T // BLOCK_L * BLOCK_L
+    t_start, t_end = 0, T
+    if SEGMENTED:
+        seg = tl.program_id(2)
+        t_start = seg * SEG_LEN
+        t_end = tl.minimum(t_start + SEG_LEN, T)
+        for r in range(0, seg):
+            at = ((tl.program_id(0).to(tl.int64) * N_PREV + r) * 3) * C + cols
+            p_r = tl.load(ends_ptr + at, mask=col_ok, other=EMPTY_LOG)
+            a_r = tl.load(ends_ptr + at + C, mask=col_ok, other=0.0)
+            b_r = tl.load(ends_ptr + at + 2 * C, mask=col_ok, other=0.0)
+            _, p, a, b = _forward_combine(0.0, p, a, b, SEG_LEN * w, p_r, a_r, b_r)
+    whole = t_start + (t_end - t_start) // BLOCK_L * BLOCK_L
     if PREFETCH:
-        if whole > 0:
-            ks = _load_rows(k_ptr, row_offs, 1, 0, T, C, col_ok, BLOCK_L, False, MASK_D)
-            vs = _load_rows(v_ptr, row_offs, 1, 0, T, C, col_ok, BLOCK_L, False, MASK_D)
-            for t0 in range(0, whole - BLOCK_L, BLOCK_L):
+        if whole > t_start:
+            ks = _load_rows(k_ptr, row_offs, 1, t_start, T, C, col_ok, BLOCK_L, False, MASK_D)
+            vs = _load_rows(v_ptr, row_offs, 1, t_start, T, C, col_ok, BLOCK_L, False, MASK_D)
+            for t0 in range(t_start, whole - BLOCK_L, BLOCK_L):
                 ks_next = _load_rows(k_ptr, row_offs, 1, t0 + BLOCK_L, T, C, col_ok, BLOCK_L, False, MASK_D)
                 vs_next = _load_rows(v_ptr, row_offs, 1, t0 + BLOCK_L, T, C, col_ok, BLOCK_L, False, MASK_D)
                 p, a, b = _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u, p, a, b,
@@ -331,12 +390,12 @@ def _wkv_forward_sequential_kernel(k_ptr, v_ptr, w_ptr, u_ptr, y_ptr, log_den_pt
             p, a, b = _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, whole - BLOCK_L, T, C, col_ok, w, u,
                                      p, a, b, BLOCK_L, STORE_LOG_DEN, False, MASK_D)
     else:
-        for t0 in range(0, whole, BLOCK_L):
+        for t0 in range(t_start, whole, BLOCK_L):
             ks = _load_rows(k_ptr, row_offs, 1, t0, T, C, col_ok, BLOCK_L, False, MASK_D)
             vs = _load_rows(v_ptr, row_offs, 1, t0, T, C, col_ok, BLOCK_L, False, MASK_D)
             p, a, b = _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u, p, a, b,
                                      BLOCK_L, STORE_LOG_DEN, False, MASK_D)
-    if whole < T:
+    if whole < t_end:
         ks = _load_rows(k_ptr, row_offs, 1, whole, T, C, col_ok, BLOCK_L, True, MASK_D)
         vs = _load_rows(v_ptr, row_offs, 1, whole, T, C, col_ok, BLOCK_L, True, MASK_D)
         _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, whole, T, C, col_ok, w, u, p, a, b,
@@ -479,7 +538,18 @@ class WKVFunction(torch.autograd.Function):
         config, kernel = _pick(FORWARD_CONFIG, _wkv_forward_kernel, _wkv_forward_sequential_kernel,
                                channels)
         grid = (batch, triton.cdiv(channels, config["BLOCK_D"]))
-        kernel[grid](k, v, w, u, y, log_den, steps, channels, STORE_LOG_DEN=needs_grad, **config)
+        segmented = {}
+        if "SEGMENTS" in config:  # time cut into segments run in parallel: the sequential kernel only
+            if kernel is not _wkv_forward_sequential_kernel:
+                raise ValueError("wkv: SEGMENTS needs SEQUENTIAL in FORWARD_CONFIG")
+            seg_len, n_seg = _segments(steps, config.pop("SEGMENTS"), config["BLOCK_L"])
+            if n_seg > 1 and k.numel():
+                ends = torch.empty(batch, n_seg - 1, 3, channels, device=k.device, dtype=torch.float32)
+                _wkv_segment_state_kernel[grid + (n_seg - 1,)](k, v, w, ends, steps, channels, seg_len, n_seg - 1,
+                                                               **config)
+                segmented = dict(ends_ptr=ends, SEG_LEN=seg_len, N_PREV=n_seg - 1, SEGMENTED=True)
+                grid = grid + (n_seg,)
+        kernel[grid](k, v, w, u, y, log_den, steps, channels, STORE_LOG_DEN=needs_grad, **config, **segmented)
         if needs_grad:
             ctx.save_for_backward(k, v, w, u, y, log_den)
             ctx.param_dtypes = (time_decay.dtype, time_first.dtype)
