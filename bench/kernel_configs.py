@@ -61,7 +61,10 @@ LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
 SS_FORWARD = [dict(BLOCK_L=bl, BLOCK_E=be, num_warps=w) for bl, be, w in [(16, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, PREFETCH=True, num_warps=w)
      for bl, be, w in [(8, 16, 1), (4, 16, 1), (8, 8, 1)]] + \
-    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w) for bl, be, w in [(8, 16, 1), (16, 8, 1)]]
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w) for bl, be, w in [(8, 16, 1), (16, 8, 1)]] + \
+    [dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1, SEGMENTS=n) for n in (2, 4)]
+# (SEGMENTS: 1,024 one-warp programs at B 64 leave an SM about 8 of the 11 that 184 registers a thread
+# allow, ptxas, triton 3.6 float32; segments multiply the programs)
 # wkv: the default is the sequential kernels, 64 channels on two warps, tiles of 16 with PREFETCH (0.89x
 # the scan-based forward in float32, 0.78x in bfloat16: wkv-sequential-h100-2026-12-07.md). The scan-based
 # default before them comes first, then the sequential neighbours. At 32 steps a tile the sequential
@@ -234,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=8, SEGMENTS=2)],
                                                [dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=8)],
                                                [dict(CHUNK=32, CHUNK_PER_KEY=16)],
-                                               [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True, PREFETCH=True)],
+                                               [dict(BLOCK_L=8, BLOCK_E=4), dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True, PREFETCH=True),
+                                                dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True, PREFETCH=True, SEGMENTS=3)],
                                                [dict(BLOCK_L=4, BLOCK_E=8, REVERSE_SCAN=False),
                                                 dict(BLOCK_L=8, BLOCK_E=4, SEQUENTIAL=True)]))
     wkv_fwd, wkv_bwd = ((WKV_FORWARD, WKV_BACKWARD) if not args.cpu else

@@ -25,14 +25,16 @@ def test_every_candidate_is_checked_and_written(tmp_path):
     # and the selective scan's sequential forward and backward as second candidates; float32 linear
     # attention's two decays also time Triton's tf32x3 against split3, forward and with backward
     # wkv: two dtypes x two passes x (default, scan candidate, sequential candidate), and its forward
-    # in 3 segments; linear attention's forward also in 2 segments (two dtypes x two decays)
-    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3 + 2 + 2 * 2
+    # in 3 segments; linear attention's forward also in 2 segments (two dtypes x two decays), the
+    # selective scan's in 3 (two dtypes)
+    assert len(rows) == 2 * (2 * 3 + 2) * 2 + 2 * 2 + 2 * 2 * 2 + 2 * 2 * 3 + 2 + 2 * 2 + 2
     assert sum("SEGMENTS=2" in r and "FORWARD_CONFIG" in r for r in rows) == 4
     assert sum("SEGMENTS=3" in r and r.startswith("| wkv, ") for r in rows) == 2
+    assert sum("SEGMENTS=3" in r and r.startswith("| selective scan, ") for r in rows) == 2
     assert sum(r.startswith("| wkv, float32 |") for r in rows) == 7
     assert sum(r.startswith("| wkv, bfloat16 |") for r in rows) == 7
     assert sum("float32=tf32x3" in r for r in rows) == 4 and sum("float32=split3" in r for r in rows) == 4
-    assert sum("SEQUENTIAL=True" in r for r in rows) == 4 + 6   # selective scan's, wkv's
+    assert sum("SEQUENTIAL=True" in r for r in rows) == 6 + 6   # selective scan's, wkv's
     assert not [r for r in rows if "differs" in r or "failed" in r]
 
 

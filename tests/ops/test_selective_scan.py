@@ -175,6 +175,29 @@ def test_the_sequential_forward_with_its_next_tile_loaded_early(shape, monkeypat
 
 
 @interpreter
+@pytest.mark.parametrize("shape, tile, prefetch, segments, split", [
+    ((2, 19, 6, 4), 4, False, 3, (8, 3)),     # a partial last tile in the last segment
+    ((1, 37, 5, 3), 4, True, 4, (12, 4)),     # segments of 3 tiles, N 3
+    ((2, 32, 8, 4), 4, True, 8, (4, 8)),      # one tile a segment
+    ((1, 3, 5, 4), 4, True, 3, (4, 1))], ids=["odd", "N3", "tile-segments", "one-segment"])
+def test_the_segmented_sequential_forward(shape, tile, prefetch, segments, split, monkeypatch):
+    """SEGMENTS: each segment's end state from h = 0 and its sum of delta in parallel, then every
+    segment from the earlier ends: y, and through the states it saves for backward every gradient."""
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    launched, split_of = [], kernels._segments
+    monkeypatch.setattr(kernels, "_segments", lambda *args: launched.append(split_of(*args)) or launched[-1])
+    check_sequential("FORWARD_CONFIG", shape, tile, monkeypatch, PREFETCH=prefetch, SEGMENTS=segments)
+    assert launched[0] == split
+
+
+def test_segments_need_the_sequential_forward(monkeypatch):
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setattr(kernels, "FORWARD_CONFIG", {**kernels.SCAN_FORWARD_CONFIG, "SEGMENTS": 2})
+    with pytest.raises(ValueError, match="SEGMENTS needs SEQUENTIAL"), force_backend("triton"):
+        selective_scan(*make_inputs(1, 20, 4, 4, seed=1))
+
+
+@interpreter
 @pytest.mark.parametrize("tile", [4, 8], ids=["tiles-shorter-than-the-forward's", "tiles-of-the-forward's-length"])
 @pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 1, 3, 2), (1, 6, 9, 64), (2, 16, 8, 4)],
                          ids=["odd", "N3", "one-step", "N64", "whole-tiles"])
@@ -331,6 +354,16 @@ def test_the_other_backwards_cuda(config, monkeypatch):
                      for _ in range(2))
     for name, a, b in zip(NAMES, first, second):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("segments", [4, 8])
+def test_the_segmented_forward_cuda(segments, monkeypatch):
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setattr(kernels, "FORWARD_CONFIG", {**kernels.FORWARD_CONFIG, "SEGMENTS": segments})
+    for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
+        inputs = make_inputs(*shape, seed=segments + shape[1], device="cuda")
+        run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)
 
 
 @pytest.mark.gpu

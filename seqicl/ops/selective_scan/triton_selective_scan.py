@@ -10,7 +10,10 @@ composes the affine maps h -> a h + x (as triton_scan.py does), so the tile's st
 parallel; the carried state enters through the tile's running product of a. When a gradient is
 needed it also writes the state before every backward tile (every CHUNK steps): (B, L/CHUNK, E, N).
 With SEQUENTIAL in FORWARD_CONFIG (the GPU default) it walks each tile step by step instead, the
-state held with channels along the lanes, and stores the tile's outputs after its last step.
+state held with channels along the lanes, and stores the tile's outputs after its last step. With
+SEGMENTS there too (default: absent, one segment), time is cut into segments of whole tiles: a first
+kernel gives each segment but the last its end state from h = 0 and its sum of delta, in parallel;
+each segment's program then starts from h <- exp(A sum delta) h + h_end over the earlier segments.
 
 Backward walks the tiles from the last to the first. It recomputes a tile's states from the saved
 state before it (the forward scan again) and solves the adjoint, the loss's derivative by h_t,
@@ -41,6 +44,7 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.segments import segments as _segments
 from seqicl.ops.triton_exp import LOG2E  # exp(delta A) = exp2(delta A log2 e): A log2 e once per program
 
 # The interpreter runs every op of every program in numpy: small tiles keep tests fast and make
@@ -244,11 +248,42 @@ def _sequential_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, 
 
 
 @triton.jit
+def _segment_state_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, ends_ptr, sums_ptr, L, E, N, SEG_LEN, N_PREV,
+                          su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
+                          BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
+                          MASK_E: tl.constexpr, MASK_N: tl.constexpr, PREFETCH: tl.constexpr = False):
+    """The state at the end of segment program_id(2) from h = 0, (E, N) in memory like the saved
+    states, and the segment's sum of delta per channel: every segment but the last, all whole
+    tiles inside [0, L). (PREFETCH is the forward's; unused here.)"""
+    b = tl.program_id(0).to(tl.int64)
+    seg = tl.program_id(2)
+    cols = tl.program_id(1) * BLOCK_E + tl.arange(0, BLOCK_E)
+    ns = tl.arange(0, BLOCK_N)
+    state_ok = (ns < N)[:, None] & (cols < E)[None, :]
+    state_offs = cols[None, :] * N + ns[:, None]
+    A2 = tl.load(A_ptr + state_offs, mask=state_ok, other=0.0) * LOG2E
+    cols2, ns2 = cols[None, :], ns[:, None]
+    h = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
+    delta_sum = tl.zeros((1, BLOCK_E), tl.float32)
+    for t0 in range(seg * SEG_LEN, seg * SEG_LEN + SEG_LEN, BLOCK_L):
+        us, deltas, Bs, Cs = _sequential_loads(t0, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l,
+                                               su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L,
+                                               False, MASK_E, MASK_N)
+        for j in tl.static_range(BLOCK_L):
+            h = tl.exp2(A2 * deltas[j]) * h + Bs[j] * (deltas[j] * us[j])
+            delta_sum += deltas[j]
+    at = b * N_PREV + seg
+    tl.store(ends_ptr + at * E * N + state_offs, h, mask=state_ok)
+    tl.store(sums_ptr + at * E + cols2, delta_sum, mask=cols2 < E)
+
+
+@triton.jit
 def _forward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_ptr, states_ptr, L, E, N,
                                su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
                                CHUNK: tl.constexpr, STORE_STATES: tl.constexpr,
-                               MASK_E: tl.constexpr, MASK_N: tl.constexpr, PREFETCH: tl.constexpr = False):
+                               MASK_E: tl.constexpr, MASK_N: tl.constexpr, PREFETCH: tl.constexpr = False,
+                               ends_ptr=None, sums_ptr=None, SEG_LEN=0, N_PREV=0, SEGMENTED: tl.constexpr = False):
     """The forward with time inside the program: one step after the other, the (BLOCK_N, BLOCK_E)
     state held transposed so that channels lie along the lanes and y_t = sum_n C_tn h_tn is summed
     within each thread, not across them (the associative scan spends shuffles on that). The steps
@@ -268,13 +303,22 @@ def _forward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_p
     D = tl.load(D_ptr + cols2, mask=cols2 < E, other=0.0)
     states_base = b * tl.cdiv(L, CHUNK) * E * N
     h = tl.zeros((BLOCK_N, BLOCK_E), tl.float32)
-    whole = L // BLOCK_L * BLOCK_L
+    t_start, t_end = 0, L
+    if SEGMENTED:  # segment program_id(2) only, from the earlier segments' ends
+        seg = tl.program_id(2)
+        t_start = seg * SEG_LEN
+        t_end = tl.minimum(t_start + SEG_LEN, L)
+        for r in range(0, seg):
+            at = b * N_PREV + r
+            delta_sum = tl.load(sums_ptr + at * E + cols2, mask=cols2 < E, other=0.0)
+            h = tl.exp2(A2 * delta_sum) * h + tl.load(ends_ptr + at * E * N + state_offs, mask=state_ok, other=0.0)
+    whole = t_start + (t_end - t_start) // BLOCK_L * BLOCK_L
     if PREFETCH:
-        if whole > 0:
-            inputs = _sequential_loads(0, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e,
-                                       sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, False, MASK_E,
-                                       MASK_N)
-            for t0 in range(0, whole - BLOCK_L, BLOCK_L):
+        if whole > t_start:
+            inputs = _sequential_loads(t_start, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l,
+                                       su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, False,
+                                       MASK_E, MASK_N)
+            for t0 in range(t_start, whole - BLOCK_L, BLOCK_L):
                 upcoming = _sequential_loads(t0 + BLOCK_L, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr,
                                              su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n,
                                              BLOCK_L, False, MASK_E, MASK_N)
@@ -284,13 +328,13 @@ def _forward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, y_p
             h = _sequential_steps(h, inputs, whole - BLOCK_L, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
                                   states_base, y_ptr, BLOCK_L, CHUNK, STORE_STATES, False, MASK_E, MASK_N)
     else:
-        for t0 in range(0, whole, BLOCK_L):
+        for t0 in range(t_start, whole, BLOCK_L):
             inputs = _sequential_loads(t0, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e,
                                        sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, False, MASK_E,
                                        MASK_N)
             h = _sequential_steps(h, inputs, t0, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
                                   states_base, y_ptr, BLOCK_L, CHUNK, STORE_STATES, False, MASK_E, MASK_N)
-    if whole < L:
+    if whole < t_end:
         inputs = _sequential_loads(whole, L, E, N, b, cols2, ns2, u_ptr, delta_ptr, B_ptr, C_ptr, su_b, su_l, su_e,
                                    sd_b, sd_l, sd_e, sB_b, sB_l, sB_n, sC_b, sC_l, sC_n, BLOCK_L, True, MASK_E, MASK_N)
         h = _sequential_steps(h, inputs, whole, L, E, N, b, A2, D, cols2, ns2, state_offs, states_ptr,
@@ -522,9 +566,22 @@ class SelectiveScan(torch.autograd.Function):
                 kernel = _forward_sequential_kernel
                 config.update(MASK_E=E % config["BLOCK_E"] != 0, MASK_N=N != triton.next_power_of_2(N))
             grid = (batch, triton.cdiv(E, config["BLOCK_E"]))
+            segmented = {}
+            if "SEGMENTS" in config:  # time cut into segments run in parallel: the sequential kernel only
+                if kernel is not _forward_sequential_kernel:
+                    raise ValueError("selective scan: SEGMENTS needs SEQUENTIAL in FORWARD_CONFIG")
+                seg_len, n_seg = _segments(L, config.pop("SEGMENTS"), config["BLOCK_L"])
+                if n_seg > 1:
+                    ends = torch.empty((batch, n_seg - 1, E, N), device=u.device, dtype=torch.float32)
+                    sums = torch.empty((batch, n_seg - 1, E), device=u.device, dtype=torch.float32)
+                    _segment_state_kernel[grid + (n_seg - 1,)](
+                        u, delta, A32, B, C, ends, sums, L, E, N, seg_len, n_seg - 1, *_strides(u, delta, B, C),
+                        BLOCK_N=triton.next_power_of_2(N), **config)
+                    segmented = dict(ends_ptr=ends, sums_ptr=sums, SEG_LEN=seg_len, N_PREV=n_seg - 1, SEGMENTED=True)
+                    grid = grid + (n_seg,)
             kernel[grid](u, delta, A32, B, C, D32, y, states, L, E, N,
                          *_strides(u, delta, B, C), BLOCK_N=triton.next_power_of_2(N),
-                         CHUNK=chunk, STORE_STATES=needs_grad, **config)
+                         CHUNK=chunk, STORE_STATES=needs_grad, **config, **segmented)
         if needs_grad:
             ctx.save_for_backward(u, delta, A32, B, C, D32, states)
             ctx.param_dtypes = (A.dtype, D.dtype)
