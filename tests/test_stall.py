@@ -88,6 +88,23 @@ def test_a_training_run_stuck_in_an_epoch_names_the_epoch_and_its_frames(tmp_pat
     assert "wait_here_for" not in text.split("phase: epoch 2: training")[0]
 
 
+def test_a_run_refused_while_building_leaves_no_folder(tmp_path, monkeypatch):
+    """The watch opens its file before the run is built; a run that fails there (a bad setting
+    found by the model, the data) leaves nothing on disk, as before the watch."""
+    monkeypatch.delenv(ENV, raising=False)
+
+    def refuse(cfg):
+        raise ValueError("no such setting")
+    monkeypatch.setattr(loop, "build_run", refuse)
+    with pytest.raises(ValueError, match="no such setting"):
+        train(compose(TINY), run_dir=tmp_path / "runs" / "refused")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(ValueError, match="no such setting"):
+        train(compose(TINY), run_dir=tmp_path / "kept")
+    assert (tmp_path / "kept").is_dir() and list((tmp_path / "kept").iterdir()) == []  # not the watch's to remove
+
+
 def test_a_healthy_training_run_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     train(compose(TINY), run_dir=tmp_path)

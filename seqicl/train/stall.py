@@ -42,6 +42,8 @@ class StallWatch:
         self.seconds = stall_seconds() if seconds is None else seconds
         self.path = Path(run_dir) / FILE_NAME
         self.file = None
+        # the folders this opens the file in: a run refused before its record starts leaves none
+        self.made = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
         if self.seconds > 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a")
@@ -70,6 +72,11 @@ class StallWatch:
         self.file = None
         if not any(not line.startswith("# ") for line in self.path.read_text().splitlines()):
             self.path.unlink(missing_ok=True)  # labels only: no phase lasted long enough
+            for folder in self.made:  # innermost first; one the run has written into stays
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def __enter__(self) -> "StallWatch":
         return self
