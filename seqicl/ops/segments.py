@@ -1,5 +1,5 @@
 """Time cut into segments that kernels run in parallel, each from the end states of the ones
-before it (linear attention's and wkv's segmented forwards)."""
+before it (the segmented forwards of linear attention, wkv and the selective scan)."""
 from __future__ import annotations
 
 
