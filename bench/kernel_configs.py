@@ -44,13 +44,14 @@ LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stage
 # A program holds 202-255 registers a thread (ptxas, triton 3.6), so an SM runs 2 at a time: at
 # B 64 (256 programs on 132 SMs) the card is full without segments, and they can only add their
 # states' traffic; with fewer (batch x heads) programs than 2 per SM (--batch 2) they may fill it.
+# The defaults before the H200 (dq on 4 warps, dk/dv on 1 stage) stay as candidates.
 # dq has the forward's loop shape: the forward's winning 3 stages and chunks of 32 first
 LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=s)
          for c, ck, bk, w, s in [(16, 16, 32, 4, 3), (32, 16, 32, 4, 3), (16, 16, 64, 4, 2), (32, 16, 64, 4, 2),
-                                 (16, 16, 32, 2, 2), (16, 16, 16, 4, 2)]]
+                                 (16, 16, 32, 4, 2), (16, 16, 16, 4, 2)]]
 # (8 warps for dk/dv: with split3 it spills 0-116 bytes against 4 warps' 300-688, ptxas_report.py)
 LA_DKV = [dict(CHUNK=c, CHUNK_PER_KEY=ck, num_warps=w, num_stages=s)
-          for c, ck, w, s in [(16, 16, 8, 1), (16, 16, 8, 2), (16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 2)]]
+          for c, ck, w, s in [(16, 16, 8, 1), (16, 16, 8, 2), (16, 16, 2, 1), (32, 16, 4, 1), (16, 16, 4, 1)]]
 # The default forward is the sequential one, (16, 16) on one warp, since its loads stopped waiting
 # behind its stores (selective-scan-loads-h100-2026-12-06.md): the parallel-scan forward's best
 # launches first, then the sequential one's neighbours (16 channels a warp won; 32 lost in bfloat16)

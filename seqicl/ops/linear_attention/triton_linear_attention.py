@@ -54,16 +54,18 @@ from seqicl.ops.triton_exp import exp
 # program cut the forward to 0.31x (fp32, no decay) and 0.32x (fp32, decay per key), the 4-warp dq
 # and dkv passes cut forward + backward by 10-14% each. Then 3 pipeline stages and chunks of 32
 # (16 with a decay per key) cut the forward to 0.89-0.94x in float32 and 0.71-0.95x in bfloat16
-# (bench/results/la-forward-settings-h100-2026-12-06.md).
+# (bench/results/la-forward-settings-h100-2026-12-06.md). On an H200 the dq pass on 2 warps and the
+# dk/dv pass on 2 stages cut forward + backward to 0.88-0.91x and 0.94-0.97x, each timed alone in
+# float32 (bench/results/kernel-configs-h200-2026-12-07.md).
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 # SEGMENTS (absent: 1) is timed by bench/kernel_configs.py, not yet on a card.
 FORWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=16) if _INTERPRETED else \
     dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3)
 DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
-    dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=4, num_stages=2)
+    dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=2, num_stages=2)
 # dk, dv and dg: one program per (batch, head), all of K and V (dk sums over V, dv over K)
 BACKWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16) if _INTERPRETED else \
-    dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=4, num_stages=1)
+    dict(CHUNK=16, CHUNK_PER_KEY=16, num_warps=4, num_stages=2)
 # bf16 inputs carry 8 mantissa bits: TF32 matmuls lose nothing that matters there. float32
 # inputs get three TF32 products of split operands (about float32's precision: _dot) unless the
 # user allowed TF32 for matmuls (torch.backends.cuda.matmul.allow_tf32, seqicl's train.tf32), as
