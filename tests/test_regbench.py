@@ -46,6 +46,7 @@ def test_regbench_preset_composes_every_registered_model_at_every_size(tmp_path)
         assert (task["name"], task["num_val"], task["num_test"], task["separator_target"]) == ("dfa", 500, 500, True)
         assert task["num_train"] == int(e.name.rsplit("-n", 1)[1])
         assert (train["batch_size"], optim["schedule"], optim["warmup_frac"], optim["min_lr_frac"]) == (32, "cosine", 0.1, 0.1)
+        assert train["state_every"] == 1   # slices are cut by time: an epoch of minutes is not lost
         # searched: lr, weight decay, depth and width; depth and width x {1/2, 1, 2} around the paper's
         assert sorted(e.space) == ["model.d_model", "model.n_layers", "optim.lr", "optim.weight_decay"]
         depth, width = PAPER[e.model]
