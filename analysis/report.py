@@ -383,7 +383,7 @@ def write_report(root: str | Path) -> str:
     running = sum(t.status == "running" for t in trials)
     if running:
         md += (f"\n{running} trial(s) still running, or cut by the time budget or an interrupted driver "
-               f"(`--resume` continues them): counted with their best epoch so far.\n")
+               f"(`--resume` continues them): counted with their best epoch up to their last saved state.\n")
     cut = [t for t in trials if cut_by_budget(t)]
     if cut:
         names = ", ".join(f"{t.model} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)" for t in cut)

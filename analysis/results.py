@@ -92,7 +92,7 @@ def read_run_folder(folder: Path, root: Path) -> dict:
     """The compact line of one run folder; raises RecordError."""
     record = RunRecord(folder)
     run, status = record.run(), record.status()
-    rows = record.epochs()
+    rows = record.kept_epochs(status)
     rel = folder.relative_to(root)
     in_sweep = len(rel.parts) >= 3 and rel.parts[-2] == "trials"
     experiment = Path(*rel.parts[:-2]) if in_sweep else rel.parent

@@ -410,7 +410,7 @@ def rungs_of(plan: Plan, e: Experiment, exp_dir: Path) -> Rungs:
     folder = exp_dir / "trials"
     for trial in sorted(folder.iterdir()) if folder.is_dir() else []:
         record = RunRecord(trial)
-        rows = record.epochs()
+        rows = record.kept_epochs()
         stop = rungs.replay(trial.name, rows)
         try:
             status = record.status()

@@ -39,7 +39,7 @@ def record_status(exp_dir: Path, trial: str) -> str | None:
 
 
 def last_score(exp_dir: Path, trial: str) -> float | None:
-    rows = RunRecord(trial_dir(exp_dir, trial)).epochs()
+    rows = RunRecord(trial_dir(exp_dir, trial)).kept_epochs()
     return rows[-1].get("best_val") if rows else None
 
 

@@ -29,7 +29,7 @@ from seqicl.atomic import atomic_write_text
 from seqicl.config import ConfigError
 from seqicl.train.record import FINAL, RecordError, RunRecord
 
-from . import mps
+from . import leftovers, mps
 from .asha import RungReports, Rungs
 from .locks import locked
 from .progress import Progress
@@ -385,14 +385,16 @@ class Keeper:
         self.told.add(trial)
 
     def cut(self, trial: str, reason: str) -> None:
-        """A trial the sweep's time budget ended between saved states. Its record keeps the epochs
-        up to its last state and stays "running", and the source is not told: `--resume` continues
-        it from that state, as it does a trial whose driver died (seqicl before 2026-12-06 told the
-        search it had ended, so a resumed sweep never trained it further)."""
+        """A trial the sweep's time budget ended between saved states. Its record stays "running"
+        at its last state's epoch (readers count the epochs up to it: RunRecord.kept_epochs), and
+        the source is not told: `--resume` continues it from that state, as it does a trial whose
+        driver died (seqicl before 2026-12-06 told the search it had ended, so a resumed sweep never
+        trained it further). The file is not truncated here: the trial's process may still finish
+        an epoch and save its state after this (it did, in CI, and the truncation had dropped the
+        epochs before it); the resumed run truncates to the state it loads."""
         record = self.record(trial)
         try:
-            record.truncate(record.status().get("epochs", 0))
-            record.set_status("running", reason)
+            record.set_status("running", reason, epochs=record.status().get("epochs", 0))
         except RecordError:
             pass
 
@@ -412,7 +414,7 @@ class Keeper:
         if trial not in self.told:
             return
         status = record_status(self.exp_dir, trial)
-        rows = self.record(trial).epochs()
+        rows = self.record(trial).kept_epochs()
         last = rows[-1] if rows else {}
         score = last.get("best_val") if status not in ("errored", "diverged") else None
         self.progress.ended(self.index, trial, status, last.get("epoch", 0),
@@ -529,7 +531,10 @@ def _session(cluster, root: Path, storage: Path):
                 cluster.max_concurrent = cluster.slots(cluster_resources())
             yield
         finally:
+            # a local cluster's processes, trials included, end before the driver goes on
+            ours = [] if cluster.address else leftovers.descendants("ray")
             shutdown_ray()
+            leftovers.reap(ours, timeout=20)
     finally:
         if cluster.mps != "off":
             mps.stop_mps()

@@ -207,9 +207,11 @@ def test_a_trial_cut_by_the_time_budget_is_continued_by_resume_to_its_last_epoch
     cut = run("--time-budget", "30")
     assert cut.returncode == 0 and "tables are partial" in cut.stdout, cut.stdout[-2000:] + cut.stderr[-2000:]
     status = json.loads((storage / "induction" / "lstm" / "trials" / "0000" / "status.json").read_text())
-    kept = epochs_on_disk(storage, "0000")
+    written = epochs_on_disk(storage, "0000")
     assert status["status"] == "running" and "time budget" in status["reason"], status
-    assert 0 < len(kept) < 150 and kept == list(range(1, len(kept) + 1)) and status["epochs"] == len(kept)
+    # the file may hold epochs after the last state (they are trained again); readers count up to it
+    assert written == list(range(1, len(written) + 1)) and 0 < status["epochs"] <= len(written) < 150
+    assert [t.epochs_run for t in load_trials(storage)] == [status["epochs"]]
     assert "still running, or cut by the time budget" in (storage / "table.md").read_text()
     done = run("--resume")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]

@@ -115,5 +115,19 @@ class RunRecord:
                 by_epoch[row["epoch"]] = row
         return [by_epoch[e] for e in sorted(by_epoch)]
 
+    def kept_epochs(self, status: dict | None = None) -> list[dict]:
+        """The epochs a reader counts: every one of a run that is over; of a running run (or one
+        cut by a sweep's time budget), those up to its last saved state, where a resume goes on
+        from (later lines are trained again). A cut run's process may outlive the cut and write
+        another epoch and state: counting up to the status, not truncating the file, keeps that."""
+        rows = self.epochs()
+        try:
+            status = status or self.status()
+        except RecordError:  # no status yet: nothing says where its saved state is
+            return rows
+        if status["status"] != "running":
+            return rows
+        return [r for r in rows if r["epoch"] <= (status.get("epochs") or 0)]
+
     def exists(self) -> bool:
         return (self.dir / "run.json").is_file()
