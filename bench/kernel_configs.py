@@ -39,11 +39,13 @@ from seqicl.ops.wkv import triton_wkv as wkv  # noqa: E402
 LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stages=s)
               for c, ck, bv, w, s in [(16, 16, 64, 4, 3), (16, 16, 64, 4, 2), (32, 32, 64, 4, 3),
                                       (32, 16, 64, 4, 4), (64, 16, 64, 4, 3), (32, 16, 64, 8, 3)]] + \
-    [dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3, SEGMENTS=n) for n in (2, 4, 8)]
+    [dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3, SEGMENTS=n) for n in (1, 2, 4, 8)]
 # SEGMENTS: the sequence cut into segments run in parallel, each from the earlier ones' end states.
 # A program holds 202-255 registers a thread (ptxas, triton 3.6), so an SM runs 2 at a time: at
 # B 64 (256 programs on 132 SMs) the card is full without segments, and they can only add their
 # states' traffic; with fewer (batch x heads) programs than 2 per SM (--batch 2) they may fill it.
+# Measured (segments-h100-2026-12-07.md): 8 segments won at B 8, all lost at B 64; the default is
+# SEGMENTS "fill" since (seqicl/ops/segments.py), and SEGMENTS=1 is the unsegmented kernel. Same for wkv.
 # The defaults before the H200 (dq on 4 warps, dk/dv on 1 stage) stay as candidates.
 # dq has the forward's loop shape: the forward's winning 3 stages and chunks of 32 first
 LA_DQ = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_K=bk, num_warps=w, num_stages=s)
@@ -75,7 +77,7 @@ WKV_SEQUENTIAL = [dict(BLOCK_L=bl, BLOCK_D=bd, SEQUENTIAL=True, PREFETCH=pf, num
 # SEGMENTS: the default forward's 256 programs of 2 warps at B 64 leave an SM about 4 warps (96
 # registers a thread would allow 10 programs, ptxas, triton 3.6): segments multiply the programs.
 WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL + \
-    [dict(BLOCK_L=16, BLOCK_D=64, SEQUENTIAL=True, PREFETCH=True, num_warps=2, SEGMENTS=n) for n in (2, 4, 8)]
+    [dict(BLOCK_L=16, BLOCK_D=64, SEQUENTIAL=True, PREFETCH=True, num_warps=2, SEGMENTS=n) for n in (1, 2, 4, 8)]
 WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.

@@ -136,7 +136,11 @@ def segmented_forward(monkeypatch, segments, device):
     ((2, 2, 70, 6, 40), 4, (32, 3)),   # 3 segments (chunks of 16 here), 3 value blocks of 16
     ((1, 3, 50, 5, 7), 3, (32, 2)),    # the last segment shorter
     ((1, 1, 93, 16, 8), 8, (16, 6)),   # 6 segments of one chunk each
-    ((1, 2, 12, 4, 3), 4, (16, 1))])   # shorter than a chunk: one segment, the unsegmented kernel
+    ((1, 2, 12, 4, 3), 4, (16, 1)),    # shorter than a chunk: one segment, the unsegmented kernel
+    # "fill" on the interpreter's nominal 4 SMs (2 programs each): 2 programs -> 4 segments (3 of
+    # 32 steps), 8 programs fill it already -> one
+    ((1, 2, 70, 6, 8), "fill", (32, 3)),
+    ((2, 4, 40, 6, 8), "fill", (48, 1))])
 def test_triton_segmented_forward_matches_reference(shape, segments, split, decay, monkeypatch):
     """SEGMENTS > 1: one program per segment, each starting from the ends of the segments before
     it (computed in parallel, decayed and summed): o and every gradient as the reference's."""
@@ -153,8 +157,14 @@ def test_segments_are_whole_chunks_and_at_least_one():
     assert _segments(2048, 3, 32) == (704, 3)   # 683 steps rounded up to 22 chunks
     assert _segments(1000, 4, 16) == (256, 4)
     assert _segments(5, 4, 16) == (16, 1)
-    with pytest.raises(ValueError, match="SEGMENTS must be at least 1"):
-        _segments(100, 0, 16)
+    from seqicl.ops.segments import fill_segments, segment_count
+    # "fill": the most segments, a power of two up to 8, keeping programs x segments <= 2 an SM
+    assert [fill_segments(p, 132) for p in (1, 33, 34, 66, 67, 132, 133, 256)] == [8, 8, 4, 4, 2, 2, 1, 1]
+    assert segment_count(3, 1, torch.device("cpu")) == 3                 # a count is kept as it is
+    assert segment_count("fill", 2, torch.device("cpu")) == 4            # the interpreter's nominal 4 SMs
+    for bad in (0, "full", 2.0):
+        with pytest.raises(ValueError, match="SEGMENTS must be an integer of at least 1 or 'fill'"):
+            _segments(100, bad, 16)
 
 
 @pytest.mark.parametrize("decay", DECAYS)

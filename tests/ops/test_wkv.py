@@ -136,7 +136,10 @@ def test_the_sequential_kernels_match_the_reference(shape, tile, block_d, prefet
 # (shape, tile, block_d, prefetch, segments, (segment length, count)): several segments with a
 # partial last tile, a last segment shorter than the others, one tile a segment, too short to cut
 SEGMENTED_CASES = [((2, 63, 40), 4, 8, True, 4, (16, 4)), ((1, 50, 7), 8, 8, False, 3, (24, 3)),
-                   ((2, 64, 16), 4, 16, True, 16, (4, 16)), ((1, 5, 3), 8, 4, True, 3, (8, 1))]
+                   ((2, 64, 16), 4, 16, True, 16, (4, 16)), ((1, 5, 3), 8, 4, True, 3, (8, 1)),
+                   # "fill" on the interpreter's nominal 4 SMs (2 programs each): one program -> 8
+                   # segments; 10 programs fill it already -> one
+                   ((1, 50, 7), 8, 8, True, "fill", (8, 7)), ((2, 63, 40), 4, 8, True, "fill", (64, 1))]
 
 
 @pytest.mark.parametrize("shape, tile, block_d, prefetch, segments, split", SEGMENTED_CASES)
@@ -148,8 +151,9 @@ def test_the_segmented_forward_matches_the_reference(shape, tile, block_d, prefe
     monkeypatch.setattr(triton_wkv, "FORWARD_CONFIG", {**triton_wkv.FORWARD_CONFIG, "SEGMENTS": segments})
     launched, split_of = [], triton_wkv._segments
     monkeypatch.setattr(triton_wkv, "_segments", lambda *args: launched.append(split_of(*args)) or launched[-1])
-    inputs = make_inputs(*shape, seed=sum(shape) + segments, k_range=5.0, decay_range=(-2.0, 1.0))
-    run_triton_and_compare(inputs, strided_grad(*shape, seed=segments), 1e-5, 1e-5)
+    seed = segments if isinstance(segments, int) else 5
+    inputs = make_inputs(*shape, seed=sum(shape) + seed, k_range=5.0, decay_range=(-2.0, 1.0))
+    run_triton_and_compare(inputs, strided_grad(*shape, seed=seed), 1e-5, 1e-5)
     assert launched == [split]
 
 

@@ -23,7 +23,8 @@ Backward, with dA_ij = do_i . v_j (j <= i) and dS_C the gradient of the state af
     dv_j = (k_j e^{G_C - G_j}) dS_C + sum_i A_ij do_i
     dS_0 = diag(e^{G_C}) dS_C + (q e^G)^T do
 
-The forward may cut time into SEGMENTS (a launch setting, FORWARD_CONFIG; default one): a first
+The forward may cut time into SEGMENTS (a launch setting, FORWARD_CONFIG; on the GPU "fill": as many
+as keep the card about full, seqicl/ops/segments.py): a first
 kernel gives each segment but the last its end state from a zero state (and with a decay per key
 its total log decay), in parallel; each segment's program then starts from the earlier ends,
 S <- diag(e^{sum g}) S + S_end in order. More programs for a small batch x heads, at the cost of
@@ -44,6 +45,7 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.segments import FILL, segment_count
 from seqicl.ops.segments import segments as _segments
 from seqicl.ops.triton_exp import exp
 
@@ -58,9 +60,10 @@ from seqicl.ops.triton_exp import exp
 # dk/dv pass on 2 stages cut forward + backward to 0.88-0.91x and 0.94-0.97x, each timed alone in
 # float32 (bench/results/kernel-configs-h200-2026-12-07.md).
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
-# SEGMENTS (absent: 1) is timed by bench/kernel_configs.py, not yet on a card.
+# SEGMENTS "fill": segments where (batch x heads x value blocks) leave SMs idle (seqicl/ops/segments.py;
+# at B 8, 0.26-0.88x the unsegmented forward on an H100, bench/results/segments-h100-2026-12-07.md).
 FORWARD_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_V=16) if _INTERPRETED else \
-    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3)
+    dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3, SEGMENTS=FILL)
 DQ_CONFIG = dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=16) if _INTERPRETED else \
     dict(CHUNK=16, CHUNK_PER_KEY=16, BLOCK_K=32, num_warps=2, num_stages=2)
 # dk, dv and dg: one program per (batch, head), all of K and V (dk sums over V, dv over K)
@@ -469,7 +472,8 @@ class LinearAttentionFunction(torch.autograd.Function):
         cfg["BLOCK_V"] = min(cfg["BLOCK_V"], _block(V))
         precision = _precision(q.dtype)
         if o.numel():
-            seg_len, n_seg = _segments(L, cfg.pop("SEGMENTS", 1), cfg["CHUNK"])
+            programs = B * H * triton.cdiv(V, cfg["BLOCK_V"])
+            seg_len, n_seg = _segments(L, segment_count(cfg.pop("SEGMENTS", 1), programs, q.device), cfg["CHUNK"])
             g_strides = _strides(g if mode == PER_KEY else None)
             grid = (B * H, triton.cdiv(V, cfg["BLOCK_V"]), n_seg)
             ends = totals = o  # never read with one segment

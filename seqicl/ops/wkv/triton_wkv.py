@@ -22,7 +22,7 @@ With SEQUENTIAL in FORWARD_CONFIG or BACKWARD_CONFIG, the kernel walks time step
 one channel a lane, as wkv_ref does: no scan, so about half the forward's instructions and a third
 of the backward's. Backward then needs no step's neighbour: R_{t-1} = e^w R_t + (dN_t, dD_t).
 
-With SEGMENTS in a sequential FORWARD_CONFIG (default: absent, one segment), time is cut into
+With SEGMENTS in a sequential FORWARD_CONFIG (on the GPU "fill": seqicl/ops/segments.py), time is cut into
 segments of whole tiles: a first kernel gives each segment but the last its end state (p, a, b) from
 the empty state, in parallel; each segment's program then starts from the earlier ends put one after
 the other (the combine above, each decayed by a segment's n * w). More programs for the same
@@ -36,6 +36,7 @@ import torch
 import triton
 import triton.language as tl
 
+from seqicl.ops.segments import FILL, segment_count
 from seqicl.ops.segments import segments as _segments
 from seqicl.ops.triton_exp import exp
 
@@ -48,8 +49,10 @@ EMPTY_LOG = tl.constexpr(-1e30)
 # bench/results/wkv-sequential-h100-2026-12-07.md). The scan-based kernels' best launches stay
 # below, for the tests that keep them working and kernel_configs.py.
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+# SEGMENTS "fill": segments where (batch x channel blocks) leave SMs idle (seqicl/ops/segments.py; at
+# B 8, 0.44-0.88x the unsegmented forward on an H100, bench/results/segments-h100-2026-12-07.md).
 FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_D=8, num_warps=1) if _INTERPRETED else \
-    dict(BLOCK_L=16, BLOCK_D=64, SEQUENTIAL=True, PREFETCH=True, num_warps=2)
+    dict(BLOCK_L=16, BLOCK_D=64, SEQUENTIAL=True, PREFETCH=True, num_warps=2, SEGMENTS=FILL)
 BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_D=8, num_warps=1) if _INTERPRETED else \
     dict(BLOCK_L=16, BLOCK_D=64, SEQUENTIAL=True, PREFETCH=True, num_warps=2)
 SCAN_FORWARD_CONFIG = dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)
@@ -542,7 +545,8 @@ class WKVFunction(torch.autograd.Function):
         if "SEGMENTS" in config:  # time cut into segments run in parallel: the sequential kernel only
             if kernel is not _wkv_forward_sequential_kernel:
                 raise ValueError("wkv: SEGMENTS needs SEQUENTIAL in FORWARD_CONFIG")
-            seg_len, n_seg = _segments(steps, config.pop("SEGMENTS"), config["BLOCK_L"])
+            count = segment_count(config.pop("SEGMENTS"), grid[0] * grid[1], k.device)
+            seg_len, n_seg = _segments(steps, count, config["BLOCK_L"])
             if n_seg > 1 and k.numel():
                 ends = torch.empty(batch, n_seg - 1, 3, channels, device=k.device, dtype=torch.float32)
                 _wkv_segment_state_kernel[grid + (n_seg - 1,)](k, v, w, ends, steps, channels, seg_len, n_seg - 1,
