@@ -11,7 +11,9 @@
 # seconds left in this call less RESERVE (default 90 s; more for Mamba, whose generation takes longest)
 # for its export and generation. A slice the call cuts, or whose export or generation did not finish,
 # resumes first in the next call (same arguments, same warm machine: trial states stay in /tmp); a
-# finished one is skipped. $OUT gets one archive
+# finished one is skipped. EXPORT=0 (passed on to the slices) skips exports, for the sizes below
+# 40k, e.g. SIZE=small EXPORT=0 bash bench/h200/regbench-column.sh 560 lstm+gilr --num-examples 1000,2500,5000
+# (SIZE then only names the slice). $OUT gets one archive
 # of every slice's summary (the device tool brings back at most 8 files) and the column's log.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
@@ -33,7 +35,7 @@ for group in ${models//,/ }; do
   OUT=$W/out-$name DEADLINE=$(( start + seconds - 15 )) bash "$here/regbench-slice.sh" "$name" "$left" \
     --models "${group//+/,}" "$@" >> "$log" 2>&1
   missing="" have=""
-  for m in ${group//+/ }; do
+  [ "${EXPORT:-1}" = 1 ] && for m in ${group//+/ }; do
     if [ -f "$W/$name/exports/dfa-$m-n$size/generation-greedy.json" ]; then have="$have $m"; else missing="$missing $m"; fi
   done
   if grep -q "^sweep rc [1-9]" "$W/out-$name/wall.txt" 2>/dev/null; then

@@ -8,6 +8,7 @@
 # name (on the still-warm machine) to resume it. $OUT gets the slice's summary (records, tables,
 # settings, generation summaries; no checkpoints), which `python -m analysis.merge` joins with the
 # other slices here. The export of a 40k winner is named dfa-<model>-n40000 in every slice.
+# EXPORT=0 skips the export and generation (sizes below 40k: --num-examples 1000,2500,5000).
 # DEADLINE (epoch seconds, set by regbench-column.sh) is when this call must be packed up: given one,
 # a slice cut by its time budget still exports and generates from each model's best trial so far
 # while time is left (a session may get no next call to resume it in); a resume drops those exports.
@@ -35,7 +36,8 @@ if grep -q "the time budget ran out" "$OUT/sweep-$name.log"; then
 fi
 # seconds left before the deadline for one more step, keeping 30 for the report and packing (none: 300)
 left() { if [ "$deadline" -gt 0 ]; then echo $(( deadline - $(date +%s) - 30 )); else echo 300; fi; }
-if [ $cut = 0 ] || [ "$deadline" -gt 0 ]; then
+# EXPORT=0: no export or generation (the sizes below 40k, where the issue asks for none)
+if [ "${EXPORT:-1}" = 1 ] && { [ $cut = 0 ] || [ "$deadline" -gt 0 ]; }; then
   # the 40k winner of every model in the slice: export, then greedy and T=1 generation on 100 held-out DFAs
   models=$(python3 -c "import json,sys; print(' '.join(sorted({e.split('-n')[0] for e in json.load(open(sys.argv[1]))['defining']['experiments'] if e.endswith('-n'+sys.argv[2])})))" "$S/sweep.json" "$size")
   for m in $models; do

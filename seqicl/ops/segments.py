@@ -5,7 +5,8 @@ A kernel's SEGMENTS setting is a count, or "fill": as many segments as keep the 
 (``fill_segments``). Timed on an H100 (bench/results/segments-h100-2026-12-07.md, L 2048, D 256):
 at B 8 (32 programs of linear attention or wkv on 132 SMs) 8 segments took 0.26-0.88x the
 unsegmented forward's time; at B 64 (256 programs) every segment count lost (1.14-1.52x). The
-selective scan lost with segments even at B 8, so it stays at one.
+selective scan lost with segments even at B 8, so it stays at one; its small launches take its
+parallel-scan forward instead (FEW_PROGRAMS in its FORWARD_CONFIG), which sm_count serves too.
 """
 from __future__ import annotations
 
@@ -58,12 +59,13 @@ def _cuda_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def sm_count(device: torch.device) -> int:
+    """The streaming multiprocessors of ``device``; under the interpreter, INTERPRETER_SMS."""
+    if device.type != "cuda":
+        return INTERPRETER_SMS
+    return _cuda_sms(device.index if device.index is not None else torch.cuda.current_device())
+
+
 def segment_count(setting, programs: int, device: torch.device) -> int:
     """A SEGMENTS setting resolved for one launch of ``programs`` programs (per segment) on ``device``."""
-    if setting != FILL:
-        return setting
-    if device.type == "cuda":
-        sms = _cuda_sms(device.index if device.index is not None else torch.cuda.current_device())
-    else:
-        sms = INTERPRETER_SMS
-    return fill_segments(programs, sms)
+    return fill_segments(programs, sm_count(device)) if setting == FILL else setting

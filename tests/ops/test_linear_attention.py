@@ -316,14 +316,15 @@ def test_triton_matches_reference_cuda(shape, decay, dtype):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("decay", DECAYS)
-@pytest.mark.parametrize("shape, segments", [((4, 4, 1000, 64, 64), 4), ((2, 2, 300, 128, 65), 8)])
+@pytest.mark.parametrize("shape, segments", [((4, 4, 1000, 64, 64), 4), ((2, 2, 300, 128, 65), 8),
+                                            ((3, 4, 700, 64, 64), 1)])   # the unsegmented kernel ("fill" is the default)
 def test_triton_segmented_forward_cuda(shape, segments, decay, dtype, monkeypatch):
     launched = segmented_forward(monkeypatch, segments, "cuda")
     inputs = make_inputs(shape, decay, seed=sum(shape), device="cuda", dtype=dtype, head_views=True)
     grad = strided_grad(shape, seed=7, device="cuda", dtype=dtype, head_view=True)
     tol = 1e-4 if dtype == torch.float32 else 3e-2
     run_triton_and_compare(inputs, grad, tol, tol if decay == "none" else 3 * tol)
-    assert launched and all(n > 1 for _, n in launched)
+    assert launched and all((n > 1) == (segments > 1) for _, n in launched)
 
 
 @pytest.mark.gpu

@@ -167,6 +167,27 @@ def test_the_sequential_forward_matches_the_reference_and_saves_the_states_backw
 
 
 @interpreter
+@pytest.mark.parametrize("shape, scan", [((1, 13, 8, 4), True), ((1, 13, 32, 4), True), ((2, 13, 24, 4), False)],
+                         ids=["one-program", "four-programs", "six-programs"])
+def test_a_small_launch_takes_the_parallel_scan_forward(shape, scan, monkeypatch):
+    # FEW_PROGRAMS "scan": at most one sequential program an SM (the interpreter's nominal 4 SMs;
+    # 8 channels a program here) runs the parallel-scan forward instead; its outputs and, through
+    # the states it saves, every gradient as the reference's
+    from seqicl.ops.selective_scan import triton_selective_scan as kernels
+    monkeypatch.setattr(kernels, "FORWARD_CONFIG", dict(BLOCK_L=4, BLOCK_E=8, SEQUENTIAL=True, num_warps=1,
+                                                         FEW_PROGRAMS="scan"))
+    monkeypatch.setattr(kernels, "SCAN_FORWARD_CONFIG", dict(BLOCK_L=8, BLOCK_E=8, num_warps=1))
+    launched = []
+    for name in ("_forward_kernel", "_forward_sequential_kernel"):
+        kernel = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, type("Spy", (), {"__getitem__": lambda self, grid, k=kernel, n=name:
+                                                              launched.append(n) or k[grid]})())
+    inputs = make_inputs(*shape, seed=sum(shape))
+    run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=3), 1e-5, 1e-5)
+    assert launched == ["_forward_kernel" if scan else "_forward_sequential_kernel"]
+
+
+@interpreter
 @pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 6, 9, 64), (2, 32, 8, 4), (1, 4, 5, 3)],
                          ids=["odd", "one-whole-tile-and-a-part", "whole-tiles", "one-whole-tile"])
 def test_the_sequential_forward_with_its_next_tile_loaded_early(shape, monkeypatch):
@@ -367,14 +388,15 @@ def test_the_segmented_forward_cuda(segments, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("config", ["parallel-scan", "sequential-8-32", "sequential-32-32"])
+@pytest.mark.parametrize("config", ["parallel-scan", "sequential-16-16", "sequential-8-32", "sequential-32-32"])
 def test_the_other_forwards_cuda(config, monkeypatch):
-    # the default forward is the sequential one, (16, 16) on one warp; the parallel-scan one and the
+    # the default forward is the sequential one, (16, 16) on one warp, and the parallel-scan one for
+    # launches of at most one program an SM (FEW_PROGRAMS: these shapes); each of them, and the
     # sequential one at other tiles (around backward's 16) and 32 channels a warp stay correct
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
     tile = 16 if config == "parallel-scan" else int(config.split("-")[1])
     monkeypatch.setattr(kernels, "FORWARD_CONFIG", kernels.SCAN_FORWARD_CONFIG if config == "parallel-scan" else
-                        dict(BLOCK_L=tile, BLOCK_E=32, SEQUENTIAL=True, num_warps=1))
+                        dict(BLOCK_L=tile, BLOCK_E=int(config.split("-")[2]), SEQUENTIAL=True, num_warps=1))
     for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
         inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")
         run_triton_and_compare(inputs, strided_grad(*shape[:3], seed=2, device="cuda"), 1e-4, 1e-4)

@@ -187,7 +187,7 @@ def test_triton_forward_without_grad():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("segments", [4, 8])
+@pytest.mark.parametrize("segments", [1, 4, 8])   # 1: the unsegmented kernel ("fill" is the default)
 def test_the_segmented_forward_cuda(segments, dtype, monkeypatch):
     monkeypatch.setattr(triton_wkv, "FORWARD_CONFIG", {**triton_wkv.FORWARD_CONFIG, "SEGMENTS": segments})
     shape = (4, 1000, 200)

@@ -45,6 +45,7 @@ import triton
 import triton.language as tl
 
 from seqicl.ops.segments import segments as _segments
+from seqicl.ops.segments import sm_count
 from seqicl.ops.triton_exp import LOG2E  # exp(delta A) = exp2(delta A log2 e): A log2 e once per program
 
 # The interpreter runs every op of every program in numpy: small tiles keep tests fast and make
@@ -71,7 +72,12 @@ if _INTERPRETED:
     FORWARD_CONFIG = dict(BLOCK_L=4, BLOCK_E=8, num_warps=1)
     BACKWARD_CONFIG = dict(BLOCK_L=8, BLOCK_E=4, REVERSE_SCAN=False, num_warps=1)
 else:
-    FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1)
+    # FEW_PROGRAMS "scan": a launch of at most one sequential program an SM takes the parallel-scan
+    # forward (SCAN_FORWARD_CONFIG) instead. At B 8, L 2048, E 256 (128 programs on 132 SMs) it took
+    # 0.48x (float32) and 0.51x (bfloat16) the sequential forward's time on an H100; at B 64 (1,024
+    # programs) 1.46-1.50x on an H200 (bench/results/segments-h100-2026-12-07.md,
+    # kernel-configs-h200-2026-12-07.md). Between the two is not timed: the switch stays at one an SM.
+    FORWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1, FEW_PROGRAMS="scan")
     BACKWARD_CONFIG = dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, num_warps=1, num_stages=1)
 # The parallel-scan forward's and scan-based backward's best launches, for the tests that keep
 # them working (and kernel_configs.py):
@@ -556,11 +562,14 @@ class SelectiveScan(torch.autograd.Function):
         y = torch.empty((batch, L, E), device=u.device, dtype=u.dtype)
         needs_grad = any(ctx.needs_input_grad)
         chunk = BACKWARD_CONFIG["BLOCK_L"]
-        _check_tiles(FORWARD_CONFIG["BLOCK_L"], chunk)
+        config = dict(FORWARD_CONFIG)
+        if config.pop("FEW_PROGRAMS", None) == "scan" and \
+                batch * triton.cdiv(E, config["BLOCK_E"]) <= sm_count(u.device):
+            config = dict(SCAN_FORWARD_CONFIG)
+        _check_tiles(config["BLOCK_L"], chunk)
         states = torch.empty((batch, triton.cdiv(L, chunk), E, N), device=u.device,
                              dtype=torch.float32) if needs_grad else y
         if y.numel():
-            config = dict(FORWARD_CONFIG)
             kernel = _forward_kernel
             if config.pop("SEQUENTIAL", False):
                 kernel = _forward_sequential_kernel
