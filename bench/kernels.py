@@ -10,7 +10,10 @@ forward's. Linear attention (d_model D as H=4 heads of K=V=D/4, so K=V=64 at
 D=256) may be partly compute bound: its rows also give the forward's TFLOP/s, counting the
 matmuls of the chunked form (per step and head 2C(K+V) for the chunk's scores and their product
 with v, 4KV for the state's; with a decay per key the scores take log2(C) matmuls, not counted).
-Then one training step (forward, backward, AdamW) of every model at
+Then, for each kernel's forward at the large shape, every Triton launch it makes with its programs,
+registers and shared memory as compiled, and the programs and warps an SM holds at once
+(bench/occupancy.py): a kernel far above its instruction floor (bench/sass_report.py) with few
+warps an SM waits on latency it cannot hide. Then one training step (forward, backward, AdamW) of every model at
 the original configuration (d_model 64, 2 layers, batch 32) at lengths 40 and 512.
 """
 from __future__ import annotations
@@ -153,6 +156,31 @@ def kernel_table(copy_gbs: float, only: list[str] | None = None, shapes=SHAPES, 
     return rows
 
 
+def occupancy_table(only: list[str] | None = None) -> list[str]:
+    """Every Triton launch of each kernel's forward at the large shape: its programs, registers and
+    shared memory as compiled, and the programs and warps an SM holds at once (bench/occupancy.py)."""
+    from occupancy import RecordLaunches, occupancy
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    rows = [f"{sms} SMs; a program's registers a thread and shared memory as the card compiled it; warps an SM "
+            "at once of the 64 an SM can hold (sm_90)", "",
+            "| kernel | launch | programs | registers | shared KB | programs an SM | warps an SM |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    B, L, D = SHAPES[-1]
+    for name, (make, fast_fn, _, _, _) in kernel_cases(B, L, D).items():
+        if only and not any(o in name for o in only):
+            continue
+        args = make()
+        with torch.no_grad(), RecordLaunches() as recorded:
+            fast_fn(*args)
+        torch.cuda.synchronize()
+        for launch in recorded.launches:
+            programs, warps = occupancy(launch, sms)
+            rows.append(f"| {name} | {launch.kernel} | {launch.programs} | {launch.registers} | "
+                        f"{launch.shared / 1024:.0f} | {programs} | {warps} |")
+            print(rows[-1], flush=True)
+    return rows
+
+
 def step_table() -> list[str]:
     rows = ["| model | L=40 step ms | L=512 step ms |", "|---|---:|---:|"]
     order = ["transformer", "s4d", "h3", "gilr", "lru", "lstm", "rwkv"]
@@ -202,6 +230,10 @@ def main() -> int:
     only = args.only.split(",") if args.only else None
     lines = head + ["## Kernels", ""] + kernel_table(copy, only, SHAPES[-1:] if args.large_only else SHAPES,
                                                      not args.no_reference)
+    try:  # read from Triton's compiled kernels: an internal interface, so a failure only leaves it out
+        lines += ["", "## Forward launches at B 64, L 2048, D 256: registers and warps an SM", ""] + occupancy_table(only)
+    except Exception as e:  # noqa: BLE001
+        print(f"note: no occupancy table ({type(e).__name__}: {e})", file=sys.stderr)
     if not args.no_steps:
         lines += ["", "## One training step (d_model 64, 2 layers, batch 32, AdamW)", ""] + step_table()
     if args.out:
