@@ -32,7 +32,7 @@ run_part() {  # <name> <files...>
 [[ $parts == *,tests1,* ]] && run_part 1 tests/ops/test_linear_attention.py tests/ops/test_complex_scan.py \
   tests/ops/test_scan.py tests/ops/test_selective_scan.py
 [[ $parts == *,tests2,* ]] && run_part 2 tests/ops/test_wkv.py tests/test_buckets.py
-[[ $parts == *,tests3,* ]] && run_part 3 tests/test_step.py tests/test_train.py
+[[ $parts == *,tests3,* ]] && run_part 3 tests/test_step.py tests/test_train.py tests/test_bench_occupancy.py
 if [[ $parts == *,kernels,* ]]; then
   timeout 170 python3 bench/kernels.py --large-only --no-reference --no-steps --out "$OUT/kernels.md" > "$OUT/kernels.log" 2>&1; echo "kernels rc $?"; tail -n 40 "$OUT/kernels.log"
 fi
