@@ -390,8 +390,8 @@ class Keeper:
         the source is not told: `--resume` continues it from that state, as it does a trial whose
         driver died (seqicl before 2026-12-06 told the search it had ended, so a resumed sweep never
         trained it further). The file is not truncated here: the trial's process may still finish
-        an epoch and save its state after this (it did, in CI, and the truncation had dropped the
-        epochs before it); the resumed run truncates to the state it loads."""
+        an epoch and save its state after this (the likely cause of epochs missing once in CI: the
+        truncation dropped the epochs before that state); the resumed run truncates to the state it loads."""
         record = self.record(trial)
         try:
             record.set_status("running", reason, epochs=record.status().get("epochs", 0))

@@ -1,8 +1,8 @@
 """A trial cut by a sweep's time budget: what its record says, and what its process may still do.
 
-CI once found epochs 61-64 missing from a resumed trial: the cut had truncated the record to its
-last state (epoch 60) while the trial's process, still alive, finished epoch 65 and saved it; the
-resumed run started from that state. Now the cut leaves the file alone, readers count up to the
+CI once found epochs 61-64 missing from a resumed trial, most likely so: the cut truncated the
+record to its last state (epoch 60) while the trial's process, still alive, finished epoch 65 and
+saved it; the resumed run started from that state. Now the cut leaves the file alone, readers count up to the
 saved state, and the driver of a local cluster waits for its processes before it goes on."""
 import os
 import subprocess
