@@ -7,6 +7,7 @@
 #   tests1, tests2, tests3  the same suite in three parts, one call each (the whole no longer fits
 #             one, nor do two halves: wkv's 16 tests alone took about 290 s on 2026-12-07)
 #   bash bench/h200/gpu-tests-kernels.sh tests1      (then tests2, tests3 and kernels, a call each)
+#   parallel  the same suite in one call: each file its own pytest process, all at once
 # Item 5's step table (every registered model at the RegBench shape, fp32, tf32 and bf16) is
 # bench/h200/regbench-plan.sh, which also turns it into issue 29's GPU-minutes: another call.
 # Run with carry [".whl"] after ../shared/gpu/make-wheels.sh and bench/h200/slim-wheels.sh (the tests import ray and optuna):
@@ -29,6 +30,25 @@ run_part() {  # <name> <files...>
   timeout 540 python3 -m pytest -q -m gpu -rA --durations=20 -p no:cacheprovider "$@" > "$OUT/pytest_gpu_$name.txt" 2>&1
   echo "pytest rc $?"; tail -n 30 "$OUT/pytest_gpu_$name.txt"
 }
+# parallel: every GPU test in one call, each file (wkv's in three parts) its own pytest process at
+# once. The time is compilation, which is CPU work, and the card has 16 cores; the tests check
+# values, not times, so sharing the GPU changes nothing they assert.
+if [[ $parts == *,parallel,* ]]; then
+  shard() {  # <name> <pytest args...>
+    local name=$1; shift
+    timeout 520 python3 -m pytest -q -m gpu -rA --durations=5 -p no:cacheprovider "$@" > "$OUT/pytest_gpu_p_$name.txt" 2>&1
+    echo "$name rc $?: $(tail -n 1 "$OUT/pytest_gpu_p_$name.txt")"
+  }
+  start=$(date +%s)
+  shard la tests/ops/test_linear_attention.py & shard complex tests/ops/test_complex_scan.py &
+  shard scan tests/ops/test_scan.py & shard ss tests/ops/test_selective_scan.py &
+  shard wkv_ref tests/ops/test_wkv.py -k "not other and not segmented" & shard wkv_other tests/ops/test_wkv.py -k other &
+  shard wkv_seg tests/ops/test_wkv.py -k segmented &
+  shard buckets tests/test_buckets.py & shard step tests/test_step.py tests/test_train.py &
+  shard occupancy tests/test_bench_occupancy.py &
+  wait; echo "all shards: $(( $(date +%s) - start )) s"
+  python3 -m pytest --co -q -m gpu -p no:cacheprovider tests/ 2>&1 | tail -n 1
+fi
 [[ $parts == *,tests1,* ]] && run_part 1 tests/ops/test_linear_attention.py tests/ops/test_complex_scan.py \
   tests/ops/test_scan.py tests/ops/test_selective_scan.py
 [[ $parts == *,tests2,* ]] && run_part 2 tests/ops/test_wkv.py tests/test_buckets.py
