@@ -275,6 +275,17 @@ def _store_rows(ptr, rows, row_offs, step, t0, T, C, col_ok, BLOCK_L: tl.constex
 
 
 @triton.jit
+def _state_step(k, v, w, p, a, b):
+    """The state (p, a, b) one step on: decayed by e^w, plus the step's v weighted by e^k, with
+    the exponent p kept as the running maximum so that neither exponential overflows."""
+    decayed = p + w
+    p_next = tl.maximum(decayed, k)
+    old = exp(decayed - p_next)
+    new = exp(k - p_next)
+    return p_next, old * a + new * v, old * b + new
+
+
+@triton.jit
 def _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u, p, a, b,
                    BLOCK_L: tl.constexpr, STORE_LOG_DEN: tl.constexpr, MASK_L: tl.constexpr,
                    MASK_D: tl.constexpr):
@@ -296,13 +307,8 @@ def _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u,
         ys = ys + ((old * a + new * v) / den,)
         if STORE_LOG_DEN:
             log_dens = log_dens + (q + tl.log(den),)
-        # the state: decayed by e^w, plus this step weighted by e^k (past T it is never read)
-        decayed = p + w
-        p = tl.maximum(decayed, k)
-        old = exp(decayed - p)
-        new = exp(k - p)
-        a = old * a + new * v
-        b = old * b + new
+        # the state (past T it is never read)
+        p, a, b = _state_step(k, v, w, p, a, b)
     _store_rows(y_ptr, ys, row_offs, 1, t0, T, C, col_ok, BLOCK_L, MASK_L, MASK_D)
     if STORE_LOG_DEN:
         _store_rows(log_den_ptr, log_dens, row_offs, 1, t0, T, C, col_ok, BLOCK_L, MASK_L, MASK_D)
@@ -313,13 +319,7 @@ def _forward_steps(ks, vs, y_ptr, log_den_ptr, row_offs, t0, T, C, col_ok, w, u,
 def _state_steps(ks, vs, w, p, a, b, BLOCK_L: tl.constexpr):
     """The state after BLOCK_L more steps (inputs ks, vs): _forward_steps without the outputs."""
     for j in tl.static_range(BLOCK_L):
-        decayed = p + w
-        p_next = tl.maximum(decayed, ks[j])
-        old = exp(decayed - p_next)
-        new = exp(ks[j] - p_next)
-        a = old * a + new * vs[j]
-        b = old * b + new
-        p = p_next
+        p, a, b = _state_step(ks[j], vs[j], w, p, a, b)
     return p, a, b
 
 
