@@ -7,6 +7,7 @@
 # all three kernels passed that day (bench/results/pytest-gpu-h100-2026-12-07.md); TESTS=1 runs them again.
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
 #     && export PYTHONPATH=/tmp/site:$PWD RAY_AUTH_MODE=disabled && bash bench/h200/segments.sh 16,32
+# KERNELS="wkv" (space-separated) times only those kernels; each run takes up to 200 s.
 set -u
 OUT=${OUT:-h200-out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -18,7 +19,7 @@ if [ "${TESTS:-0}" = 1 ]; then
 fi
 for batch in ${1//,/ }; do
   # one kernel a run: a run cut by its timeout keeps the other kernel's rows
-  for kernel in linear_attention wkv; do
+  for kernel in ${KERNELS:-linear_attention wkv}; do
     timeout 200 python3 bench/kernel_configs.py --kernels $kernel --passes forward --batch "$batch" \
       --out "$OUT/forward-$kernel-b$batch.md" > "$OUT/forward-$kernel-b$batch.log" 2>&1
     echo "kernel_configs $kernel B $batch rc $?"; grep -E "default|SEGMENTS" "$OUT/forward-$kernel-b$batch.log"
