@@ -276,6 +276,8 @@ def test_the_cpu_default_preset_gives_the_transformer_its_jump_and_a_time_budget
     t, lstm = plan.experiments["transformer"].cfg, plan.experiments["lstm"].cfg
     assert (t["model"]["d_model"], t["train"]["epochs"], lstm["model"]["d_model"], lstm["train"]["epochs"]) == (128, 18, 64, 16)
     assert t["optim"]["warmup_frac"] == 1.0 and t["optim"]["lr"] == 5e-4
+    # the budget cuts the models last in line: a cut trial counts only up to its last saved state
+    assert all(e.cfg["train"]["state_every"] == 1 for e in plan.experiments.values())
     # --time-budget on the command line wins over the preset's
     plan, _ = sweep_run.make_plan(sweep_run.parse_args(["--task", "induction", "--time-budget", "60",
                                                         "--storage", str(tmp_path / "t")]))
