@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqicl.atomic import atomic_write
-from seqicl.train.record import RecordError, RunRecord
+from seqicl.train.record import BOOKKEEPING, RecordError, RunRecord
 
 COMPACT = "trials.jsonl.gz"
 COMPACT_FORMAT = "seqicl.trials/1"
@@ -181,7 +181,7 @@ def write_compact(root: Path, trials: list[Trial], title: str) -> None:
 def rerun_of(rerun: Trial, chosen: Trial) -> bool:
     """``rerun`` trains ``chosen``'s configuration (other seed, perhaps another epoch count)."""
     def key(cfg):
-        train = {k: v for k, v in cfg.get("train", {}).items() if k not in ("epochs", "progress", "run_dir")}
+        train = {k: v for k, v in cfg.get("train", {}).items() if k not in ("epochs", *BOOKKEEPING)}
         return cfg.get("task"), cfg.get("model"), cfg.get("optim"), train
     return bool(rerun.config and chosen.config) and key(rerun.config) == key(chosen.config)
 

@@ -37,15 +37,18 @@ from sweeps.run import LOCK  # noqa: E402
 EXPERIMENT = "reseeds"
 
 
-def plan(root: Path, seeds: list[int]) -> dict[Path, dict[str, dict]]:
+def plan(root: Path, seeds: list[int], state_every: int | None = None) -> dict[Path, dict[str, dict]]:
     """Task folder -> {"<experiment>-seed<k>-e<epochs>": config to train}: the best trial of
-    every sweep experiment, once per seed that has no completed re-run of that config yet."""
-    groups, done = defaultdict(list), defaultdict(list)
+    every sweep experiment, once per seed that has no completed re-run of that config yet.
+    ``state_every`` (given) replaces the chosen trial's: how often a re-run saves its state."""
+    groups, done, reruns = defaultdict(list), defaultdict(list), {}
     for t in load_trials(root):
         if t.role == "sweep":
             groups[t.experiment].append(t)
-        elif t.status in ("finished", "diverged"):
-            done[Path(t.experiment).parent].append(t)
+        else:
+            reruns[Path(t.experiment).parent, t.path.name] = t
+            if t.status in ("finished", "diverged"):
+                done[Path(t.experiment).parent].append(t)
     if not groups:
         raise ConfigError(f"{root}: no sweep trials to re-run")
     jobs: dict[Path, dict[str, dict]] = defaultdict(dict)
@@ -58,12 +61,27 @@ def plan(root: Path, seeds: list[int]) -> dict[Path, dict[str, dict]]:
         folder = Path(experiment).parent
         cfg = copy.deepcopy(best.config)
         cfg["role"] = "reseed"
+        if state_every is not None:
+            cfg["train"]["state_every"] = state_every
         for seed in seeds:
             if not any(r.seed == seed and rerun_of(r, best) and r.epochs_budget == cfg["train"]["epochs"]
                        for r in done[folder]):
-                name = f"{Path(experiment).name}-seed{seed}-e{cfg['train']['epochs']}"
+                name = free_name(f"{Path(experiment).name}-seed{seed}-e{cfg['train']['epochs']}",
+                                 {n: t for (f, n), t in reruns.items() if f == folder}, best)
                 jobs[root / folder][name] = {**copy.deepcopy(cfg), "seed": seed}
     return {folder: runs for folder, runs in jobs.items() if runs}
+
+
+def free_name(name: str, reruns: dict, best) -> str:
+    """``name``, or ``name-2``, ``name-3``, ...: the first that is not in ``reruns`` (trial name ->
+    Trial, the task's re-runs) or names a re-run of ``best``'s configuration (one cut short
+    continues there). A folder of another configuration's re-run (the chosen trial changed since)
+    is left as it is: training there would be refused, and its record is a result."""
+    candidate, k = name, 1
+    while candidate in reruns and not rerun_of(reruns[candidate], best):
+        k += 1
+        candidate = f"{name}-{k}"
+    return candidate
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -80,6 +98,9 @@ def main(argv=None) -> int:
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results")
     p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--state-every", type=int, default=None, metavar="N",
+                   help="save each re-run's training state every N epochs (default: as the chosen trial did); "
+                        "1 where a time budget may cut the re-runs, so that a resume loses no epoch")
     add_cluster_args(p)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(args.results).resolve()
@@ -89,7 +110,9 @@ def main(argv=None) -> int:
         seeds = parse_seeds(args.seeds)
         cluster = resolve_cluster(args, has_gpu(args), default_concurrent=os.cpu_count() or 1)
         with locked(root / LOCK, what=f"results folder {root}"):
-            jobs = plan(root, seeds)
+            if args.state_every is not None and args.state_every < 1:
+                raise ConfigError(f"--state-every must be an integer >= 1, got {args.state_every}")
+            jobs = plan(root, seeds, args.state_every)
             if not jobs:
                 print(f"nothing to re-run: every chosen configuration has completed runs with seeds {args.seeds}")
                 return 0

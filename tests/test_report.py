@@ -138,6 +138,26 @@ def test_reseed_plan_trains_the_whole_configured_schedule_and_skips_completed_se
     ((_, left),) = plan(tmp_path, [1, 2]).items()
     assert sorted(left) == ["lstm-seed2-e10"]
     assert plan(tmp_path, [1]) == {}
+    # --state-every: the re-run saves its state that often; it is still a re-run of the chosen
+    # configuration (seed 1's complete run counts), and the chosen trial's own record is untouched
+    ((_, left),) = plan(tmp_path, [1, 2], state_every=1).items()
+    assert sorted(left) == ["lstm-seed2-e10"] and left["lstm-seed2-e10"]["train"]["state_every"] == 1
+    assert job["train"]["state_every"] != 1
+    record = RunRecord(tmp_path / "induction" / "reseeds" / "trials" / "lstm-seed2-e10")
+    record.start(left["lstm-seed2-e10"], {}, 1000, "cpu", {"trial": "lstm-seed2-e10"})
+    for e in range(1, 11):
+        record.append_epoch({"epoch": e, "best_val": 0.9, "test_at_best": 0.8, "best_epoch": e})
+    record.set_status("finished")
+    assert plan(tmp_path, [1, 2], state_every=1) == {} and plan(tmp_path, [1, 2]) == {}
+    # seed 3's folder holds a re-run of a configuration chosen earlier (another lr): kept, and the
+    # new re-run gets a folder of its own
+    stale = RunRecord(tmp_path / "induction" / "reseeds" / "trials" / "lstm-seed3-e10")
+    stale.start({**job, "seed": 3, "optim": {**job["optim"], "lr": 0.123}}, {}, 1000, "cpu", {"trial": "lstm-seed3-e10"})
+    stale.set_status("running", "cut", epochs=0)
+    ((_, left),) = plan(tmp_path, [3]).items()
+    assert sorted(left) == ["lstm-seed3-e10-2"] and left["lstm-seed3-e10-2"]["seed"] == 3
+    chosen = RunRecord(tmp_path / "induction" / "lstm" / "trials" / "0000").run()["config"]
+    assert chosen["train"]["state_every"] == job["train"]["state_every"]
 
 
 def test_parameter_counts_filled_in_from_configs_match_the_built_models():

@@ -159,6 +159,28 @@ def test_a_run_folder_of_another_config_is_refused(tmp_path):
         train(other, run_dir=tmp_path)
 
 
+def test_a_run_continues_under_other_bookkeeping_and_records_it(tmp_path):
+    """How often a run saves its state is not what it trains: a run killed under state_every=2
+    continues under state_every=1 (a time budget may cut it next) to the numbers of a straight run."""
+    base = ["task.num_train=256", "task.num_val=32", "task.num_test=32", "model.d_model=16",
+            "train.epochs=4", "train.progress=false", "device=cpu"]
+    straight = []
+    train(compose(base + ["train.state_every=1"]), on_epoch=straight.append, run_dir=tmp_path / "a")
+
+    def die_after_3(m):
+        if m["epoch"] == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train(compose(base + ["train.state_every=2"]), on_epoch=die_after_3, run_dir=tmp_path / "b")
+    resumed = []
+    summary = train(compose(base + ["train.state_every=1"]), on_epoch=resumed.append, run_dir=tmp_path / "b")
+    record = RunRecord(tmp_path / "b")
+    assert summary["status"] == "finished" and [r["epoch"] for r in record.epochs()] == [1, 2, 3, 4]
+    assert resumed and resumed[0]["epoch"] > 1                        # it continued, it did not start over
+    assert record.run()["config"]["train"]["state_every"] == 1         # the record says what ran last
+    assert [r["train_loss"] for r in record.epochs()] == [r["train_loss"] for r in straight]
+
+
 def test_an_error_is_recorded_with_its_reason(tmp_path):
     cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
                    "train.epochs=2", "train.progress=false", "device=cpu"])

@@ -24,7 +24,7 @@ from ..models import build_model
 from .checkpoint import atomic_save, save_checkpoint
 from .metrics import BEST_POSSIBLE, evaluate
 from .optim import lr_factor, make_optimizer
-from .record import RecordError, RunRecord
+from .record import RecordError, RunRecord, same_training
 from .stall import StallWatch
 from .buckets import epoch_batches, make_buckets, steps_per_epoch as bucket_steps, supervised_lengths
 from .step import make_bucketed_step, make_step
@@ -237,6 +237,8 @@ def open_record(cfg: dict, run: Run, run_dir: Path, meta: dict | None) -> tuple[
     state = run_dir / "state.pt"
     if record.exists() and state.is_file():  # the config was checked against run.json by train()
         load_state(run, state)
+        if record.run()["config"] != cfg:  # bookkeeping only (same_training): record what runs now
+            record.note(config=cfg)
         record.truncate(run.epoch)
         record.set_status("running", epochs=run.epoch)
         return record, True
@@ -266,7 +268,7 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
     run_dir = Path(run_dir or tcfg.get("run_dir") or default_run_dir(cfg))
     record = RunRecord(run_dir)
     if record.exists():
-        if record.run()["config"] != cfg:
+        if not same_training(record.run()["config"], cfg):
             raise RecordError(f"{run_dir} holds a run of another config: choose another run directory")
         if (status := record.status())["status"] in DONE:
             return summary_of(record, status)

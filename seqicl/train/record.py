@@ -28,6 +28,20 @@ FINAL = ("finished", "stopped", "diverged", "errored")
 STATUSES = ("running",) + FINAL
 
 
+# train keys that say how a run is watched and kept, not what it trains: a run may continue
+# under other values (say, its state saved every epoch where a time budget may cut it)
+BOOKKEEPING = ("progress", "run_dir", "state_every")
+
+
+def same_training(a: dict, b: dict, also_ignore: tuple[str, ...] = ()) -> bool:
+    """Whether configs ``a`` and ``b`` train the same run, bookkeeping (and ``also_ignore``'s
+    train keys) aside."""
+    def key(cfg):
+        ignore = BOOKKEEPING + also_ignore
+        return {**cfg, "train": {k: v for k, v in cfg.get("train", {}).items() if k not in ignore}}
+    return key(a) == key(b)
+
+
 class RecordError(ValueError):
     """A run folder whose record is missing, unreadable or not seqicl's (one-line message)."""
 
