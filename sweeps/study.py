@@ -134,6 +134,10 @@ class OptunaTrials:
         t = self.study.ask(fixed_distributions=self.dists)
         return self.name(t.number), self.config(t.params), dict(t.params)
 
+    def ended_before(self, names: list[str]) -> list[str]:
+        """Of the trials whose records say they are over, those this run will not train again."""
+        return names   # every trial of the study; the cut ones' records say "running"
+
     def tell(self, trial: str, status: str, score: float | None) -> None:
         """Stopped and finished trials count with their best score so far (what ASHA compared);
         diverged ones with -1, below every healthy trial; errored ones as failed."""
@@ -155,6 +159,11 @@ class FixedTrials:
 
     def remaining(self) -> int:
         return len(self.todo)
+
+    def ended_before(self, names: list[str]) -> list[str]:
+        """Of the trials whose records say they are over, those of this run's jobs it will not
+        train again (a failed or cut re-run is trained again; other jobs' folders are not its own)."""
+        return [n for n in names if n in self.jobs and n not in self.todo]
 
     def next(self) -> tuple[str, dict, dict] | None:
         if not self.todo:

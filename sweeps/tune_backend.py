@@ -362,7 +362,7 @@ class Keeper:
         self.told: set[str] = set()
         folder = self.exp_dir / "trials"
         over = [t.name for t in sorted(folder.iterdir())] if folder.is_dir() else []
-        over = [t for t in over if record_status(self.exp_dir, t) in FINAL]
+        over = self.source.ended_before([t for t in over if record_status(self.exp_dir, t) in FINAL])
         scores = [s for t in over if isinstance(s := last_score(self.exp_dir, t), float)]
         progress.preset(lane_index, len(over), max(scores, default=None))
 

@@ -176,3 +176,24 @@ def test_more_trials_per_gpu_than_mps_serves_is_one_line(monkeypatch, fake_binar
     assert c.mps == "auto" and c.max_concurrent == mps.MAX_CLIENTS
     c = options.resolve_cluster(cluster_args(trials_per_gpu=64, mps="off"), gpu=True, default_concurrent=2)
     assert c.mps == "off" and c.max_concurrent == 64                   # without MPS: time-sliced contexts
+
+
+def test_a_re_run_lane_counts_as_done_only_its_own_jobs_that_will_not_run_again(tmp_path):
+    """sweeps/reseed.py's lane: its jobs are the re-runs still to train. A failed re-run in the
+    folder is trained again and an earlier pair's finished re-run is not one of its jobs: neither
+    counts as done (the lane once began at "2/2 done" with both to run)."""
+    from seqicl.train.record import RunRecord
+    from sweeps.study import FixedTrials, OptunaTrials
+    from sweeps.tune_backend import Keeper
+    for name, status in (("old-seed1", "finished"), ("a-seed1", "errored"), ("a-seed2", "finished"),
+                         ("a-seed3", "running")):
+        record = RunRecord(tmp_path / "trials" / name)
+        record.start({"train": {}}, {}, 1, "cpu", {"trial": name})
+        record.set_status(status)
+    jobs = {"a-seed1": {}, "a-seed2": {}, "a-seed3": {}}
+    source = FixedTrials(tmp_path, jobs)
+    assert source.todo == ["a-seed1", "a-seed3"]
+    progress = Progress([("t/reseeds", len(jobs))], stream=io.StringIO(), live=False)
+    Keeper(0, Lane("t/reseeds", tmp_path, source, None, len(jobs)), progress)
+    assert progress.done == [1]                                   # a-seed2 only
+    assert OptunaTrials.ended_before(None, ["0000", "0001"]) == ["0000", "0001"]   # a study's trials are all its own
