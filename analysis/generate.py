@@ -239,19 +239,29 @@ def parse_decodings(text: str) -> list[float | None]:
     return out
 
 
-def main(argv: list[str]) -> int:
-    p = OneLineParser(prog="python -m analysis.generate", description=__doc__,
-                      formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """The export and the draw, shared with analysis.generation_law."""
     p.add_argument("export")
     p.add_argument("--num-dfas", type=int, default=50)
     p.add_argument("--samples", type=int, default=8, help="strings per DFA when sampling (greedy writes one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-letters", type=int, default=60)
+
+
+def check_counts(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1:
+        p.error("--num-dfas, --samples and --max-letters must be positive")
+
+
+def main(argv: list[str]) -> int:
+    p = OneLineParser(prog="python -m analysis.generate", description=__doc__,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--decoding", default="greedy,1.0",
                       help="comma-separated: greedy and/or sampling temperatures (default: greedy,1.0)")
     mode.add_argument("--greedy", action="store_true", help="greedy only: --decoding greedy")
     mode.add_argument("--temperature", type=float, default=None, help="sampling at T only: --decoding T")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-letters", type=int, default=60)
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     folder = Path(args.export)
@@ -261,8 +271,7 @@ def main(argv: list[str]) -> int:
     except ValueError:
         p.error("--decoding takes greedy and positive finite temperatures, e.g. greedy,1.0 "
                 "(--temperature must be positive and finite)")
-    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1:
-        p.error("--num-dfas, --samples and --max-letters must be positive")
+    check_counts(p, args)
     try:
         resolve_device(args.device)
     except RuntimeError:

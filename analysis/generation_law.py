@@ -29,7 +29,8 @@ from pathlib import Path
 
 import torch
 
-from analysis.generate import decoding_label, file_stem, generate_on, parse_decodings, write_decoding
+from analysis.generate import (add_common_args, check_counts, decoding_label, file_stem, generate_on,
+                               parse_decodings, write_decoding)
 from seqicl.cli import OneLineParser
 from seqicl.data import load_task
 from seqicl.data.automaton import DFA
@@ -103,19 +104,14 @@ def law_generation(folder: Path, num_dfas: int, samples: int, decodings: list[fl
 def main(argv: list[str]) -> int:
     p = OneLineParser(prog="python -m analysis.generation_law", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("export")
-    p.add_argument("--num-dfas", type=int, default=50)
-    p.add_argument("--samples", type=int, default=8, help="strings per DFA when sampling (greedy writes one)")
+    add_common_args(p)
     p.add_argument("--decoding", default="greedy,1.0", help="comma-separated: greedy and/or sampling temperatures")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-letters", type=int, default=60)
     args = p.parse_args(argv)
     try:
         decodings = parse_decodings(args.decoding)
     except ValueError:
         p.error("--decoding takes greedy and positive finite temperatures, e.g. greedy,1.0")
-    if args.num_dfas < 1 or args.samples < 1 or args.max_letters < 1:
-        p.error("--num-dfas, --samples and --max-letters must be positive")
+    check_counts(p, args)
     folder = Path(args.export)
     try:
         out = []
