@@ -36,7 +36,7 @@ run_part() {  # <name> <files...>
 if [[ $parts == *,parallel,* ]]; then
   shard() {  # <name> <pytest args...>
     local name=$1; shift
-    timeout 520 python3 -m pytest -q -m gpu -rA --durations=5 -p no:cacheprovider "$@" > "$OUT/pytest_gpu_p_$name.txt" 2>&1
+    timeout ${SHARD_TIMEOUT:-520} python3 -m pytest -q -m gpu -rA --durations=5 -p no:cacheprovider "$@" > "$OUT/pytest_gpu_p_$name.txt" 2>&1
     echo "$name rc $?: $(tail -n 1 "$OUT/pytest_gpu_p_$name.txt")"
   }
   start=$(date +%s)
