@@ -47,7 +47,7 @@ if [[ $parts == *,parallel,* ]]; then
   shard buckets tests/test_buckets.py & shard step tests/test_step.py tests/test_train.py &
   shard occupancy tests/test_bench_occupancy.py &
   wait; echo "all shards: $(( $(date +%s) - start )) s"
-  python3 -m pytest --co -q -m gpu -p no:cacheprovider tests/ 2>&1 | tail -n 1
+  python3 -m pytest --co -q -m gpu -p no:cacheprovider tests/ 2>&1 | tail -n 1 | tee "$OUT/pytest_gpu_collected.txt"
 fi
 [[ $parts == *,tests1,* ]] && run_part 1 tests/ops/test_linear_attention.py tests/ops/test_complex_scan.py \
   tests/ops/test_scan.py tests/ops/test_selective_scan.py
