@@ -33,12 +33,10 @@ STATUSES = ("running",) + FINAL
 BOOKKEEPING = ("progress", "run_dir", "state_every")
 
 
-def same_training(a: dict, b: dict, also_ignore: tuple[str, ...] = ()) -> bool:
-    """Whether configs ``a`` and ``b`` train the same run, bookkeeping (and ``also_ignore``'s
-    train keys) aside."""
+def same_training(a: dict, b: dict) -> bool:
+    """Whether configs ``a`` and ``b`` train the same run, bookkeeping aside."""
     def key(cfg):
-        ignore = BOOKKEEPING + also_ignore
-        return {**cfg, "train": {k: v for k, v in cfg.get("train", {}).items() if k not in ignore}}
+        return {**cfg, "train": {k: v for k, v in cfg.get("train", {}).items() if k not in BOOKKEEPING}}
     return key(a) == key(b)
 
 
