@@ -48,6 +48,10 @@ if [[ $parts == *,parallel,* ]]; then
   shard occupancy tests/test_bench_occupancy.py &
   wait; echo "all shards: $(( $(date +%s) - start )) s"
   python3 -m pytest --co -q -m gpu -p no:cacheprovider tests/ 2>&1 | tail -n 1 | tee "$OUT/pytest_gpu_collected.txt"
+  # the device tool brings back at most 8 files: the shards' outputs travel as one archive
+  # (bench/pytest_gpu_summary.py reads them once unpacked)
+  tar -czf "$OUT/pytest_gpu_parallel.tar.gz" -C "$OUT" $(cd "$OUT" && ls pytest_gpu_p_*.txt pytest_gpu_collected.txt card.txt) \
+    && rm -f "$OUT"/pytest_gpu_p_*.txt
 fi
 [[ $parts == *,tests1,* ]] && run_part 1 tests/ops/test_linear_attention.py tests/ops/test_complex_scan.py \
   tests/ops/test_scan.py tests/ops/test_selective_scan.py
