@@ -50,6 +50,11 @@ class Progress:
     def started(self, lane: int) -> None:
         self.running[lane] += 1
 
+    def waiting(self, lane: int, trial: str, why: str) -> None:
+        """A running trial went back to wait for a slot (out of GPU memory): not ended."""
+        self.running[lane] = max(0, self.running[lane] - 1)
+        self.write_above(f"[{self.labels[lane]}] trial {trial} {why} ({time.time() - self.start:.0f} s)")
+
     def result(self, lane: int, best_val: float | None) -> None:
         if isinstance(best_val, float) and (self.best[lane] is None or best_val > self.best[lane]):
             self.best[lane] = best_val

@@ -138,6 +138,11 @@ class OptunaTrials:
         """Of the trials whose records say they are over, those this run will not train again."""
         return names   # every trial of the study; the cut ones' records say "running"
 
+    def requeue(self, trial: str) -> None:
+        """Hand ``trial`` out again next (it could not run: out of GPU memory); the study still
+        has it running, so it keeps its number and parameters."""
+        self.resume.insert(0, int(trial))
+
     def tell(self, trial: str, status: str, score: float | None) -> None:
         """Stopped and finished trials count with their best score so far (what ASHA compared);
         diverged ones with -1, below every healthy trial; errored ones as failed."""
@@ -164,6 +169,10 @@ class FixedTrials:
         """Of the trials whose records say they are over, those of this run's jobs it will not
         train again (a failed or cut re-run is trained again; other jobs' folders are not its own)."""
         return [n for n in names if n in self.jobs and n not in self.todo]
+
+    def requeue(self, trial: str) -> None:
+        """Hand ``trial`` out again next (it could not run: out of GPU memory)."""
+        self.todo.insert(0, trial)
 
     def next(self) -> tuple[str, dict, dict] | None:
         if not self.todo:

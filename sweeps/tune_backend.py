@@ -167,8 +167,9 @@ def dashboard_missing() -> str | None:
 
 
 def injected_fault(trial: str) -> str | None:
-    """Test hook: SEQICL_FAULTS="crash:0002,nan:0003" makes trial 0002 raise (every attempt)
-    and trial 0003 train into a NaN loss."""
+    """Test hook: SEQICL_FAULTS="crash:0002,nan:0003,oom:0001" makes trial 0002 raise (every
+    attempt), trial 0003 train into a NaN loss and trial 0001 run out of GPU memory (its first
+    start only, or every start with "oom-always")."""
     for item in filter(None, os.environ.get("SEQICL_FAULTS", "").split(",")):
         kind, _, which = item.partition(":")
         if which == trial:
@@ -185,6 +186,7 @@ def run_trial(config: dict) -> None:
     import torch
     from ray import tune
     from seqicl.train import train
+    from seqicl.train.loop import is_out_of_memory
 
     trial, cfg, rungs = config["trial"], config["cfg"], config["rungs"]
     folder = trial_dir(Path(config["exp_dir"]), trial)
@@ -193,6 +195,13 @@ def run_trial(config: dict) -> None:
     fault = injected_fault(trial)
     if fault == "crash":
         raise RuntimeError("injected crash (SEQICL_FAULTS)")
+    marker = folder / ".oom-injected"
+    if fault == "oom-always" or (fault == "oom" and not marker.exists()):
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+        fault = "oom"
+    elif fault == "oom":
+        fault = None
     if fault == "nan":
         cfg["optim"].update(lr=1e30, warmup_frac=0.0)
         cfg["train"]["grad_clip"] = 0.0
@@ -204,7 +213,7 @@ def run_trial(config: dict) -> None:
             tune.report({k: metrics[k] for k in ("epoch", "best_val", "test_at_best")})
             reported.append(metrics["epoch"])
 
-    stopped = False
+    stopped, out_of_memory = False, None
     with locked(folder / ".lock", wait_s=120, what=f"trial folder {folder}"):
         # every attempt names its node in run.json: on a cluster, where each part of a record was made
         record = RunRecord(folder)
@@ -213,15 +222,22 @@ def run_trial(config: dict) -> None:
         if record.exists() and record.status()["status"] not in FINAL:
             record.note(nodes=nodes)  # a retry or a resumed sweep: train() keeps run.json
         try:
+            if fault == "oom":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB (injected: SEQICL_FAULTS)")
             summary = train(cfg, run_dir=folder, on_epoch=at_rungs, save_at=config["rungs"],
                             meta={"trial": trial, "sampled": config["sampled"], "nodes": nodes})
-        except torch.cuda.OutOfMemoryError as e:
-            raise RuntimeError(f"CUDA out of memory with {config['sampled']}: {str(e).splitlines()[0]}") from None
         except SystemExit:  # Tune stopped the trial at a rung (its report raised in this thread)
             stopped = True  # freed below, once the exception no longer holds the trial's frames
+        except Exception as e:
+            if not is_out_of_memory(e):
+                raise
+            out_of_memory = f"CUDA out of memory with {config['sampled']}: {str(e).splitlines()[0]}"[:300]
     release_memory()  # this process may go on to another trial (reused actors): give the GPU back
     if stopped:
         raise SystemExit(0)
+    if out_of_memory:  # the searcher decides: start it again beside fewer trials, or record it errored
+        tune.report({"best_val": -1.0, "out_of_memory": out_of_memory})
+        return
     if summary["status"] == "diverged":  # ranked below every healthy trial by ASHA and the searcher
         tune.report({"epoch": summary["epochs"], "best_val": -1.0, "diverged": 1})
     elif summary["epochs"] < cfg["train"]["epochs"]:  # finished at its best possible score, early
@@ -239,6 +255,9 @@ def release_memory() -> None:
     import torch
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.empty_cache()
+
+
+OOM_RETRIES = 3   # a trial out of GPU memory beside others starts again at most this often
 
 
 @dataclass
@@ -267,30 +286,45 @@ def _classes():
 
     class TrialSearcher(Searcher):
         """Hands Tune the trials of every experiment's source, sharing the slots fairly
-        (``pick_lane``): one experiment's tail (ASHA's few survivors) leaves its slots to the others."""
+        (``pick_lane``): one experiment's tail (ASHA's few survivors) leaves its slots to the others.
+        A trial that ran out of GPU memory beside others goes back to its source (``Keeper.out_of_memory``),
+        and from then on at most as many trials run at once as ran beside it (``cap``): the slot
+        count assumed the trials fit, and these did not."""
 
-        def __init__(self, lanes: list[Lane]):
+        def __init__(self, lanes: list[Lane], keepers: list["Keeper"]):
             super().__init__(metric="best_val", mode="max")
-            self.lanes = lanes
+            self.lanes, self.keepers = lanes, keepers
             self.running, self.launched = [0] * len(lanes), [0] * len(lanes)
-            self.lane_of: dict[str, int] = {}
+            self.given: dict[str, dict] = {}          # Tune's trial id -> the config handed out
+            self.cap: int | None = None
 
         def suggest(self, trial_id):
+            if self.cap is not None and sum(self.running) >= self.cap:
+                return None                           # not now: Tune asks again
             i = pick_lane(self.lanes, self.running, self.launched)
-            if i is None:
-                return Searcher.FINISHED
+            if i is None:  # a running trial may still come back (out of memory): done once none runs
+                return Searcher.FINISHED if sum(self.running) == 0 else None
             name, cfg, sampled = self.lanes[i].source.next()
             self.running[i] += 1
             self.launched[i] += 1
-            self.lane_of[trial_id] = i
             rungs = self.lanes[i].rungs.milestones if self.lanes[i].rungs else []
-            return {"lane": i, "trial": name, "exp_dir": str(self.lanes[i].exp_dir), "rungs": rungs,
-                    "cfg": cfg, "sampled": sampled}
+            self.given[trial_id] = {"lane": i, "trial": name, "exp_dir": str(self.lanes[i].exp_dir), "rungs": rungs,
+                                    "cfg": cfg, "sampled": sampled}
+            return self.given[trial_id]
 
         def on_trial_complete(self, trial_id, result=None, error=False):
-            # the slot is free; RecordKeeper tells the source, once the record says how the trial ended
-            if trial_id in self.lane_of:
-                self.running[self.lane_of.pop(trial_id)] -= 1
+            # the slot is free; RecordKeeper tells the source, once the record says how the trial ended.
+            # Tune calls this before its callbacks (TuneController.stop_trial), so a trial sent back
+            # here is already waiting when RecordKeeper hears of its end.
+            config = self.given.pop(trial_id, None)
+            if config is None:
+                return
+            self.running[config["lane"]] -= 1
+            why = (result or {}).get("out_of_memory")
+            if why and not error:
+                others = sum(self.running)
+                if self.keepers[config["lane"]].out_of_memory(config, why, others):
+                    self.cap = others if self.cap is None else min(self.cap, others)
 
         def save(self, checkpoint_path):
             pass  # the state is in the journal and the records
@@ -331,9 +365,12 @@ def _classes():
 
         def __init__(self, keepers: list["Keeper"], progress: Progress):
             self.keepers, self.progress = keepers, progress
+            self.seen: set[str] = set()
 
         def on_trial_start(self, iteration, trials, trial, **info):
-            self.progress.started(trial.config["lane"])
+            if trial.trial_id not in self.seen:  # Tune's retry of a failed trial starts it again
+                self.seen.add(trial.trial_id)
+                self.progress.started(trial.config["lane"])
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._ended(trial, died=False)
@@ -360,6 +397,7 @@ class Keeper:
         self.progress = progress
         self.stopped: dict[str, int] = {}
         self.told: set[str] = set()
+        self.out_of_memory_starts: dict[str, int] = {}
         folder = self.exp_dir / "trials"
         over = [t.name for t in sorted(folder.iterdir())] if folder.is_dir() else []
         over = self.source.ended_before([t for t in over if record_status(self.exp_dir, t) in FINAL])
@@ -397,6 +435,30 @@ class Keeper:
             record.set_status("running", reason, epochs=record.status().get("epochs", 0))
         except RecordError:
             pass
+
+    def out_of_memory(self, config: dict, why: str, others: int) -> bool:
+        """A trial that ran out of GPU memory with ``others`` trials running beside it: back to
+        its source to start again once fewer run (True; its record stays "running" at its last
+        state, so it goes on from there), unless it was alone or has had OOM_RETRIES more starts
+        (errored, with the reason)."""
+        trial = config["trial"]
+        starts = self.out_of_memory_starts.get(trial, 0)
+        if others == 0 or starts >= OOM_RETRIES:
+            where = "alone" if others == 0 else f"{starts + 1} times, the last beside {others} other trials"
+            self.finish(trial, "errored", f"{why} ({where})", config)
+            return False
+        self.out_of_memory_starts[trial] = starts + 1
+        record = self.record(trial)
+        try:
+            if record.exists():
+                record.set_status("running", f"out of GPU memory beside {others} other trials: waits for fewer",
+                                  epochs=record.status().get("epochs", 0))
+        except RecordError:
+            pass
+        self.source.requeue(trial)
+        self.progress.waiting(self.index, trial, f"ran out of GPU memory beside {others} other trials: it starts "
+                              f"again when a slot is free, and from now on at most {others} trials run at once")
+        return True
 
     def ended(self, config: dict, died: bool, why: str | None = None) -> None:
         trial = config["trial"]
@@ -444,6 +506,7 @@ def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: in
     progress = progress or Progress([(lane.label, lane.total) for lane in lanes])
     keepers = [Keeper(i, lane, progress) for i, lane in enumerate(lanes)]
     TrialSearcher, RungScheduler, RecordKeeper = _classes()
+    # Tune creates at most num_samples trials: room for the ones sent back out of memory
     # Trials start in parallel up to the slot count: Tune 2.60 keeps at most this many pending
     # (read when the controller is built; with max_concurrent_trials its own default is that
     # number too, through the ConcurrencyLimiter it wraps the searcher in; said here, not assumed)
@@ -452,8 +515,8 @@ def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: in
     run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=TrialSearcher(lanes), scheduler=RungScheduler(lanes, keepers),
-                                    num_samples=remaining, max_concurrent_trials=max_concurrent,
+        tune_config=tune.TuneConfig(search_alg=TrialSearcher(lanes, keepers), scheduler=RungScheduler(lanes, keepers),
+                                    num_samples=remaining * (1 + OOM_RETRIES), max_concurrent_trials=max_concurrent,
                                     time_budget_s=time_budget_s,
                                     # a trial's process goes on to the next trial: no new Python, torch
                                     # import and CUDA context per trial (2.3x the trials/min on a CPU)

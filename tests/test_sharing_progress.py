@@ -197,3 +197,50 @@ def test_a_re_run_lane_counts_as_done_only_its_own_jobs_that_will_not_run_again(
     Keeper(0, Lane("t/reseeds", tmp_path, source, None, len(jobs)), progress)
     assert progress.done == [1]                                   # a-seed2 only
     assert OptunaTrials.ended_before(None, ["0000", "0001"]) == ["0000", "0001"]   # a study's trials are all its own
+
+
+def test_after_an_out_of_memory_the_searcher_runs_at_most_as_many_trials_as_ran_beside_it():
+    """TrialSearcher: the trial goes back to its source, Tune gets no new trial while the cap is
+    reached (None, not FINISHED), and FINISHED comes only when nothing is left and nothing runs
+    (a running trial could still come back)."""
+    from ray.tune.search import Searcher
+    from sweeps.tune_backend import _classes
+
+    class Queue:
+        def __init__(self, names):
+            self.todo = list(names)
+
+        def remaining(self):
+            return len(self.todo)
+
+        def next(self):
+            return self.todo.pop(0), {}, {}
+
+        def requeue(self, name):
+            self.todo.insert(0, name)
+
+    class Keeper:  # as tune_backend.Keeper.out_of_memory: back to the source unless it ran alone
+        def __init__(self, source):
+            self.source, self.calls = source, []
+
+        def out_of_memory(self, config, why, others):
+            self.calls.append((config["trial"], others))
+            if others:
+                self.source.requeue(config["trial"])
+            return others > 0
+
+    source = Queue(["a", "b", "c"])
+    keeper = Keeper(source)
+    TrialSearcher, _, _ = _classes()
+    s = TrialSearcher([Lane("t/m", Path("."), source, None, 3)], [keeper])
+    assert [s.suggest(f"id{i}")["trial"] for i in range(3)] == ["a", "b", "c"]
+    assert s.suggest("id3") is None                                  # nothing left, but 3 running
+    s.on_trial_complete("id1", result={"best_val": -1.0, "out_of_memory": "CUDA out of memory"})
+    assert keeper.calls == [("b", 2)] and s.cap == 2
+    assert s.suggest("id4") is None                                  # 2 running: at the cap
+    s.on_trial_complete("id0", result={"best_val": 0.5})
+    assert s.suggest("id5")["trial"] == "b"                          # the one sent back
+    assert s.suggest("id6") is None                                  # at the cap again
+    s.on_trial_complete("id2", result={"best_val": 0.4})
+    s.on_trial_complete("id5", result={"best_val": 0.4})
+    assert s.suggest("id7") is Searcher.FINISHED

@@ -181,6 +181,27 @@ def test_a_run_continues_under_other_bookkeeping_and_records_it(tmp_path):
     assert [r["train_loss"] for r in record.epochs()] == [r["train_loss"] for r in straight]
 
 
+def test_out_of_gpu_memory_leaves_the_run_to_go_on_from_its_last_state(tmp_path):
+    """An OOM is not the run's fault: the record stays "running" at its last state (a sweep starts
+    the trial again beside fewer others), and the next start continues from that state."""
+    from seqicl.train.loop import is_out_of_memory
+    cfg = compose(["task.num_train=128", "task.num_val=16", "task.num_test=16", "model.d_model=16",
+                   "train.epochs=4", "train.state_every=2", "train.progress=false", "device=cpu"])
+
+    def oom_at_3(m):
+        if m["epoch"] == 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 MiB")
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        train(cfg, on_epoch=oom_at_3, run_dir=tmp_path)
+    status = RunRecord(tmp_path).status()
+    assert status["status"] == "running" and status["epochs"] == 2          # its last state
+    resumed = []
+    assert train(cfg, on_epoch=resumed.append, run_dir=tmp_path)["status"] == "finished"
+    assert [m["epoch"] for m in resumed] == [3, 4]
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"))
+    assert not is_out_of_memory(RuntimeError("disk on fire"))
+
+
 def test_an_error_is_recorded_with_its_reason(tmp_path):
     cfg = compose(["task.num_train=64", "task.num_val=16", "task.num_test=16", "model.d_model=16",
                    "train.epochs=2", "train.progress=false", "device=cpu"])

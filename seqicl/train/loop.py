@@ -250,6 +250,13 @@ def open_record(cfg: dict, run: Run, run_dir: Path, meta: dict | None) -> tuple[
     return record, False
 
 
+def is_out_of_memory(e: BaseException) -> bool:
+    """A failure to get GPU memory: torch's OutOfMemoryError, or cuBLAS failing to allocate its
+    handle's workspace (the same cause, another message)."""
+    return isinstance(e, torch.cuda.OutOfMemoryError) or any(
+        m in str(e) for m in ("CUDA out of memory", "CUBLAS_STATUS_ALLOC_FAILED"))
+
+
 def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback | None = None,
           meta: dict | None = None, save_at=()) -> dict:
     """Train one model on one task as ``cfg`` says; returns a summary of the best epoch.
@@ -281,6 +288,8 @@ def train(cfg: dict, run_dir: str | Path | None = None, on_epoch: EpochCallback 
         try:
             return train_epochs(run, record, resumed, on_epoch, frozenset(save_at), setup_started, watch)
         except Exception as e:  # the reason stays in the record; Ray's stop (SystemExit) is not an error
+            if is_out_of_memory(e):  # not the run's fault: it stays "running" at its last state, to go on
+                raise                # once its GPU has room (a sweep starts it again beside fewer trials)
             record.set_status("errored", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300])
             raise
 
