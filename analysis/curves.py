@@ -38,15 +38,17 @@ def plot_learning_curves(rows: list[dict], path: Path) -> bool:
     metric = {t: next(iter(next(iter(by_task[t].values())).values()))["metric"] for t in tasks}
     panels = [(t, "test", f"{METRIC_NAMES.get(metric[t], metric[t])} (%)") for t in tasks] + \
              [(t, "test_tvd", "test TVD to the DFA (lower is better)") for t in tasks if t == "dfa"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1.8, 4), squeeze=False)
     palette = plt.get_cmap("tab20").colors
     for ax, (task, key, label) in zip(axes[0], panels):
         scale = 100 if key == "test" else 1
         sizes = sorted({n for m in by_task[task].values() for n in m})
         for i, model in enumerate(model_order(by_task[task])):
-            pts = sorted((n, r[key]) for n, r in by_task[task][model].items() if r[key] is not None)
-            if pts:   # twelve models: the dark then the light tab20 colours, never a baseline's black or grey
-                ax.plot([n for n, _ in pts], [v * scale for _, v in pts], marker="o", color=palette[(2 * i) % 20 + (i >= 10)],
+            have = {n: r[key] * scale for n, r in by_task[task][model].items() if r[key] is not None}
+            if have:  # a size not run inside the model's range is a gap in its line, not a straight segment
+                xs = [n for n in sizes if min(have) <= n <= max(have)]
+                # twelve models: the dark then the light tab20 colours, never a baseline's black or grey
+                ax.plot(xs, [have.get(n, float("nan")) for n in xs], marker="o", color=palette[(2 * i) % 20 + (i >= 10)],
                         label=MODEL_NAMES.get(model, model))
         first = next(iter(next(iter(by_task[task].values())).values()))
         for i, (name, scores) in enumerate(sorted(first["baselines"].items())):
@@ -60,7 +62,7 @@ def plot_learning_curves(rows: list[dict], path: Path) -> bool:
         ax.set_ylabel(label)
         ax.set_title(TASK_NAMES.get(task, task))
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))   # beside the curves, not on them
     save_png(fig, path)
     return True
 

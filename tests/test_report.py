@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -296,6 +297,13 @@ def test_regbench_figure_log_x_one_line_per_model_ngrams_dashed(tmp_path, monkey
         assert list(solid["LSTM"].get_xdata()) == [1000, 5000]
         assert sorted(dashed) == ["2-gram (in context)", "3-gram (in context)"]
         assert dashed["3-gram (in context)"].get_ydata()[0] == pytest.approx(NGRAMS["3-gram"][ngram_key] * scale)
+    # a size missing inside a model's range is a gap in its line, not a straight segment across it
+    figures.clear()
+    rows = [r for r in summarize(load_trials(tmp_path)) if (r["model"], r["num_train"]) != ("transformer", 5000)]
+    assert curves.plot_learning_curves(rows, tmp_path / "z.png")
+    line = next(x for x in figures[0].axes[0].lines if x.get_label() == "Transformer")
+    assert list(line.get_xdata()) == [1000, 5000, 40000] and math.isnan(line.get_ydata()[1])
+    assert line.get_ydata()[0] == pytest.approx(100 * CURVES["transformer"][1000][0])
     # one size only: no curve to draw
     assert not curves.plot_learning_curves([r for r in summarize(load_trials(tmp_path)) if r["num_train"] == 1000],
                                            tmp_path / "y.png")
