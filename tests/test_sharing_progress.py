@@ -244,3 +244,17 @@ def test_after_an_out_of_memory_the_searcher_runs_at_most_as_many_trials_as_ran_
     s.on_trial_complete("id2", result={"best_val": 0.4})
     s.on_trial_complete("id5", result={"best_val": 0.4})
     assert s.suggest("id7") is Searcher.FINISHED
+
+
+def test_a_trial_that_tune_starts_again_is_counted_running_once():
+    """Tune's retry of a failed trial (--max-failures) calls on_trial_start again for the same
+    trial: the progress line counted it twice and ended at "4/4 done, 2 running"."""
+    from sweeps.tune_backend import _classes
+    _, _, RecordKeeper = _classes()
+    progress = Progress([("t/m", 2)], stream=io.StringIO(), live=False)
+    keeper = RecordKeeper([], progress)
+    trial = types.SimpleNamespace(trial_id="abc", config={"lane": 0})
+    keeper.on_trial_start(0, [], trial)
+    keeper.on_trial_start(0, [], trial)                              # the retry
+    keeper.on_trial_start(0, [], types.SimpleNamespace(trial_id="def", config={"lane": 0}))
+    assert progress.running == [2]
