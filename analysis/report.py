@@ -51,30 +51,53 @@ def seed_stats(best: Trial | None, reseeds: list[Trial], with_range: bool = Fals
     that fails is part of the spread, at its last good value). The others are listed apart
     (``seed_cut``), never averaged, until a complete re-run of the same seed exists: re-runs cut
     short by a time budget, and re-runs of a shorter schedule (results made before 2026-12-03
-    re-ran the chosen trial only for the epochs it had trained, annealing to zero there)."""
+    re-ran the chosen trial only for the epochs it had trained, annealing to zero there).
+    Re-runs on a longer schedule (``reseed.py --epochs``) are another recipe: their complete runs
+    go to ``schedules``, one entry per length with its own mean and spread, never into the mean."""
     mine = [r for r in reseeds if best is not None and rerun_of(r, best) and r.test_at_best is not None]
     full = best.epochs_budget if best is not None else None
 
     def complete(r: Trial) -> bool:
-        return r.status == "diverged" or (r.status == "finished" and r.epochs_budget == full)
-    done: dict[int, Trial] = {}
-    for r in sorted((r for r in mine if complete(r)), key=lambda r: r.epochs_run):
-        done[r.seed] = r  # the longest complete run of each seed
-    values = [best.test_at_best] + [r.test_at_best for r in done.values()] \
+        return r.status in ("diverged", "finished")
+
+    def longest_per_seed(runs) -> dict[int, Trial]:
+        out = {}
+        for r in sorted(runs, key=lambda r: r.epochs_run):
+            out[r.seed] = r
+        return out
+    longer = sorted({r.epochs_budget for r in mine if full is not None and (r.epochs_budget or 0) > full})
+    schedules, cut = [], []
+    for budget in [full] + longer:
+        runs = [r for r in mine if r.epochs_budget == budget or (budget == full and (r.epochs_budget or 0) < full)]
+        done = longest_per_seed(r for r in runs if complete(r) and r.epochs_budget == budget)
+        short = longest_per_seed(r for r in runs if not (complete(r) and r.epochs_budget == budget)
+                                 and r.status in ("finished", "stopped", "running") and r.seed not in done)
+        cut += [{"test": r.test_at_best, "epochs": r.epochs_run, "of": budget, "seed": r.seed}
+                for _, r in sorted(short.items())]
+        if budget == full:
+            chosen_done = done
+        elif done:
+            tests = sorted(r.test_at_best for r in done.values())
+            tvds = [r.test_at_best_all.get("tvd") for r in done.values()]
+            schedules.append({"epochs": budget, "n": len(tests), "mean": sum(tests) / len(tests),
+                              "std": _sample_std(tests), "seeds": sorted(done),
+                              "tvd_mean": sum(tvds) / len(tvds) if None not in tvds else None})
+    values = [best.test_at_best] + [r.test_at_best for r in chosen_done.values()] \
         if best is not None and best.test_at_best is not None else []
-    short: dict[int, Trial] = {}
-    for r in sorted((r for r in mine if not complete(r) and r.status in ("finished", "stopped", "running")
-                     and r.seed not in done), key=lambda r: r.epochs_run):
-        short[r.seed] = r  # the longest of each seed
-    cut = [{"test": r.test_at_best, "epochs": r.epochs_run, "of": full, "seed": r.seed}
-           for _, r in sorted(short.items())]
+    extra = {"seed_cut": cut, **({"schedules": schedules} if schedules else {})}
     span = {"seed_min": min(values, default=None), "seed_max": max(values, default=None)} if with_range else {}
     if len(values) < 2:
-        return {"seed_mean": None, "seed_std": None, "seed_n": len(values), "seed_cut": cut, **span}
+        return {"seed_mean": None, "seed_std": None, "seed_n": len(values), **extra, **span}
     values = sorted(values)  # one summation order, whichever order the records were read in
+    return {"seed_mean": sum(values) / len(values), "seed_std": _sample_std(values), "seed_n": len(values),
+            **extra, **span}
+
+
+def _sample_std(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return None
     mean = sum(values) / len(values)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return {"seed_mean": mean, "seed_std": std, "seed_n": len(values), "seed_cut": cut, **span}
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def cut_by_budget(t: Trial) -> bool:
@@ -180,11 +203,16 @@ def seed_table(g: Grid) -> str:
             return ""
         text = (f"chosen {pct(r['test'])}" if r["seed_mean"] is None else
                 f"{100 * r['seed_mean']:.1f} ± {100 * r['seed_std']:.1f} (n={r['seed_n']}); chosen {pct(r['test'])}")
-        if r["seed_cut"]:  # shown, never averaged: cut short, or a shorter schedule than the chosen config's
-            cut = r["seed_cut"]
+        for s in r.get("schedules", []):  # another recipe: its own mean, never mixed into the chosen one's
+            spread = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}" if s["std"] is not None else pct(s["mean"])
+            tvd = f", TVD {s['tvd_mean']:.3f}" if s.get("tvd_mean") is not None else ""
+            text += f"; {s['epochs']} epochs: {spread} (n={s['n']}{tvd})"
+        for of in sorted({c["of"] for c in r["seed_cut"]}):
+            # shown, never averaged: cut short, or a shorter schedule than the chosen config's
+            cut = [c for c in r["seed_cut"] if c["of"] == of]
             epochs = sorted(c["epochs"] for c in cut)
             span = f"{epochs[0]}" if epochs[0] == epochs[-1] else f"{epochs[0]}-{epochs[-1]}"
-            text += f"; {len(cut)} not counted, trained {span} of {cut[0]['of']} epochs: " + " ".join(pct(c["test"]) for c in cut)
+            text += f"; {len(cut)} not counted, trained {span} of {of} epochs: " + " ".join(pct(c["test"]) for c in cut)
         return text
     body = [[g.label(task, size)] + [fmt(g.cell.get((task, size, m))) for m in g.models] for task, size in g.keys]
     return ("\n## Over seeds: mean ± std of the chosen configuration's runs (n runs); chosen: the run picked "
@@ -319,7 +347,7 @@ def markdown(rows: list[dict], generations: list[dict], failed: list[Trial] = ()
     parts = [main_table(g)]
     if any(r["test_tvd"] is not None for r in rows):
         parts.append(tvd_table(g))
-    if any(r["seed_mean"] is not None or r["seed_cut"] for r in rows):
+    if any(r["seed_mean"] is not None or r["seed_cut"] or r.get("schedules") for r in rows):
         parts.append(seed_table(g))
     if any(r.get("seed_runs") for r in rows):
         parts.append(reproduction_table(g))

@@ -11,8 +11,11 @@ and one that was cut short continues from its training state, so running the sam
 again trains only what is missing. Each re-run trains the chosen configuration's whole schedule
 (``train.epochs`` is part of the configuration: ASHA may have stopped the chosen trial early, but
 its learning rate was on the way to its full-length cosine; a re-run cut to that epoch would
-anneal to zero there, another recipe). ``--time-budget`` ends the re-runs after S seconds; those
-cut short are listed apart and stay out of the mean. The report is rewritten at the end.
+anneal to zero there, another recipe). ``--epochs N`` trains the chosen configuration on a
+schedule of N epochs instead (cosine and warm-up stretched to N): a longer recipe, reported beside
+the chosen one and never averaged with it; the chosen trial's own seed may run then too.
+``--time-budget`` ends the re-runs after S seconds; those cut short are listed apart and stay out
+of the mean. The report is rewritten at the end.
 """
 from __future__ import annotations
 
@@ -37,10 +40,12 @@ from sweeps.run import LOCK  # noqa: E402
 EXPERIMENT = "reseeds"
 
 
-def plan(root: Path, seeds: list[int], state_every: int | None = None) -> dict[Path, dict[str, dict]]:
+def plan(root: Path, seeds: list[int], state_every: int | None = None,
+         epochs: int | None = None) -> dict[Path, dict[str, dict]]:
     """Task folder -> {"<experiment>-seed<k>-e<epochs>": config to train}: the best trial of
     every sweep experiment, once per seed that has no completed re-run of that config yet.
-    ``state_every`` (given) replaces the chosen trial's: how often a re-run saves its state."""
+    ``state_every`` (given) replaces the chosen trial's: how often a re-run saves its state;
+    ``epochs`` (given) its schedule's length."""
     groups, done, reruns = defaultdict(list), defaultdict(list), {}
     for t in load_trials(root):
         if t.role == "sweep":
@@ -56,10 +61,12 @@ def plan(root: Path, seeds: list[int], state_every: int | None = None) -> dict[P
         best = best_trial(trials)
         if best is None or not best.config:
             continue
-        if best.seed in seeds:
-            raise ConfigError(f"seed {best.seed} is the chosen trial's own seed: pick other --seeds")
         folder = Path(experiment).parent
         cfg = copy.deepcopy(best.config)
+        if epochs is not None:
+            cfg["train"]["epochs"] = epochs
+        if best.seed in seeds and cfg["train"]["epochs"] == best.config["train"]["epochs"]:
+            raise ConfigError(f"seed {best.seed} is the chosen trial's own seed: pick other --seeds")
         cfg["role"] = "reseed"
         if state_every is not None:
             cfg["train"]["state_every"] = state_every
@@ -101,6 +108,9 @@ def main(argv=None) -> int:
     p.add_argument("--state-every", type=int, default=None, metavar="N",
                    help="save each re-run's training state every N epochs (default: as the chosen trial did); "
                         "1 where a time budget may cut the re-runs, so that a resume loses no epoch")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="train the chosen configurations on a schedule of N epochs instead of their own "
+                        "(reported apart from the chosen schedule's seeds, never averaged with them)")
     add_cluster_args(p)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     root = Path(args.results).resolve()
@@ -112,7 +122,9 @@ def main(argv=None) -> int:
         with locked(root / LOCK, what=f"results folder {root}"):
             if args.state_every is not None and args.state_every < 1:
                 raise ConfigError(f"--state-every must be an integer >= 1, got {args.state_every}")
-            jobs = plan(root, seeds, args.state_every)
+            if args.epochs is not None and args.epochs < 1:
+                raise ConfigError(f"--epochs must be an integer >= 1, got {args.epochs}")
+            jobs = plan(root, seeds, args.state_every, args.epochs)
             if not jobs:
                 print(f"nothing to re-run: every chosen configuration has completed runs with seeds {args.seeds}")
                 return 0

@@ -161,6 +161,34 @@ def test_reseed_plan_trains_the_whole_configured_schedule_and_skips_completed_se
     assert chosen["train"]["state_every"] == job["train"]["state_every"]
 
 
+def test_a_longer_schedule_is_its_own_recipe_never_averaged_with_the_chosen_one(tmp_path):
+    from sweeps.reseed import plan
+    fake_trial(tmp_path, "lstm", "0000", [(e, 0.9, 0.8) for e in range(1, 11)])          # chosen: 10 epochs, seed 0
+    fake_trial(tmp_path, "lstm", "s1", [(10, 0.95, 0.6)], experiment="reseeds", role="reseed", seed=1)
+    # --epochs 30: every seed, the chosen trial's own included, on the chosen config stretched to 30
+    jobs = next(iter(plan(tmp_path, [0, 1, 2], epochs=30).values()))
+    assert sorted(jobs) == ["lstm-seed0-e30", "lstm-seed1-e30", "lstm-seed2-e30"]
+    assert all(j["train"]["epochs"] == 30 and j["seed"] == s for j, s in zip(
+        (jobs["lstm-seed0-e30"], jobs["lstm-seed1-e30"], jobs["lstm-seed2-e30"]), (0, 1, 2)))
+    with pytest.raises(Exception, match="own seed"):
+        plan(tmp_path, [0], epochs=10)                                                  # that is the chosen run itself
+    for name, seed, test, last in (("lstm-seed0-e30", 0, 0.90, 30), ("lstm-seed1-e30", 1, 0.94, 30),
+                                   ("lstm-seed2-e30", 2, 0.50, 12)):                    # seed 2 cut at 12 of 30
+        fake_trial(tmp_path, "lstm", name, [(last, 0.99, test)], epochs=30, experiment="reseeds", role="reseed",
+                   seed=seed, status=None if last == 30 else "running")
+    md = write_report(tmp_path)
+    (row,) = json.loads((tmp_path / "table.json").read_text())
+    assert row["test"] == 0.8 and row["seed_n"] == 2 and row["seed_mean"] == pytest.approx(0.7)  # 0.8, 0.6: 10 epochs only
+    (long,) = row["schedules"]
+    assert long["epochs"] == 30 and long["n"] == 2 and long["seeds"] == [0, 1]
+    assert long["mean"] == pytest.approx(0.92) and long["std"] == pytest.approx(0.02 * 2 ** 0.5)
+    assert row["seed_cut"] == [{"test": 0.5, "epochs": 12, "of": 30, "seed": 2}]
+    assert "70.0 ± 14.1 (n=2); chosen 80.0; 30 epochs: 92.0 ± 2.8 (n=2); 1 not counted, trained 12 of 30 epochs: 50.0" in md
+    # the 30-epoch runs done: nothing more to plan for them, and the 10-epoch plan is unchanged
+    assert sorted(next(iter(plan(tmp_path, [0, 1, 2], epochs=30).values()))) == ["lstm-seed2-e30"]
+    assert sorted(next(iter(plan(tmp_path, [1, 2]).values()))) == ["lstm-seed2-e10"]
+
+
 def test_parameter_counts_filled_in_from_configs_match_the_built_models():
     from seqicl.data import generate
     from seqicl.models.lm import build_model

@@ -5,6 +5,9 @@
 # compact record (trials.jsonl.gz) is enough to re-run the chosen configs.
 #   bash bench/h200/regbench-reseed.sh <seconds> <experiments> [seeds, default 1,2,3]
 # e.g. bash bench/h200/regbench-reseed.sh 500 transformer-n40000 1,2,3
+# EPOCHS=N trains the chosen configuration on a schedule of N epochs instead (reseed.py --epochs: a
+# longer recipe, reported beside the chosen one, not averaged with it; seed 0 may run then too), e.g.
+#   EPOCHS=60 bash bench/h200/regbench-reseed.sh 560 transformer-n40000 0,1,2
 # RESULTS (default results/2026-12-06-h100-regbench) is the committed folder; only the named
 # experiments' trials are copied into the work folder, so nothing else is re-run. Every re-run saves
 # its state each epoch (--state-every 1): a call cut by its time resumes the re-runs from their last
@@ -35,7 +38,7 @@ print(f"{len(kept) - 1} trials of {', '.join(sorted(found))}")
 EOF
 fi
 start=$(date +%s)
-python3 sweeps/reseed.py "$S" --seeds "$seeds" --state-every 1 --time-budget "$seconds" > "$OUT/$name.log" 2>&1
+python3 sweeps/reseed.py "$S" --seeds "$seeds" --state-every 1 ${EPOCHS:+--epochs "$EPOCHS"} --time-budget "$seconds" > "$OUT/$name.log" 2>&1
 echo "reseed rc $? after $(( $(date +%s) - start )) s" | tee "$OUT/wall.txt"
 grep -E "^\[|reseeds|± " "$OUT/$name.log" | tail -n 12
 grep -q "still running, or cut" "$OUT/$name.log" && echo "cut: call again with the same arguments to resume" | tee -a "$OUT/wall.txt"
