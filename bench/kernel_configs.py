@@ -81,13 +81,14 @@ WKV_FORWARD = [dict(BLOCK_L=32, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL + \
 WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
+# Then the sequential ones (time inside the program, no scan tree): narrow blocks write more dB, dC
+# partials, wide ones hold more states a thread; the unrolled adjoint sweep issues 9% fewer
+# instructions (selective-scan-backward-unmasked-cpu-2026-12-07.md), not yet timed.
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
                for bl, be, w in [(16, 16, 4)]] + \
-    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)  # time inside the program, no scan
+    [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)
      for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]] + \
-    [dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, UNROLL_ADJOINT=True, num_warps=1, num_stages=1)]  # tree; narrow
-# blocks write more dB, dC partials, wide ones hold more states a thread; the unrolled adjoint sweep
-# issues 9% fewer instructions (selective-scan-backward-unmasked-cpu-2026-12-07.md), not yet timed
+    [dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, UNROLL_ADJOINT=True, num_warps=1, num_stages=1)]
 
 
 def load_module(path: str):
