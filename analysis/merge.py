@@ -8,8 +8,8 @@ sweep experiment (one task's model lane, e.g. ``induction/lstm``, or one model a
 size) comes whole from the last source that has it, so a re-run of some models replaces their
 cells and leaves the others as they were: one experiment's trials are never mixed across runs,
 whose searches saw different trials. Re-runs of chosen configurations (``<task>/reseeds``) are
-kept trial by trial, a later source winning, and dropped where their model's sweep now comes from
-another source (they re-ran a configuration that sweep did not choose).
+kept trial by trial, a later source winning, and dropped where their model's sweep no longer holds
+the configuration they re-ran (a re-run of the search replaced it).
 
 Sources must have run the same settings: the same preset, and where two sources hold the same
 experiment, the same composed config and search space (their ``sweep.json``); otherwise the merge
@@ -30,7 +30,7 @@ from seqicl.atomic import atomic_write_text
 from seqicl.cli import OneLineParser
 
 from .report import sweep_title, write_report
-from .results import load_results, write_compact
+from .results import load_results, rerun_of, write_compact
 
 RESEEDS = "reseeds"
 
@@ -103,12 +103,14 @@ def merge(out: Path, sources: list[Path], title: str | None = None) -> dict:
         for experiment, trials in mine.items():
             sweeps[experiment] = (i, trials)
 
-    # a re-run belongs to the sweep of its task, model and training size
-    sweep_source = {(Path(e).parent.as_posix(), ts[0].model, ts[0].num_train): i for e, (i, ts) in sweeps.items()}
+    # a re-run belongs to the sweep of its task, model and training size, and stays while that sweep
+    # still holds the configuration it re-ran (a re-run's work folder carries a copy of its sweep,
+    # so the sweep may now come from there and still be the one the earlier re-runs re-ran)
+    sweep_trials = {(Path(e).parent.as_posix(), ts[0].model, ts[0].num_train): ts for e, (i, ts) in sweeps.items()}
     kept, dropped = [], []
     for rel, (i, t) in sorted(reseeds.items()):
-        owner = sweep_source.get((Path(t.experiment).parent.as_posix(), t.model, t.num_train))
-        (kept if owner in (None, i) else dropped).append(t)
+        owner = sweep_trials.get((Path(t.experiment).parent.as_posix(), t.model, t.num_train))
+        (kept if owner is None or any(rerun_of(t, s) for s in owner) else dropped).append(t)
     trials = [t for _, ts in sweeps.values() for t in ts] + kept
 
     names = [str(s) for s in sources]
@@ -163,7 +165,18 @@ def merged_settings(settings: list[dict], title: str) -> dict:
     if len(tasks) > 1:
         defining["task"] = tasks
     return {"format": first.get("format"), "title": title, "defining": {**defining, "experiments": experiments},
-            "runs": [run for s in settings for run in s.get("runs", [])]}
+            "runs": unique([run for s in settings for run in s.get("runs", [])])}
+
+
+def unique(runs: list) -> list:
+    """Each run once: a re-run's work folder starts from a copy of its source's sweep.json."""
+    seen, out = set(), []
+    for run in runs:
+        key = json.dumps(run, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(run)
+    return out
 
 
 def main(argv: list[str]) -> int:
@@ -180,7 +193,7 @@ def main(argv: list[str]) -> int:
     for experiment, where in provenance["experiments"].items():
         print(f"{experiment}: {where['trials']} trials from {where['source']}")
     print(f"re-runs of chosen configurations: {provenance['reseeds_kept']} kept, "
-          f"{len(provenance['reseeds_dropped'])} dropped (their model's sweep came from another source)")
+          f"{len(provenance['reseeds_dropped'])} dropped (their model's sweep no longer holds the configuration they re-ran)")
     print(f"tables in {args.out / 'table.md'}")
     return 0
 

@@ -9,6 +9,7 @@ from analysis.results import load_trials
 from test_report import fake_trial
 
 from conftest import ROOT
+from seqicl.config import compose
 
 
 def sweep_json(root, experiments, preset="original-size", task="induction", run="2026-12-06T08:00:00"):
@@ -36,7 +37,8 @@ def test_a_rerun_of_one_model_replaces_its_cell_and_its_stale_reseeds_and_nothin
     fake_trial(old, "lstm", "lstm-seed1", [(10, 0.6, 0.44)], experiment="reseeds", role="reseed", seed=1)
     sweep_json(old, ["lstm", "gilr"])
     compact_only(old)
-    fake_trial(new, "lstm", "0000", [(10, 0.9, 0.85)])                       # the re-run: one trial
+    searched = {**compose(["model=lstm"])["optim"], "lr": 0.123}             # the re-run's search chose anew
+    fake_trial(new, "lstm", "0000", [(10, 0.9, 0.85)], optim=searched)      # the re-run: one trial
     sweep_json(new, ["lstm"], run="2026-12-07T08:00:00")
 
     assert merge_main([str(out), str(old), str(new)]) == 0
@@ -116,7 +118,6 @@ def test_generation_summaries_come_along_the_later_source_winning_and_no_checkpo
 
 
 def test_a_rerun_follows_the_sweep_of_its_own_training_size(tmp_path, capsys):
-    from seqicl.config import compose
     task = compose(["model=lstm"])["task"]
     old, new, out = tmp_path / "old", tmp_path / "new", tmp_path / "merged"
     for size in (100, 200):
@@ -146,3 +147,22 @@ def test_a_later_run_of_other_models_adds_their_cells(tmp_path, capsys):
     assert rows["transformer"]["seed_n"] == 2                                 # the first run's re-run stays
     settings = json.loads((out / "sweep.json").read_text())
     assert sorted(settings["defining"]["experiments"]) == ["lstm", "transformer"]
+
+
+def test_earlier_reruns_stay_when_a_later_rerun_folder_carries_a_copy_of_their_sweep(tmp_path, capsys):
+    """bench/h200/regbench-reseed.sh re-runs in a folder holding a copy of the sweep's trials and its
+    sweep.json: merged last, the sweep comes from there, and the re-runs made before it still
+    re-ran that sweep's choice (2026-12-07: three 20-epoch seeds were dropped by the old rule)."""
+    old, again, out = tmp_path / "old", tmp_path / "again", tmp_path / "merged"
+    fake_trial(old, "transformer", "0000", [(10, 0.9, 0.90)])
+    fake_trial(old, "transformer", "transformer-seed1", [(10, 0.9, 0.88)], experiment="reseeds", role="reseed", seed=1)
+    sweep_json(old, ["transformer"])
+    compact_only(old)
+    fake_trial(again, "transformer", "0000", [(10, 0.9, 0.90)])                 # the copy
+    fake_trial(again, "transformer", "transformer-seed2", [(10, 0.9, 0.86)], experiment="reseeds", role="reseed", seed=2)
+    shutil.copy(old / "sweep.json", again / "sweep.json")
+    assert merge_main([str(out), str(old), str(again)]) == 0
+    assert "2 kept, 0 dropped" in capsys.readouterr().out
+    row = json.loads((out / "table.json").read_text())[0]
+    assert row["seed_n"] == 3 and abs(row["seed_mean"] - 0.88) < 1e-9
+    assert len(json.loads((out / "sweep.json").read_text())["runs"]) == 1     # the copied run once
