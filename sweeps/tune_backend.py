@@ -260,6 +260,14 @@ def release_memory() -> None:
 OOM_RETRIES = 3   # a trial out of GPU memory beside others starts again at most this often
 
 
+def cap_after_out_of_memory(others: int, earlier: int) -> int:
+    """How many trials may run at once after a trial ran out of GPU memory beside ``others``,
+    having done so ``earlier`` times before: one fewer than ran at first, then half as many. A
+    trial that fails again needs more than one slot's memory: on 2026-12-07 Mamba's 8 x 512 ran
+    out beside 15, 13, 11 and 9 others and was lost, the cap falling by one or two each time."""
+    return others if earlier == 0 else max(1, others // 2)
+
+
 @dataclass
 class Lane:
     """One experiment inside a sweep run: where its trials come from and go, and its rungs."""
@@ -288,7 +296,7 @@ def _classes():
         """Hands Tune the trials of every experiment's source, sharing the slots fairly
         (``pick_lane``): one experiment's tail (ASHA's few survivors) leaves its slots to the others.
         A trial that ran out of GPU memory beside others goes back to its source (``Keeper.out_of_memory``),
-        and from then on at most as many trials run at once as ran beside it (``cap``): the slot
+        and from then on fewer trials run at once (``cap``, ``cap_after_out_of_memory``): the slot
         count assumed the trials fit, and these did not."""
 
         def __init__(self, lanes: list[Lane], keepers: list["Keeper"]):
@@ -323,8 +331,9 @@ def _classes():
             why = (result or {}).get("out_of_memory")
             if why and not error:
                 others = sum(self.running)
-                if self.keepers[config["lane"]].out_of_memory(config, why, others):
-                    self.cap = others if self.cap is None else min(self.cap, others)
+                at_most = self.keepers[config["lane"]].out_of_memory(config, why, others)
+                if at_most is not None:
+                    self.cap = at_most if self.cap is None else min(self.cap, at_most)
 
         def save(self, checkpoint_path):
             pass  # the state is in the journal and the records
@@ -436,17 +445,18 @@ class Keeper:
         except RecordError:
             pass
 
-    def out_of_memory(self, config: dict, why: str, others: int) -> bool:
+    def out_of_memory(self, config: dict, why: str, others: int) -> int | None:
         """A trial that ran out of GPU memory with ``others`` trials running beside it: back to
-        its source to start again once fewer run (True; its record stays "running" at its last
-        state, so it goes on from there), unless it was alone or has had OOM_RETRIES more starts
-        (errored, with the reason)."""
+        its source to start again once fewer run (its record stays "running" at its last state,
+        so it goes on from there); returns how many may run at once from now on. None when it
+        was alone or has had OOM_RETRIES more starts: errored, with the reason."""
         trial = config["trial"]
         starts = self.out_of_memory_starts.get(trial, 0)
         if others == 0 or starts >= OOM_RETRIES:
             where = "alone" if others == 0 else f"{starts + 1} times, the last beside {others} other trials"
             self.finish(trial, "errored", f"{why} ({where})", config)
-            return False
+            return None
+        at_most = cap_after_out_of_memory(others, starts)
         self.out_of_memory_starts[trial] = starts + 1
         record = self.record(trial)
         try:
@@ -456,9 +466,10 @@ class Keeper:
         except RecordError:
             pass
         self.source.requeue(trial)
-        self.progress.waiting(self.index, trial, f"ran out of GPU memory beside {others} other trials: it starts "
-                              f"again when a slot is free, and from now on at most {others} trials run at once")
-        return True
+        self.progress.waiting(self.index, trial, f"ran out of GPU memory{' again' if starts else ''} beside {others} "
+                              f"other trials: it starts again when a slot is free, and from now on at most "
+                              f"{at_most} trial{'s' if at_most > 1 else ''} run{'' if at_most > 1 else 's'} at once")
+        return at_most
 
     def ended(self, config: dict, died: bool, why: str | None = None) -> None:
         trial = config["trial"]

@@ -227,7 +227,7 @@ def test_after_an_out_of_memory_the_searcher_runs_at_most_as_many_trials_as_ran_
             self.calls.append((config["trial"], others))
             if others:
                 self.source.requeue(config["trial"])
-            return others > 0
+            return others or None
 
     source = Queue(["a", "b", "c"])
     keeper = Keeper(source)
@@ -258,3 +258,34 @@ def test_a_trial_that_tune_starts_again_is_counted_running_once():
     keeper.on_trial_start(0, [], trial)                              # the retry
     keeper.on_trial_start(0, [], types.SimpleNamespace(trial_id="def", config={"lane": 0}))
     assert progress.running == [2]
+
+
+def test_a_trial_out_of_memory_again_halves_the_trials_at_once_and_is_errored_after_its_retries(tmp_path):
+    """tune_backend.Keeper.out_of_memory on the sequence that lost Mamba's 8 x 512 at 2.5k on
+    2026-12-07 (out of memory beside 15, 13, 11 and 9 others, the cap falling by one or two):
+    one fewer at first, then half as many as ran beside it, never below 1; errored after
+    OOM_RETRIES starts again or when it ran alone, the record saying how often."""
+    from seqicl.train.record import RunRecord
+    from sweeps.study import FixedTrials
+    from sweeps.tune_backend import OOM_RETRIES, Keeper, cap_after_out_of_memory
+
+    assert [cap_after_out_of_memory(o, e) for o, e in [(15, 0), (13, 1), (5, 2), (1, 1), (3, 0)]] == [15, 6, 2, 1, 3]
+    source = FixedTrials(tmp_path, {"a-seed1": {"train": {}}})
+    stream = io.StringIO()
+    keeper = Keeper(0, Lane("t/reseeds", tmp_path, source, None, 1), Progress([("t/reseeds", 1)], stream=stream, live=False))
+    name, cfg, sampled = source.next()
+    config = {"trial": name, "cfg": cfg, "sampled": sampled}
+    caps = []
+    for others in (15, 13, 5):
+        caps.append(keeper.out_of_memory(config, "CUDA out of memory", others))
+        assert source.next()[0] == name                                # back in its source each time
+    assert caps == [15, 6, 2] and OOM_RETRIES == 3
+    said = stream.getvalue()
+    assert "beside 15 other trials: it starts again when a slot is free, and from now on at most 15 trials" in said
+    assert "out of GPU memory again beside 13 other trials" in said and "at most 6 trials run at once" in said
+    assert keeper.out_of_memory(config, "CUDA out of memory", 1) is None          # the fourth: errored
+    status = RunRecord(tmp_path / "trials" / name).status()
+    assert status["status"] == "errored"
+    assert status["reason"] == "CUDA out of memory (4 times, the last beside 1 other trials)"
+    alone = {"trial": "b", "cfg": {"train": {}}, "sampled": {}}
+    assert keeper.out_of_memory(alone, "CUDA out of memory", 0) is None         # alone: errored at once
