@@ -36,10 +36,14 @@ from seqicl.ops.wkv import triton_wkv as wkv  # noqa: E402
 # width for dq, fewer warps, longer chunks at 4 warps, and the selective scan's neighbours.
 # The forward's (CHUNK 32, 3 stages) won on 2026-12-06 later (la-forward-settings-h100-2026-12-06.md);
 # its neighbours, the one before it, and chunks of 16 without spills in float32 (ptxas_report.py).
+# Last, BLOCK_V 32: half the value width a program, twice the programs; at CHUNK 16, 115-128
+# registers in bfloat16 (4 programs an SM against the default's 2) and no spills in float32
+# (la-forward-value-blocks-ptxas-cpu-2026-12-07.md); untimed.
 LA_FORWARD = [dict(CHUNK=c, CHUNK_PER_KEY=ck, BLOCK_V=bv, num_warps=w, num_stages=s)
               for c, ck, bv, w, s in [(16, 16, 64, 4, 3), (16, 16, 64, 4, 2), (32, 32, 64, 4, 3),
                                       (32, 16, 64, 4, 4), (64, 16, 64, 4, 3), (32, 16, 64, 8, 3)]] + \
-    [dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3, SEGMENTS=n) for n in (1, 2, 4, 8)]
+    [dict(CHUNK=32, CHUNK_PER_KEY=16, BLOCK_V=64, num_warps=4, num_stages=3, SEGMENTS=n) for n in (1, 2, 4, 8)] + \
+    [dict(CHUNK=c, CHUNK_PER_KEY=16, BLOCK_V=32, num_warps=4, num_stages=3) for c in (16, 32)]
 # SEGMENTS: the sequence cut into segments run in parallel, each from the earlier ones' end states.
 # A program holds 202-255 registers a thread (ptxas, triton 3.6), so an SM runs 2 at a time: at
 # B 64 (256 programs on 132 SMs) the card is full without segments, and they can only add their
