@@ -86,14 +86,12 @@ WKV_BACKWARD = [dict(BLOCK_L=16, BLOCK_D=16, num_warps=1)] + WKV_SEQUENTIAL
 # The default is the sequential backward, (16, 16) on one warp: 0.73x the scan-based (16, 16) on 4 warps
 # (selective-scan-sequential-backward-h100-2026-12-06.md), which stays here as the first candidate.
 # Then the sequential ones (time inside the program, no scan tree): narrow blocks write more dB, dC
-# partials, wide ones hold more states a thread; the unrolled adjoint sweep issues 9% fewer
-# instructions (selective-scan-backward-unmasked-cpu-2026-12-07.md) but took 1.04x (fp32) and 1.17x
-# (bf16) the default's time on an H100 (kernel-configs-selective-scan-backward-h100-2026-12-07.md).
+# partials, wide ones hold more states a thread. (An unrolled adjoint sweep, 9% fewer instructions,
+# took 1.04-1.17x the default's time: kernel-configs-selective-scan-backward-h100-2026-12-07.md.)
 SS_BACKWARD = [dict(BLOCK_L=bl, BLOCK_E=be, REVERSE_SCAN=False, num_warps=w)
                for bl, be, w in [(16, 16, 4)]] + \
     [dict(BLOCK_L=bl, BLOCK_E=be, SEQUENTIAL=True, num_warps=w, num_stages=1)
-     for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]] + \
-    [dict(BLOCK_L=16, BLOCK_E=16, SEQUENTIAL=True, UNROLL_ADJOINT=True, num_warps=1, num_stages=1)]
+     for bl, be, w in [(8, 16, 1), (32, 16, 1), (16, 8, 1), (16, 32, 1), (16, 32, 2)]]
 
 
 def load_module(path: str):

@@ -230,15 +230,6 @@ def test_the_sequential_backward_matches_the_reference(shape, tile, monkeypatch)
     check_sequential("BACKWARD_CONFIG", shape, tile, monkeypatch)
 
 
-@interpreter
-@pytest.mark.parametrize("shape", [(2, 19, 6, 4), (1, 37, 5, 3), (2, 16, 8, 4)], ids=["odd", "N3", "whole-tiles"])
-def test_the_sequential_backward_with_its_adjoint_sweep_unrolled(shape, monkeypatch):
-    # UNROLL_ADJOINT: each tile's adjoint steps as straight-line code; the same gradients
-    from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    monkeypatch.setitem(kernels.FORWARD_CONFIG, "BLOCK_L", 8)
-    check_sequential("BACKWARD_CONFIG", shape, 4, monkeypatch, UNROLL_ADJOINT=True)
-
-
 @pytest.fixture
 def nan_empty(monkeypatch):
     """torch.empty that fills every new floating-point tensor with NaN: the kernels allocate their
@@ -368,16 +359,13 @@ def test_triton_reverse_scan_variant_cuda(monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("config", ["scan", "sequential-8-32-4-warps", "sequential-unrolled-adjoint"])
+@pytest.mark.parametrize("config", ["scan", "sequential-8-32-4-warps"])
 def test_the_other_backwards_cuda(config, monkeypatch):
     # the default backward is the sequential one on one warp (test_triton_matches_reference_cuda);
-    # the scan-based one, and the sequential one on other tiles and warps or unrolled, stay correct
-    # and deterministic
+    # the scan-based one, and the sequential one on other tiles and warps, stay correct and deterministic
     from seqicl.ops.selective_scan import triton_selective_scan as kernels
-    other = {"scan": kernels.SCAN_BACKWARD_CONFIG,
-             "sequential-8-32-4-warps": dict(BLOCK_L=8, BLOCK_E=32, SEQUENTIAL=True, num_warps=4),
-             "sequential-unrolled-adjoint": dict(kernels.BACKWARD_CONFIG, UNROLL_ADJOINT=True)}
-    monkeypatch.setattr(kernels, "BACKWARD_CONFIG", other[config])
+    monkeypatch.setattr(kernels, "BACKWARD_CONFIG", kernels.SCAN_BACKWARD_CONFIG if config == "scan" else
+                        dict(BLOCK_L=8, BLOCK_E=32, SEQUENTIAL=True, num_warps=4))
     tile = kernels.BACKWARD_CONFIG["BLOCK_L"]
     for shape in ((2, 300, 64, 16), (3, 517, 96, 13)):
         inputs = make_inputs(*shape, seed=tile + shape[1], device="cuda")

@@ -459,36 +459,11 @@ def _adjoint_step(h, u, delta, Bt, Ct, g, t, L, E, N, b, A2, D, cols2, ns2, adjo
 
 
 @triton.jit
-def _adjoint_sweep_step(jj, t0, h, u, delta, Bt, Ct, g, adjoint, delta_after, dA_sum, dD_sum, L, E, N, b, A2, D,
-                        cols2, ns2, col_ok2, n_ok2, state_ok, u_ptr, delta_ptr, B_ptr, C_ptr, g_ptr, scratch_ptrs,
-                        du_ptr, ddelta_ptr, dB_part_ptr, part_base, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l,
-                        sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr,
-                        BLOCK_N: tl.constexpr):
-    """Step jj of a tile's adjoint sweep (time t0 + BLOCK_L - 1 - jj, backwards): loads the step
-    before's inputs and state (t - 1, in this tile), then takes the adjoint step at t."""
-    j = BLOCK_L - 1 - jj
-    t = t0 + j
-    has_prev = jj + 1 < BLOCK_L
-    ok_prev = (t - 1 < L) & has_prev
-    u_prev = _step_load(u_ptr + b * su_b, t - 1, cols2, su_l, su_e, col_ok2 & ok_prev)
-    delta_prev = _step_load(delta_ptr + b * sd_b, t - 1, cols2, sd_l, sd_e, col_ok2 & ok_prev)
-    B_prev = _step_load(B_ptr + b * sB_b, t - 1, ns2, sB_l, sB_n, n_ok2 & ok_prev)
-    C_prev = _step_load(C_ptr + b * sC_b, t - 1, ns2, sC_l, sC_n, n_ok2 & ok_prev)
-    g_prev = _step_load(g_ptr + b * sg_b, t - 1, cols2, sg_l, sg_e, col_ok2 & ok_prev)
-    h_prev = tl.load(scratch_ptrs + (j - 1) * BLOCK_N * BLOCK_E, mask=state_ok & has_prev, other=0.0)
-    adjoint, dA_sum, dD_sum = _adjoint_step(h, u, delta, Bt, Ct, g, t, L, E, N, b, A2, D, cols2, ns2,
-                                            adjoint, delta_after, dA_sum, dD_sum, du_ptr, ddelta_ptr,
-                                            dB_part_ptr, part_base)
-    return adjoint, dA_sum, dD_sum, delta, u_prev, delta_prev, B_prev, C_prev, g_prev, h_prev
-
-
-@triton.jit
 def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_ptr, states_ptr, scratch_ptr,
                                 du_ptr, ddelta_ptr, dB_part_ptr, dC_part_ptr, dA_part_ptr, dD_part_ptr,
                                 L, E, N, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l, sB_n,
                                 sC_b, sC_l, sC_n, sg_b, sg_l, sg_e,
-                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr,
-                                UNROLL_ADJOINT: tl.constexpr = False):
+                                BLOCK_L: tl.constexpr, BLOCK_E: tl.constexpr, BLOCK_N: tl.constexpr):
     """The backward with time inside the program, as _forward_sequential_kernel: per tile, the
     states step by step from the saved one (each written to this program's own scratch, a tile's
     worth, which stays in L2), then the adjoint step by step backwards, reading them back. No scan
@@ -552,20 +527,24 @@ def _backward_sequential_kernel(u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, g_
         Ct = _step_load(C_ptr + b * sC_b, t, ns2, sC_l, sC_n, n_ok2 & ok)
         g = _step_load(g_ptr + b * sg_b, t, cols2, sg_l, sg_e, col_ok2 & ok)
         h = tl.load(scratch_ptrs + (BLOCK_L - 1) * BLOCK_N * BLOCK_E)
-        if UNROLL_ADJOINT:  # 9.6% fewer instructions (sm_90), yet 1.04-1.17x the looped sweep's time (H100)
-            for jj in tl.static_range(BLOCK_L):
-                adjoint, dA_sum, dD_sum, delta_after, u, delta, Bt, Ct, g, h = _adjoint_sweep_step(
-                    jj, t0, h, u, delta, Bt, Ct, g, adjoint, delta_after, dA_sum, dD_sum, L, E, N, b, A2, D,
-                    cols2, ns2, col_ok2, n_ok2, state_ok, u_ptr, delta_ptr, B_ptr, C_ptr, g_ptr, scratch_ptrs,
-                    du_ptr, ddelta_ptr, dB_part_ptr, part_base, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l,
-                    sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, BLOCK_L, BLOCK_E, BLOCK_N)
-        else:
-            for jj in range(BLOCK_L):
-                adjoint, dA_sum, dD_sum, delta_after, u, delta, Bt, Ct, g, h = _adjoint_sweep_step(
-                    jj, t0, h, u, delta, Bt, Ct, g, adjoint, delta_after, dA_sum, dD_sum, L, E, N, b, A2, D,
-                    cols2, ns2, col_ok2, n_ok2, state_ok, u_ptr, delta_ptr, B_ptr, C_ptr, g_ptr, scratch_ptrs,
-                    du_ptr, ddelta_ptr, dB_part_ptr, part_base, su_b, su_l, su_e, sd_b, sd_l, sd_e, sB_b, sB_l,
-                    sB_n, sC_b, sC_l, sC_n, sg_b, sg_l, sg_e, BLOCK_L, BLOCK_E, BLOCK_N)
+        for jj in range(BLOCK_L):
+            j = BLOCK_L - 1 - jj
+            t = t0 + j
+            ok = t < L
+            # the step before's inputs (t - 1, in this tile), as in the forward sweep above
+            has_prev = jj + 1 < BLOCK_L
+            ok_prev = (t - 1 < L) & has_prev
+            u_prev = _step_load(u_ptr + b * su_b, t - 1, cols2, su_l, su_e, col_ok2 & ok_prev)
+            delta_prev = _step_load(delta_ptr + b * sd_b, t - 1, cols2, sd_l, sd_e, col_ok2 & ok_prev)
+            B_prev = _step_load(B_ptr + b * sB_b, t - 1, ns2, sB_l, sB_n, n_ok2 & ok_prev)
+            C_prev = _step_load(C_ptr + b * sC_b, t - 1, ns2, sC_l, sC_n, n_ok2 & ok_prev)
+            g_prev = _step_load(g_ptr + b * sg_b, t - 1, cols2, sg_l, sg_e, col_ok2 & ok_prev)
+            h_prev = tl.load(scratch_ptrs + (j - 1) * BLOCK_N * BLOCK_E, mask=state_ok & has_prev, other=0.0)
+            adjoint, dA_sum, dD_sum = _adjoint_step(h, u, delta, Bt, Ct, g, t, L, E, N, b, A2, D, cols2, ns2,
+                                                    adjoint, delta_after, dA_sum, dD_sum, du_ptr, ddelta_ptr,
+                                                    dB_part_ptr, part_base)
+            delta_after = delta
+            u, delta, Bt, Ct, g, h = u_prev, delta_prev, B_prev, C_prev, g_prev, h_prev
     tl.store(dA_part_ptr + b * E * N + state_offs, dA_sum, mask=state_ok)
     tl.store(dD_part_ptr + b * E + cols2, dD_sum, mask=col_ok2)
 
