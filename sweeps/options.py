@@ -109,7 +109,9 @@ def resolve_cluster(args, gpu: bool, default_concurrent: int) -> Cluster:
     if max_concurrent is None and not address:
         if gpu:
             import torch
-            max_concurrent = torch.cuda.device_count() * max(1, per_gpu) if gpus > 0 else default_concurrent
+            from .tune_backend import fake_gpus
+            gpus_here = fake_gpus() or torch.cuda.device_count()
+            max_concurrent = gpus_here * max(1, per_gpu) if gpus > 0 else default_concurrent
         else:
             max_concurrent = default_concurrent
     return Cluster(max_concurrent, gpus, args.cpus_per_trial, args.max_failures, args.time_budget,
@@ -160,4 +162,5 @@ def has_gpu(args=None) -> bool:
         check_address(address)
         return cluster_gpus(address) > 0
     import torch
-    return torch.cuda.is_available()
+    from .tune_backend import fake_gpus
+    return torch.cuda.is_available() or fake_gpus() > 0

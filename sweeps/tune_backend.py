@@ -77,7 +77,8 @@ def init_ray(address: str | None, root: Path, dashboard: bool = False) -> None:
     # MPS clients must see the daemon's pipe directory (sweeps/mps.py exports it before this call)
     forward = ("SEQICL_FAULTS", "SEQICL_CACHE", "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY")
     env = {"PYTHONPATH": path, **{k: os.environ[k] for k in forward if k in os.environ}}
-    ray.init(address="local", object_store_memory=256 * 1024 ** 2, runtime_env={"env_vars": env}, **kwargs)
+    ray.init(address="local", object_store_memory=256 * 1024 ** 2, runtime_env={"env_vars": env},
+             num_gpus=fake_gpus() or None, **kwargs)  # None: Ray counts the machine's GPUs
 
 
 def cluster_resources() -> dict:
@@ -177,6 +178,13 @@ def injected_fault(trial: str) -> str | None:
     return None
 
 
+def fake_gpus() -> int:
+    """Test hook: SEQICL_FAKE_GPUS=2 starts the local cluster with two GPUs that are not there, to
+    test packing trials per GPU on a machine without one. Ray schedules by the count alone; the
+    trials see no CUDA device and train on the CPU."""
+    return int(os.environ.get("SEQICL_FAKE_GPUS") or 0)
+
+
 def run_trial(config: dict) -> None:
     """The Tune trainable: train ``config["cfg"]`` into the trial's folder of the results,
     continuing from its training state when the trial ran before (a retry, a resumed sweep).
@@ -261,11 +269,21 @@ OOM_RETRIES = 3   # a trial out of GPU memory beside others starts again at most
 
 
 def cap_after_out_of_memory(others: int, earlier: int) -> int:
-    """How many trials may run at once after a trial ran out of GPU memory beside ``others``,
+    """How many trials may share the memory after a trial ran out of GPU memory beside ``others``,
     having done so ``earlier`` times before: one fewer than ran at first, then half as many. A
     trial that fails again needs more than one slot's memory: on 2026-12-07 Mamba's 8 x 512 ran
     out beside 15, 13, 11 and 9 others and was lost, the cap falling by one or two each time."""
     return others if earlier == 0 else max(1, others // 2)
+
+
+def others_beside(running: int, share: float) -> int:
+    """Of ``running`` other trials in the cluster, those that shared the memory of a trial that
+    held ``share`` of a GPU and ran out of it. With GPUs, those on its GPU only: it held at most
+    round(1 / share) trials, so one full GPU of eight limits how many share a GPU (the trials'
+    share grows, ``TrialSearcher``), not how many run on the other seven; at a whole GPU it was
+    alone. On a CPU sweep (share 0) all of them, and the limit is a count of trials at once: CUDA
+    runs out of memory there only through the test hook SEQICL_FAULTS."""
+    return min(running, round(1 / share) - 1) if share > 0 else running
 
 
 @dataclass
@@ -296,14 +314,16 @@ def _classes():
         """Hands Tune the trials of every experiment's source, sharing the slots fairly
         (``pick_lane``): one experiment's tail (ASHA's few survivors) leaves its slots to the others.
         A trial that ran out of GPU memory beside others goes back to its source (``Keeper.out_of_memory``),
-        and from then on fewer trials run at once (``cap``, ``cap_after_out_of_memory``): the slot
-        count assumed the trials fit, and these did not."""
+        and from then on fewer trials share a GPU: each new trial asks Ray for a larger share of one
+        (``share``, in its config as ``gpu_share``; ``run_lanes`` requests it), or on a CPU sweep fewer
+        run at once (``cap``). The slot count assumed the trials fit, and these did not."""
 
-        def __init__(self, lanes: list[Lane], keepers: list["Keeper"]):
+        def __init__(self, lanes: list[Lane], keepers: list["Keeper"], gpu_share: float = 0.0):
             super().__init__(metric="best_val", mode="max")
             self.lanes, self.keepers = lanes, keepers
             self.running, self.launched = [0] * len(lanes), [0] * len(lanes)
             self.given: dict[str, dict] = {}          # Tune's trial id -> the config handed out
+            self.share = gpu_share                    # of a GPU, for each new trial; 0 on a CPU sweep
             self.cap: int | None = None
 
         def suggest(self, trial_id):
@@ -317,7 +337,7 @@ def _classes():
             self.launched[i] += 1
             rungs = self.lanes[i].rungs.milestones if self.lanes[i].rungs else []
             self.given[trial_id] = {"lane": i, "trial": name, "exp_dir": str(self.lanes[i].exp_dir), "rungs": rungs,
-                                    "cfg": cfg, "sampled": sampled}
+                                    "cfg": cfg, "sampled": sampled, **({"gpu_share": self.share} if self.share else {})}
             return self.given[trial_id]
 
         def on_trial_complete(self, trial_id, result=None, error=False):
@@ -330,9 +350,13 @@ def _classes():
             self.running[config["lane"]] -= 1
             why = (result or {}).get("out_of_memory")
             if why and not error:
-                others = sum(self.running)
-                at_most = self.keepers[config["lane"]].out_of_memory(config, why, others)
-                if at_most is not None:
+                others = others_beside(sum(self.running), config.get("gpu_share", 0.0))
+                at_most = self.keepers[config["lane"]].out_of_memory(config, why, others, self.share)
+                if at_most is None:
+                    return
+                if self.share:  # trials already running keep their share; Ray packs the new ones looser
+                    self.share = max(self.share, 1 / at_most)
+                else:
                     self.cap = at_most if self.cap is None else min(self.cap, at_most)
 
         def save(self, checkpoint_path):
@@ -445,11 +469,13 @@ class Keeper:
         except RecordError:
             pass
 
-    def out_of_memory(self, config: dict, why: str, others: int) -> int | None:
-        """A trial that ran out of GPU memory with ``others`` trials running beside it: back to
-        its source to start again once fewer run (its record stays "running" at its last state,
-        so it goes on from there); returns how many may run at once from now on. None when it
-        was alone or has had OOM_RETRIES more starts: errored, with the reason."""
+    def out_of_memory(self, config: dict, why: str, others: int, share: float = 0.0) -> int | None:
+        """A trial that ran out of GPU memory with ``others`` trials beside it (on its GPU, where
+        the trials take ``share`` of one; ``others_beside``): back to its source to start again once
+        fewer run (its record stays "running" at its last state, so it goes on from there); returns
+        how many may share the memory from now on: a GPU, or with ``share`` 0 the machine (a count
+        of trials at once). None when it was alone or has had OOM_RETRIES more starts: errored, with
+        the reason."""
         trial = config["trial"]
         starts = self.out_of_memory_starts.get(trial, 0)
         if others == 0 or starts >= OOM_RETRIES:
@@ -466,9 +492,16 @@ class Keeper:
         except RecordError:
             pass
         self.source.requeue(trial)
-        self.progress.waiting(self.index, trial, f"ran out of GPU memory{' again' if starts else ''} beside {others} "
-                              f"other trials: it starts again when a slot is free, and from now on at most "
-                              f"{at_most} trial{'s' if at_most > 1 else ''} run{'' if at_most > 1 else 's'} at once")
+        again = " again" if starts else ""
+        if share:  # the searcher's new share: the larger of share and 1 / at_most
+            n = min(round(1 / share), at_most)
+            limit = f"at most {n} trials share a GPU (each takes 1/{n})" if n > 1 else "each trial takes a whole GPU"
+            self.progress.waiting(self.index, trial, f"ran out of GPU memory{again} beside {others} other trials on "
+                                  f"its GPU: it starts again when a GPU has room, and from now on {limit}")
+        else:
+            self.progress.waiting(self.index, trial, f"ran out of GPU memory{again} beside {others} other trials: "
+                                  f"it starts again when a slot is free, and from now on at most {at_most} "
+                                  f"trial{'s' if at_most > 1 else ''} run{'' if at_most > 1 else 's'} at once")
         return at_most
 
     def ended(self, config: dict, died: bool, why: str | None = None) -> None:
@@ -503,6 +536,19 @@ def last_error_line(trial) -> str | None:
         return None
 
 
+def trial_resources(cpus_per_trial: float, gpus_per_trial: float):
+    """What Ray gives each trial, from its config: its own share of a GPU (``gpu_share``, raised by
+    TrialSearcher after a trial ran out of memory), so Ray packs fewer trials on each GPU from then
+    on. Tune keeps reused actors per resource request (TuneController._maybe_reuse_cached_actor),
+    so a trial never lands in the process of one with a smaller share. No GPU on a CPU sweep."""
+    from ray import tune
+
+    def resources(config: dict):
+        gpu = {"GPU": config.get("gpu_share", gpus_per_trial)} if gpus_per_trial > 0 else {}
+        return tune.PlacementGroupFactory([{"CPU": cpus_per_trial, **gpu}])
+    return resources
+
+
 def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: int, cpus_per_trial: float,
               gpus_per_trial: float, max_failures: int, time_budget_s: float | None = None,
               reuse_actors: bool = True, progress: Progress | None = None) -> str:
@@ -522,11 +568,12 @@ def run_lanes(lanes: list[Lane], *, storage: Path, name: str, max_concurrent: in
     # (read when the controller is built; with max_concurrent_trials its own default is that
     # number too, through the ConcurrencyLimiter it wraps the searcher in; said here, not assumed)
     os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = str(max_concurrent)
-    trainable = tune.with_resources(run_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+    trainable = tune.with_resources(run_trial, trial_resources(cpus_per_trial, gpus_per_trial))
     run_name = f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=TrialSearcher(lanes, keepers), scheduler=RungScheduler(lanes, keepers),
+        tune_config=tune.TuneConfig(search_alg=TrialSearcher(lanes, keepers, gpus_per_trial),
+                                    scheduler=RungScheduler(lanes, keepers),
                                     num_samples=remaining * (1 + OOM_RETRIES), max_concurrent_trials=max_concurrent,
                                     time_budget_s=time_budget_s,
                                     # a trial's process goes on to the next trial: no new Python, torch

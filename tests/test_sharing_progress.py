@@ -223,7 +223,7 @@ def test_after_an_out_of_memory_the_searcher_runs_at_most_as_many_trials_as_ran_
         def __init__(self, source):
             self.source, self.calls = source, []
 
-        def out_of_memory(self, config, why, others):
+        def out_of_memory(self, config, why, others, share=0.0):
             self.calls.append((config["trial"], others))
             if others:
                 self.source.requeue(config["trial"])
@@ -289,3 +289,62 @@ def test_a_trial_out_of_memory_again_halves_the_trials_at_once_and_is_errored_af
     assert status["reason"] == "CUDA out of memory (4 times, the last beside 1 other trials)"
     alone = {"trial": "b", "cfg": {"train": {}}, "sampled": {}}
     assert keeper.out_of_memory(alone, "CUDA out of memory", 0) is None         # alone: errored at once
+
+
+def test_a_trial_out_of_memory_on_a_gpu_limits_the_trials_on_each_gpu_not_the_cluster(tmp_path):
+    """With GPUs the limit is each new trial's share of one, from the trials on the GPU that ran out
+    (it held at most 1/share of them), not a count over the cluster: 8 GPUs x 16 trials, one out of
+    memory beside 100 others cluster-wide had 15 beside it on its GPU, so 15 may share a GPU (each
+    takes 1/15) and the cluster still runs 8 x 15; a count cap would have let 15 run on all 8."""
+    from seqicl.train.record import RunRecord
+    from sweeps.study import FixedTrials
+    from sweeps.tune_backend import Keeper, _classes, others_beside
+
+    assert [others_beside(100, s) for s in (1 / 16, 1 / 15, 1 / 7, 0.5, 1.0)] == [15, 14, 6, 1, 0]
+    assert others_beside(3, 1 / 16) == 3 and others_beside(100, 0.0) == 100     # a CPU sweep: every trial
+    TrialSearcher, _, _ = _classes()
+
+    def searcher(jobs, share):
+        source = FixedTrials(tmp_path / f"at{share:g}", {f"{i:04d}": {"train": {}} for i in range(jobs)})
+        stream = io.StringIO()
+        keeper = Keeper(0, Lane("t/m", source.exp_dir, source, None, jobs), Progress([("t/m", jobs)], stream=stream, live=False))
+        return TrialSearcher([Lane("t/m", source.exp_dir, source, None, jobs)], [keeper], share), stream
+
+    s, said = searcher(128, 1 / 16)
+    given = [s.suggest(f"id{i}") for i in range(101)]                   # 101 running on 8 GPUs
+    assert {c["gpu_share"] for c in given} == {1 / 16}
+    s.on_trial_complete("id3", result={"out_of_memory": "CUDA out of memory"})
+    assert s.share == 1 / 15 and s.cap is None                          # 15 on its GPU, none else counted
+    assert "trial 0003 ran out of GPU memory beside 15 other trials on its GPU: it starts again when a GPU has " \
+           "room, and from now on at most 15 trials share a GPU (each takes 1/15)" in said.getvalue()
+    again = s.suggest("id101")
+    assert again["trial"] == "0003" and again["gpu_share"] == 1 / 15      # no count cap: it starts now
+    s.on_trial_complete("id101", result={"out_of_memory": "CUDA out of memory"})
+    assert s.share == 1 / 7                                             # 14 beside it on its GPU, halved
+    assert "0003 ran out of GPU memory again beside 14 other trials on its GPU" in said.getvalue()
+    s.on_trial_complete("id5", result={"out_of_memory": "CUDA out of memory"})   # one of the first, at 1/16
+    assert s.share == 1 / 7 and "at most 7 trials share a GPU (each takes 1/7)" in said.getvalue().splitlines()[-1]
+
+    s, said = searcher(8, 1.0)                                          # a whole GPU each: alone on it
+    [s.suggest(f"id{i}") for i in range(8)]
+    s.on_trial_complete("id2", result={"out_of_memory": "CUDA out of memory"})
+    status = RunRecord(tmp_path / "at1" / "trials" / "0002").status()
+    assert status["status"] == "errored" and status["reason"] == "CUDA out of memory (alone)"
+    assert s.share == 1.0 and s.suggest("id8") is None                   # not handed out again
+
+    s, said = searcher(4, 0.0)                                          # a CPU sweep: the count cap as before
+    given = [s.suggest(f"id{i}") for i in range(3)]
+    assert all("gpu_share" not in c for c in given)
+    s.on_trial_complete("id1", result={"out_of_memory": "CUDA out of memory"})
+    assert s.cap == 2 and s.share == 0.0 and "at most 2 trials run at once" in said.getvalue()
+
+
+def test_each_trial_asks_ray_for_its_own_share_of_a_gpu():
+    """tune_backend.trial_resources: the share in the trial's config, else the sweep's; no GPU on a
+    CPU sweep. Requests of different shares differ, so Tune never reuses the actor of a smaller one."""
+    from sweeps.tune_backend import trial_resources
+    gpu, cpu = trial_resources(0.5, 1 / 16), trial_resources(2.0, 0.0)
+    assert gpu({"gpu_share": 1 / 15}).required_resources == {"CPU": 0.5, "GPU": 1 / 15}
+    assert gpu({}).required_resources == {"CPU": 0.5, "GPU": 1 / 16}
+    assert gpu({"gpu_share": 1 / 15}) != gpu({"gpu_share": 1 / 16}) and gpu({}) == gpu({"gpu_share": 1 / 16})
+    assert cpu({}).required_resources == {"CPU": 2.0}

@@ -241,3 +241,30 @@ def test_a_trial_out_of_gpu_memory_beside_others_waits_for_fewer_and_trains(tmp_
     assert trials["0002"].reason.endswith(("(alone)", "other trials)"))
     assert all(trials[t].status in ("finished", "stopped") for t in ("0000", "0003"))
     assert "4/4 done,  0 running" in done.stdout                  # no trial counted twice or left running
+
+
+def test_a_trial_out_of_memory_on_one_of_two_gpus_makes_the_trials_share_a_gpu_with_fewer(tmp_path):
+    """The limit is per GPU: on two GPUs that are not there (SEQICL_FAKE_GPUS: Ray schedules by
+    the count, the trials see no CUDA device and train on the CPU), two trials to a GPU. 0001 ran
+    out of memory beside at most one other trial on its GPU, whatever ran on the other, so from
+    then on each trial takes a whole GPU (a count over both GPUs left the share at 1/2), and 0001
+    trains; 0002, out of memory at every start, is errored as alone once it had a GPU to itself."""
+    storage = tmp_path / "sweep"
+    env = dict(HEALTHY, SEQICL_FAULTS="oom:0001,oom-always:0002", SEQICL_FAKE_GPUS="2")
+    done = subprocess.run([sys.executable, "sweeps/run.py", "--task", "induction", "--models", "lstm",
+                           "--trials-per-gpu", "2", "--cpus-per-trial", "0.5", "--max-failures", "0",
+                           "--num-samples", "4", "train.epochs=4", "train.state_every=2", "task.num_train=1024",
+                           "task.num_val=64", "task.num_test=64", "model.d_model=16", "--storage", str(storage)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "concurrent=4 gpu/trial=0.5" in done.stdout                   # 2 fake GPUs x 2 trials
+    assert ("trial 0001 ran out of GPU memory beside 1 other trials on its GPU: it starts again when a GPU "
+            "has room, and from now on each trial takes a whole GPU") in done.stdout
+    trials = {t.trial_id: t for t in load_trials(storage)}
+    assert sorted(trials) == ["0000", "0001", "0002", "0003"]
+    assert trials["0001"].status in ("finished", "stopped") and trials["0001"].epochs_run >= 2
+    assert trials["0002"].status == "errored" and trials["0002"].reason.endswith("(alone)"), trials["0002"].reason
+    assert all(trials[t].status in ("finished", "stopped") for t in ("0000", "0003"))
+    for t in ("0000", "0001"):                                          # a fake GPU: trained on the CPU
+        assert json.loads((storage / "induction" / "lstm" / "trials" / t / "run.json").read_text())["device"] == "cpu"
+    assert "4/4 done,  0 running" in done.stdout
