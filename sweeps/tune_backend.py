@@ -182,7 +182,10 @@ def fake_gpus() -> int:
     """Test hook: SEQICL_FAKE_GPUS=2 starts the local cluster with two GPUs that are not there, to
     test packing trials per GPU on a machine without one. Ray schedules by the count alone; the
     trials see no CUDA device and train on the CPU."""
-    return int(os.environ.get("SEQICL_FAKE_GPUS") or 0)
+    value = os.environ.get("SEQICL_FAKE_GPUS") or "0"
+    if not value.isdigit():
+        raise ConfigError(f"SEQICL_FAKE_GPUS must be a number of GPUs, got {value!r}")
+    return int(value)
 
 
 def run_trial(config: dict) -> None:

@@ -348,3 +348,18 @@ def test_each_trial_asks_ray_for_its_own_share_of_a_gpu():
     assert gpu({}).required_resources == {"CPU": 0.5, "GPU": 1 / 16}
     assert gpu({"gpu_share": 1 / 15}) != gpu({"gpu_share": 1 / 16}) and gpu({}) == gpu({"gpu_share": 1 / 16})
     assert cpu({}).required_resources == {"CPU": 2.0}
+
+
+def test_the_fake_gpu_hook_takes_a_count_and_refuses_anything_else(monkeypatch):
+    """SEQICL_FAKE_GPUS (a test hook): unset is no fake GPUs, a count is that many, garbage is one
+    line (ConfigError, exit 2 in run.py), not a traceback."""
+    from seqicl.config import ConfigError
+    from sweeps.tune_backend import fake_gpus
+    monkeypatch.delenv("SEQICL_FAKE_GPUS", raising=False)
+    assert fake_gpus() == 0
+    monkeypatch.setenv("SEQICL_FAKE_GPUS", "3")
+    assert fake_gpus() == 3
+    for bad in ("abc", "-1", "1.5"):
+        monkeypatch.setenv("SEQICL_FAKE_GPUS", bad)
+        with pytest.raises(ConfigError, match="SEQICL_FAKE_GPUS must be a number of GPUs"):
+            fake_gpus()
