@@ -282,11 +282,16 @@ def cap_after_out_of_memory(others: int, earlier: int) -> int:
 def others_beside(running: int, share: float) -> int:
     """Of ``running`` other trials in the cluster, those that shared the memory of a trial that
     held ``share`` of a GPU and ran out of it. With GPUs, those on its GPU only: it held at most
-    round(1 / share) trials, so one full GPU of eight limits how many share a GPU (the trials'
+    trials_per_gpu(share) trials, so one full GPU of eight limits how many share a GPU (the trials'
     share grows, ``TrialSearcher``), not how many run on the other seven; at a whole GPU it was
     alone. On a CPU sweep (share 0) all of them, and the limit is a count of trials at once: CUDA
     runs out of memory there only through the test hook SEQICL_FAULTS."""
-    return min(running, round(1 / share) - 1) if share > 0 else running
+    return min(running, trials_per_gpu(share) - 1) if share > 0 else running
+
+
+def trials_per_gpu(share: float) -> int:
+    """How many trials of ``share`` Ray fits on one GPU (0.35: 2, not round(1 / 0.35) = 3)."""
+    return int(1 / share + 1e-9)
 
 
 @dataclass
@@ -497,8 +502,10 @@ class Keeper:
         self.source.requeue(trial)
         again = " again" if starts else ""
         if share:  # the searcher's new share: the larger of share and 1 / at_most
-            n = min(round(1 / share), at_most)
-            limit = f"at most {n} trials share a GPU (each takes 1/{n})" if n > 1 else "each trial takes a whole GPU"
+            new = max(share, 1 / at_most)
+            n = trials_per_gpu(new)
+            each = f"1/{n}" if abs(new * n - 1) < 1e-9 else f"{new:g}"   # --gpus-per-trial 0.35: "0.35"
+            limit = f"at most {n} trials share a GPU (each takes {each})" if n > 1 else "each trial takes a whole GPU"
             self.progress.waiting(self.index, trial, f"ran out of GPU memory{again} beside {others} other trials on "
                                   f"its GPU: it starts again when a GPU has room, and from now on {limit}")
         else:

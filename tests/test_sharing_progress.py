@@ -298,10 +298,11 @@ def test_a_trial_out_of_memory_on_a_gpu_limits_the_trials_on_each_gpu_not_the_cl
     takes 1/15) and the cluster still runs 8 x 15; a count cap would have let 15 run on all 8."""
     from seqicl.train.record import RunRecord
     from sweeps.study import FixedTrials
-    from sweeps.tune_backend import Keeper, _classes, others_beside
+    from sweeps.tune_backend import Keeper, _classes, others_beside, trials_per_gpu
 
     assert [others_beside(100, s) for s in (1 / 16, 1 / 15, 1 / 7, 0.5, 1.0)] == [15, 14, 6, 1, 0]
     assert others_beside(3, 1 / 16) == 3 and others_beside(100, 0.0) == 100     # a CPU sweep: every trial
+    assert trials_per_gpu(0.35) == 2 and others_beside(100, 0.35) == 1         # Ray fits 2 of 0.35, not 3
     TrialSearcher, _, _ = _classes()
 
     def searcher(jobs, share):
