@@ -284,9 +284,15 @@ def others_beside(running: int, share: float) -> int:
     held ``share`` of a GPU and ran out of it. With GPUs, those on its GPU only: it held at most
     trials_per_gpu(share) trials, so one full GPU of eight limits how many share a GPU (the trials'
     share grows, ``TrialSearcher``), not how many run on the other seven; at a whole GPU it was
-    alone. On a CPU sweep (share 0) all of them, and the limit is a count of trials at once: CUDA
-    runs out of memory there only through the test hook SEQICL_FAULTS."""
+    alone. Counted as if all held its share: beside older trials of a smaller share the count is
+    low, and the next limit errs tight. On a CPU sweep (share 0) all of them, and the limit is a
+    count of trials at once: CUDA runs out of memory there only through the test hook SEQICL_FAULTS."""
     return min(running, trials_per_gpu(share) - 1) if share > 0 else running
+
+
+def share_after_out_of_memory(share: float, at_most: int) -> float:
+    """Each new trial's share of a GPU once at most ``at_most`` may share one; never smaller."""
+    return max(share, 1 / at_most)
 
 
 def trials_per_gpu(share: float) -> int:
@@ -363,7 +369,7 @@ def _classes():
                 if at_most is None:
                     return
                 if self.share:  # trials already running keep their share; Ray packs the new ones looser
-                    self.share = max(self.share, 1 / at_most)
+                    self.share = share_after_out_of_memory(self.share, at_most)
                 else:
                     self.cap = at_most if self.cap is None else min(self.cap, at_most)
 
@@ -501,8 +507,8 @@ class Keeper:
             pass
         self.source.requeue(trial)
         again = " again" if starts else ""
-        if share:  # the searcher's new share: the larger of share and 1 / at_most
-            new = max(share, 1 / at_most)
+        if share:  # the share the searcher gives from now on
+            new = share_after_out_of_memory(share, at_most)
             n = trials_per_gpu(new)
             each = f"1/{n}" if abs(new * n - 1) < 1e-9 else f"{new:g}"   # --gpus-per-trial 0.35: "0.35"
             limit = f"at most {n} trials share a GPU (each takes {each})" if n > 1 else "each trial takes a whole GPU"
