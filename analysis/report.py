@@ -408,10 +408,13 @@ def write_report(root: str | Path) -> str:
         r["best_trial"] = r["best_trial"] and rel(r["best_trial"], root)
     failed = [t for t in trials if t.status in ("errored", "diverged")]
     md = f"# seqicl results: {title}\n\n" + markdown(rows, load_generations(root), failed)
-    running = sum(t.status == "running" for t in trials)
-    if running:
-        md += (f"\n{running} trial(s) still running, or cut by the time budget or an interrupted driver "
-               f"(`--resume` continues them): counted with their best epoch up to their last saved state.\n")
+    running = [t for t in trials if t.status == "running"]
+    if running:  # named, so a reader knows which cells may still change (up to 8: an interrupted cluster has many)
+        names = ", ".join(f"{t.experiment} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)" for t in running[:8])
+        more = f" and {len(running) - 8} more" if len(running) > 8 else ""
+        md += (f"\n{len(running)} trial(s) still running, or cut by the time budget or an interrupted driver "
+               f"(`--resume` continues them): counted with their best epoch up to their last saved state: "
+               f"{names}{more}.\n")
     cut = [t for t in trials if cut_by_budget(t)]
     if cut:
         names = ", ".join(f"{t.model} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)" for t in cut)

@@ -77,6 +77,20 @@ def test_trials_cut_by_the_time_budget_are_named_not_counted_as_stopped_early(tm
     assert "1 trial(s) cut by the sweep's time budget" in md and "lstm cut (7 of 10 epochs)" in md
 
 
+def test_trials_still_running_are_named_under_the_table(tmp_path):
+    """A sweep cut by its budget or an interrupted driver leaves trials "running" at their last
+    state: the line under the table names them, so a reader knows which cells --resume may change;
+    past 8 it counts the rest (an interrupted cluster leaves many)."""
+    fake_trial(tmp_path, "lstm", "done", [(10, 0.9, 0.8)])
+    fake_trial(tmp_path, "rwkv", "0000", [(e, 0.1 * e, 0.1 * e) for e in range(1, 4)], status="running")
+    md = write_report(tmp_path)
+    assert "1 trial(s) still running" in md and "last saved state: induction/rwkv 0000 (3 of 10 epochs)." in md, md
+    for i in range(1, 10):
+        fake_trial(tmp_path, "rwkv", f"{i:04d}", [(1, 0.1, 0.1)], status="running")
+    md = write_report(tmp_path)
+    assert "10 trial(s) still running" in md and "induction/rwkv 0007 (1 of 10 epochs) and 2 more." in md, md
+
+
 def test_a_rerun_cut_by_the_time_budget_is_listed_as_not_counted(tmp_path):
     fake_trial(tmp_path, "lstm", "b", [(10, 0.9, 0.8)])
     fake_trial(tmp_path, "lstm", "s1", [(10, 0.95, 0.6)], experiment="reseeds", role="reseed", seed=1)

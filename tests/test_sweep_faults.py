@@ -212,7 +212,8 @@ def test_a_trial_cut_by_the_time_budget_is_continued_by_resume_to_its_last_epoch
     # the file may hold epochs after the last state (they are trained again); readers count up to it
     assert written == list(range(1, len(written) + 1)) and 0 < status["epochs"] <= len(written) < 150
     assert [t.epochs_run for t in load_trials(storage)] == [status["epochs"]]
-    assert "still running, or cut by the time budget" in (storage / "table.md").read_text()
+    table = (storage / "table.md").read_text()
+    assert "still running, or cut by the time budget" in table and f"induction/lstm 0000 ({status['epochs']} of 150 epochs)" in table
     done = run("--resume")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     [trial] = load_trials(storage)
