@@ -106,6 +106,14 @@ def cut_by_budget(t: Trial) -> bool:
     return t.status == "stopped" and (t.reason or "").startswith("the time budget")
 
 
+def name_trials(trials: list[Trial], at_most: int = 8) -> str:
+    """"induction/rwkv 0000 (3 of 10 epochs), ...": by experiment, which tells the training sizes of
+    a learning curve apart; past at_most the rest are counted (an interrupted cluster leaves many)."""
+    names = ", ".join(f"{t.experiment} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)"
+                      for t in trials[:at_most])
+    return names + (f" and {len(trials) - at_most} more" if len(trials) > at_most else "")
+
+
 def summarize(trials: list[Trial]) -> list[dict]:
     """One row per (task, training size, model): the best trial's numbers and the trial counts.
     Only searched trials compete; re-runs of the chosen config give the seed statistics."""
@@ -409,18 +417,15 @@ def write_report(root: str | Path) -> str:
     failed = [t for t in trials if t.status in ("errored", "diverged")]
     md = f"# seqicl results: {title}\n\n" + markdown(rows, load_generations(root), failed)
     running = [t for t in trials if t.status == "running"]
-    if running:  # named, so a reader knows which cells may still change (up to 8: an interrupted cluster has many)
-        names = ", ".join(f"{t.experiment} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)" for t in running[:8])
-        more = f" and {len(running) - 8} more" if len(running) > 8 else ""
+    if running:  # named, so a reader knows which cells may still change
         md += (f"\n{len(running)} trial(s) still running, or cut by the time budget or an interrupted driver "
                f"(`--resume` continues them): counted with their best epoch up to their last saved state: "
-               f"{names}{more}.\n")
+               f"{name_trials(running)}.\n")
     cut = [t for t in trials if cut_by_budget(t)]
     if cut:
-        names = ", ".join(f"{t.model} {t.trial_id} ({t.epochs_run} of {t.epochs_budget} epochs)" for t in cut)
         md += (f"\n{len(cut)} trial(s) cut by the sweep's time budget before their last epoch and recorded as "
                f"stopped, so that `--resume` never continued them (seqicl before 2026-12-06); counted with "
-               f"their best epoch so far, not as stopped early: {names}.\n")
+               f"their best epoch so far, not as stopped early: {name_trials(cut)}.\n")
     if results.skipped:
         md += "\n## Unreadable trial records (left out)\n\n" + "".join(f"- {line}\n" for line in results.skipped)
     from .curves import plot_learning_curves, plot_search_progress  # matplotlib only when a report is written

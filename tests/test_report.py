@@ -74,7 +74,7 @@ def test_trials_cut_by_the_time_budget_are_named_not_counted_as_stopped_early(tm
     md = write_report(tmp_path)
     row = json.loads((tmp_path / "table.json").read_text())[0]
     assert row["stopped"] == 1 and row["finished"] == 0 and row["trials"] == 2 and row["test"] == pytest.approx(0.7)
-    assert "1 trial(s) cut by the sweep's time budget" in md and "lstm cut (7 of 10 epochs)" in md
+    assert "1 trial(s) cut by the sweep's time budget" in md and "induction/lstm cut (7 of 10 epochs)" in md
 
 
 def test_trials_still_running_are_named_under_the_table(tmp_path):
