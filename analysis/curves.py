@@ -15,11 +15,19 @@ from .results import Trial
 
 def save_png(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    # the figures lay themselves out (constrained); "tight" keeps a legend beside the panels in the picture
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     atomic_write(path, lambda f: f.write(buf.getvalue()))
+
+
+def model_colours(models) -> dict[str, tuple]:
+    """One colour per model, the same in every figure of a folder: twelve models get the dark then
+    the light tab20 colours, never a baseline's black or grey."""
+    import matplotlib.pyplot as plt
+    palette = plt.get_cmap("tab20").colors
+    return {m: palette[(2 * i) % 20 + (i >= 10)] for i, m in enumerate(model_order(models))}
 
 
 def plot_learning_curves(rows: list[dict], path: Path) -> bool:
@@ -38,17 +46,16 @@ def plot_learning_curves(rows: list[dict], path: Path) -> bool:
     metric = {t: next(iter(next(iter(by_task[t].values())).values()))["metric"] for t in tasks}
     panels = [(t, "test", f"{METRIC_NAMES.get(metric[t], metric[t])} (%)") for t in tasks] + \
              [(t, "test_tvd", "test TVD to the DFA (lower is better)") for t in tasks if t == "dfa"]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1.8, 4), squeeze=False)
-    palette = plt.get_cmap("tab20").colors
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels) + 1.8, 4), squeeze=False, layout="constrained")
     for ax, (task, key, label) in zip(axes[0], panels):
         scale = 100 if key == "test" else 1
         sizes = sorted({n for m in by_task[task].values() for n in m})
-        for i, model in enumerate(model_order(by_task[task])):
+        colours = model_colours(by_task[task])
+        for model in model_order(by_task[task]):
             have = {n: r[key] * scale for n, r in by_task[task][model].items() if r[key] is not None}
             if have:  # a size not run inside the model's range is a gap in its line, not a straight segment
                 xs = [n for n in sizes if min(have) <= n <= max(have)]
-                # twelve models: the dark then the light tab20 colours, never a baseline's black or grey
-                ax.plot(xs, [have.get(n, float("nan")) for n in xs], marker="o", color=palette[(2 * i) % 20 + (i >= 10)],
+                ax.plot(xs, [have.get(n, float("nan")) for n in xs], marker="o", color=colours[model],
                         label=MODEL_NAMES.get(model, model))
         first = next(iter(next(iter(by_task[task].values())).values()))
         for i, (name, scores) in enumerate(sorted(first["baselines"].items())):
@@ -90,8 +97,15 @@ def search_progress(trials: list[Trial]) -> dict[str, dict[tuple, list[tuple[flo
     return dict(out)
 
 
+def size_name(n: int) -> str:
+    return f"{n / 1000:g}k examples" if n >= 1000 else f"{n} examples"
+
+
 def plot_search_progress(trials: list[Trial], path: Path) -> bool:
-    """One panel per task; False when no sweep trial reported a timestamped score."""
+    """One panel per task, or per task and training size where a task was swept at several (a
+    learning curve's dozens of lines in one panel could not be told apart), a model's colour the
+    same in every panel and in the learning curves; False when no sweep trial reported a
+    timestamped score."""
     progress = search_progress(trials)
     if not progress:
         return False
@@ -99,20 +113,32 @@ def plot_search_progress(trials: list[Trial], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(progress), figsize=(5.5 * len(progress), 4), squeeze=False)
-    for ax, task in zip(axes[0], sorted(progress)):
-        series = progress[task]
-        sizes = {n for _, n in series}
-        for model in model_order({m for m, _ in series}):
-            for (m, n), curve in sorted(series.items()):
-                if m == model and curve:
-                    label = MODEL_NAMES.get(m, m) + (f" ({n})" if len(sizes) > 1 else "")
-                    xs, ys = [x for x, _ in curve], [100 * y for _, y in curve]
-                    ax.step(xs + [max(xs[-1], 1.0)], ys + ys[-1:], where="post", label=label)
+    panels = []   # (task, size or None, {model: curve})
+    for task in sorted(progress):
+        sizes = sorted({n for _, n in progress[task]})
+        for n in sizes:
+            curves = {m: c for (m, size), c in progress[task].items() if size == n and c}
+            panels.append((task, n if len(sizes) > 1 else None, curves))
+    colours = model_colours({m for _, _, curves in panels for m in curves})
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols + 1.8, 3.6 * rows), squeeze=False, layout="constrained")
+    for ax, (task, size, curves) in zip(axes.flat, panels):
+        for model in model_order(curves):
+            curve = curves[model]
+            xs, ys = [x for x, _ in curve], [100 * y for _, y in curve]
+            ax.step(xs + [max(xs[-1], 1.0)], ys + ys[-1:], where="post", color=colours[model],
+                    label=MODEL_NAMES.get(model, model))
         ax.set_xlabel("seconds since the sweep began (wall clock)")
         ax.set_ylabel("best validation score so far (%)")
-        ax.set_title(TASK_NAMES.get(task, task))
+        ax.set_title(TASK_NAMES.get(task, task) + (f", {size_name(size)}" if size is not None else ""))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    labels = {}
+    for ax in axes.flat:
+        for line in ax.get_lines():
+            labels.setdefault(line.get_label(), line)
+    fig.legend(labels.values(), labels.keys(), fontsize=8, loc="outside right center")  # each model once
     save_png(fig, path)
     return True

@@ -351,6 +351,38 @@ def test_regbench_figure_log_x_one_line_per_model_ngrams_dashed(tmp_path, monkey
                                            tmp_path / "y.png")
 
 
+def test_search_progress_of_a_learning_curve_has_a_panel_per_size_and_each_model_once_in_one_colour(tmp_path, monkeypatch):
+    import analysis.curves as curves
+    from analysis.report import summarize
+    from analysis.results import load_trials
+    fake_regbench(tmp_path)
+    trials = load_trials(tmp_path)
+    for i, t in enumerate(trials):
+        t.epochs[0].update(timestamp=1000.0 + i, time_total_s=5.0 + i)
+    figures = []
+    monkeypatch.setattr(curves, "save_png", lambda fig, path: figures.append(fig))
+    assert curves.plot_search_progress(trials, tmp_path / "p.png")
+    assert curves.plot_learning_curves(summarize(trials), tmp_path / "c.png")
+    progress, learning = figures
+    panels = [ax for ax in progress.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["RegBench (DFA), 1k examples", "RegBench (DFA), 5k examples",
+                                                "RegBench (DFA), 40k examples"]
+    # each panel its size's models, named without the size, in the tables' order (no LSTM at 40k)
+    assert [[line.get_label() for line in ax.lines] for ax in panels] == [["Transformer", "LSTM"]] * 2 + [["Transformer"]]
+    # one legend for the figure, each model once; a model's colour is the same in every panel and figure
+    (legend,) = progress.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["Transformer", "LSTM"]
+    colour = {line.get_label(): line.get_color() for line in learning.axes[0].lines if line.get_linestyle() == "-"}
+    assert colour["Transformer"] != colour["LSTM"]
+    for ax in panels:
+        for line in ax.lines:
+            assert line.get_color() == colour[line.get_label()]
+    # one size: one panel, titled by its task alone
+    figures.clear()
+    assert curves.plot_search_progress([t for t in trials if t.num_train == 5000], tmp_path / "q.png")
+    assert [ax.get_title() for ax in figures[0].axes if ax.get_visible()] == ["RegBench (DFA)"]
+
+
 def test_generation_table_reads_every_decoding_and_older_summaries(tmp_path):
     fake_regbench(tmp_path)
     new = {"num_dfas": 50, "decoding": "greedy", "samples": 1, "acceptance": 0.92, "ended": 0.96,
