@@ -1,6 +1,6 @@
-"""Sweep every model on one task with Ray Tune + Optuna + ASHA, then write the table.
+"""Sweep the models on one task with Ray Tune + Optuna + ASHA, then write the table.
 
-    python sweeps/run.py --task induction                      # all models, default preset
+    python sweeps/run.py --task induction                      # the original table's seven, default preset
     python sweeps/run.py --task dfa --models transformer,lstm --preset paper optim.beta2=0.95
     python sweeps/run.py --resume --storage runs/induction-...  # continue a sweep where it stopped
 
@@ -44,9 +44,10 @@ STORED_ARGS = ("task", "models", "preset", "num_examples", "seed", "seeds", "num
 def parse_args(argv):
     p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default=None, help="associative_recall, induction (or induction_head), dfa")
-    p.add_argument("--models", default=None, help="comma-separated; default: every registered model")
-    p.add_argument("--preset", default=None, help="cpu, smoke (seconds), paper (64 trials of 50 epochs per model) "
-                   "or long (64 of the original 200 epochs): sweeps/presets/*.yaml")
+    p.add_argument("--models", default=None, help="comma-separated; default: the preset's list, else the original "
+                   "table's seven (the paper's other five run when named)")
+    p.add_argument("--preset", default=None, help=", ".join(sorted(f.stem for f in PRESETS.glob("*.yaml"))) +
+                   ": sweeps/presets/*.yaml (default: paper with a GPU, cpu without)")
     p.add_argument("--num-samples", type=int, default=None, help="trials per model (preset's default)")
     p.add_argument("--storage", default=None, help="results folder (default: runs/<task>-<time>)")
     p.add_argument("--resume", action="store_true", help="continue the sweep stored in --storage")
