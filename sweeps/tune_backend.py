@@ -167,15 +167,25 @@ def dashboard_missing() -> str | None:
     return f"needs Ray's dashboard packages (missing {', '.join(missing)}): pip install 'ray[default]'" if missing else None
 
 
-def injected_fault(trial: str) -> str | None:
+FAULT_KINDS = ("crash", "nan", "oom", "oom-always")
+
+
+def injected_faults() -> dict[str, str]:
     """Test hook: SEQICL_FAULTS="crash:0002,nan:0003,oom:0001" makes trial 0002 raise (every
     attempt), trial 0003 train into a NaN loss and trial 0001 run out of GPU memory (its first
-    start only, or every start with "oom-always")."""
+    start only, or every start with "oom-always"). Trial -> fault; anything else is one line
+    (ConfigError), so that a mistyped fault never lets a test pass without its fault."""
+    faults = {}
     for item in filter(None, os.environ.get("SEQICL_FAULTS", "").split(",")):
         kind, _, which = item.partition(":")
-        if which == trial:
-            return kind
-    return None
+        if kind not in FAULT_KINDS or not which:
+            raise ConfigError(f"SEQICL_FAULTS takes kind:trial items ({', '.join(FAULT_KINDS)}), got {item!r}")
+        faults[which] = kind
+    return faults
+
+
+def injected_fault(trial: str) -> str | None:
+    return injected_faults().get(trial)
 
 
 def fake_gpus() -> int:
@@ -647,6 +657,7 @@ def _session(cluster, root: Path, storage: Path):
     """MPS (when asked), then Ray; both stopped on the way out. MPS comes first: a trial process
     joins MPS only if the daemon runs when it first initialises CUDA. On a cluster joined by
     address, every node must reach ``storage`` before anything is written there."""
+    injected_faults()   # garbage in the test hook is refused before anything starts, not in every trial
     terminate_on_sigterm()
     if cluster.mps != "off" and not mps.start_mps():
         if cluster.mps == "on":

@@ -364,3 +364,19 @@ def test_the_fake_gpu_hook_takes_a_count_and_refuses_anything_else(monkeypatch):
         monkeypatch.setenv("SEQICL_FAKE_GPUS", bad)
         with pytest.raises(ConfigError, match="SEQICL_FAKE_GPUS must be a number of GPUs"):
             fake_gpus()
+
+
+def test_the_fault_hook_reads_kind_and_trial_and_refuses_a_mistyped_fault(monkeypatch):
+    """SEQICL_FAULTS (a test hook): a mistyped kind used to be ignored, so a fault test could pass
+    without its fault; now it is one line (ConfigError), checked before a sweep starts anything."""
+    from seqicl.config import ConfigError
+    from sweeps.tune_backend import injected_fault, injected_faults
+    monkeypatch.delenv("SEQICL_FAULTS", raising=False)
+    assert injected_faults() == {} and injected_fault("0001") is None
+    monkeypatch.setenv("SEQICL_FAULTS", "crash:0002,oom-always:0001,")
+    assert injected_faults() == {"0002": "crash", "0001": "oom-always"}
+    assert injected_fault("0001") == "oom-always" and injected_fault("0003") is None
+    for bad in ("crsh:0002", "crash", "crash:", "nan:0001,boom:0002"):
+        monkeypatch.setenv("SEQICL_FAULTS", bad)
+        with pytest.raises(ConfigError, match="SEQICL_FAULTS takes kind:trial items"):
+            injected_faults()
